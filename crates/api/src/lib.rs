@@ -1,0 +1,35 @@
+//! The wire API: etcd's v3 protobuf messages and gRPC services, plus our internal formats.
+//!
+//! Generated from `proto/` at build time. Nothing but types lives here: no behaviour, no I/O.
+
+#![allow(clippy::all, missing_docs)]
+
+/// Key-value records and watch events (`mvccpb`).
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// Users, roles and permissions (`authpb`).
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+/// The client API services: KV, Watch, Lease, Cluster, Maintenance, Auth (`etcdserverpb`).
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// The lock service (`v3lockpb`).
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// The election service (`v3electionpb`).
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
+/// Raft proposals and member-to-member traffic; ours, not etcd's.
+pub mod internalpb {
+    tonic::include_proto!("internalpb");
+}

@@ -1,1 +1,189 @@
-fn main() {}
+//! The `etcd` binary: parse flags, environment and config file exactly as etcd 3.4 does, set up
+//! logging, then hand a `ServerConfig` to the server library and serve until stopped.
+
+mod config;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use config::{Action, Config, LogLevel, Logger};
+use etcd_server::{ServerConfig, TlsSettings};
+use etcd_transport::TlsInfo;
+
+fn main() -> ExitCode {
+    let parsed = match config::parse(std::env::args_os().skip(1), std::env::vars_os()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            if e.shows_usage() {
+                eprintln!("{e}");
+                eprint!("{}", config::usage());
+            } else {
+                eprintln!("error verifying flags, {e}. See 'etcd --help'.");
+            }
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let cfg = match parsed.action {
+        Action::Run(cfg) => cfg,
+        Action::PrintVersion => {
+            print!("{}", config::version());
+            return ExitCode::SUCCESS;
+        }
+        Action::PrintHelp => {
+            print!("{}", config::help());
+            return ExitCode::SUCCESS;
+        }
+        Action::Subcommand { name, .. } => {
+            eprintln!("etcd {name}: this subcommand is not supported yet");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = init_logging(&cfg) {
+        eprintln!("etcd: {e}");
+        return ExitCode::FAILURE;
+    }
+    for notice in &parsed.notices {
+        tracing::info!("{notice}");
+    }
+    for warning in &parsed.warnings {
+        tracing::warn!("{warning}");
+    }
+    let server_cfg = server_config(&cfg);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("etcd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(server_cfg))
+}
+
+async fn serve(cfg: ServerConfig) -> ExitCode {
+    let mut running = match etcd_server::start(cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start etcd");
+            eprintln!("etcd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("etcd: cannot install a SIGTERM handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        e = running.fatal() => {
+            tracing::error!(error = %e, "stopping after a fatal error");
+            eprintln!("etcd: {e}");
+            ExitCode::FAILURE
+        }
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("received interrupt; shutting down");
+            running.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        _ = sigterm.recv() => {
+            tracing::info!("received terminated signal; shutting down");
+            running.shutdown().await;
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) -> Result<(), String> {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match cfg.effective_log_level() {
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        _ => LevelFilter::ERROR,
+    };
+    let output = cfg
+        .log_outputs
+        .iter()
+        .find(|o| o.as_str() != "default")
+        .cloned()
+        .unwrap_or_else(|| "stderr".to_string());
+    let builder = tracing_subscriber::fmt().with_max_level(level);
+    // zap writes JSON lines; capnslog (etcd 3.4's default) writes plain text lines.
+    let json = cfg.logger == Logger::Zap;
+    let result = match output.as_str() {
+        "stderr" if json => builder.json().with_writer(std::io::stderr).try_init(),
+        "stderr" => builder.with_ansi(false).with_writer(std::io::stderr).try_init(),
+        "stdout" if json => builder.json().with_writer(std::io::stdout).try_init(),
+        "stdout" => builder.with_ansi(false).with_writer(std::io::stdout).try_init(),
+        path => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log output {path}: {e}"))?;
+            let file = std::sync::Mutex::new(file);
+            if json {
+                builder.json().with_writer(file).try_init()
+            } else {
+                builder.with_ansi(false).with_writer(file).try_init()
+            }
+        }
+    };
+    result.map_err(|e| format!("cannot set up logging: {e}"))
+}
+
+fn server_config(cfg: &Config) -> ServerConfig {
+    let initial_cluster = cfg
+        .initial_cluster
+        .iter()
+        .flat_map(|m| m.peer_urls.iter().map(|u| (m.name.clone(), u.clone())))
+        .collect();
+    let tls = |t: &config::TlsConfig, allowed: bool| TlsSettings {
+        info: TlsInfo {
+            cert_file: t.cert_file.clone(),
+            key_file: t.key_file.clone(),
+            trusted_ca_file: t.trusted_ca_file.clone(),
+            client_cert_auth: t.client_cert_auth,
+            crl_file: t.crl_file.clone(),
+            cipher_suites: cfg.cipher_suites.clone(),
+            allowed_cn: if allowed { t.allowed_cn.clone() } else { None },
+            allowed_hostname: if allowed { t.allowed_hostname.clone() } else { None },
+            skip_client_san_verify: t.skip_client_san_verification,
+            ..TlsInfo::default()
+        },
+        auto: t.auto_tls,
+    };
+    ServerConfig {
+        name: cfg.name.clone(),
+        data_dir: cfg.data_dir.clone(),
+        wal_dir: cfg.wal_dir.clone(),
+        listen_client_urls: cfg.listen_client_urls.clone(),
+        advertise_client_urls: cfg.advertise_client_urls.clone(),
+        listen_peer_urls: cfg.listen_peer_urls.clone(),
+        initial_advertise_peer_urls: cfg.initial_advertise_peer_urls.clone(),
+        initial_cluster,
+        initial_cluster_token: cfg.initial_cluster_token.clone(),
+        initial_cluster_state_new: cfg.initial_cluster_state == config::ClusterState::New,
+        snapshot_count: cfg.snapshot_count,
+        heartbeat_interval: Duration::from_millis(cfg.heartbeat_interval_ms),
+        election_timeout: Duration::from_millis(cfg.election_timeout_ms),
+        quota_backend_bytes: cfg.quota_backend_bytes_effective().unwrap_or(u64::MAX),
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops as usize,
+        strict_reconfig_check: cfg.strict_reconfig_check,
+        pre_vote: cfg.pre_vote,
+        backend_batch_interval: if cfg.backend_batch_interval.is_zero() {
+            Duration::from_millis(100)
+        } else {
+            cfg.backend_batch_interval
+        },
+        backend_batch_limit: if cfg.backend_batch_limit <= 0 {
+            10_000
+        } else {
+            cfg.backend_batch_limit as usize
+        },
+        client_tls: tls(&cfg.client_tls, false),
+        peer_tls: tls(&cfg.peer_tls, true),
+    }
+}

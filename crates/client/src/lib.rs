@@ -1,0 +1,155 @@
+//! A client for etcd's v3 API: connection setup (plain, TLS, unix sockets) and typed stubs
+//! for every service, plus a few conveniences for the common calls.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), etcd_client::ClientError> {
+//! let mut client = etcd_client::Client::connect(&["http://127.0.0.1:2379"], Default::default()).await?;
+//! client.put("greeting", "hello").await?;
+//! let resp = client.get("greeting").await?;
+//! assert_eq!(resp.kvs[0].value, b"hello");
+//! # Ok(()) }
+//! ```
+
+mod channel;
+
+use std::time::Duration;
+
+pub use channel::{ConnectOptions, connect_channel};
+use etcd_api::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
+};
+use etcd_api::v3electionpb::election_client::ElectionClient;
+use etcd_api::v3lockpb::lock_client::LockClient;
+use tonic::transport::Channel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint { endpoint: String, reason: String },
+    #[error("no endpoints given")]
+    NoEndpoints,
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("{}", .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+/// A connection to an etcd cluster with a stub for each v3 service. Stubs are cheap to clone
+/// (they share the one channel).
+#[derive(Clone)]
+pub struct Client {
+    pub kv: KvClient<Channel>,
+    pub watch: WatchClient<Channel>,
+    pub lease: LeaseClient<Channel>,
+    pub cluster: ClusterClient<Channel>,
+    pub maintenance: MaintenanceClient<Channel>,
+    pub auth: AuthClient<Channel>,
+    pub lock: LockClient<Channel>,
+    pub election: ElectionClient<Channel>,
+}
+
+/// Responses can be as large as the server allows; etcd's clients accept up to 2 GiB - 1.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
+impl Client {
+    pub async fn connect<S: AsRef<str>>(
+        endpoints: &[S],
+        options: ConnectOptions,
+    ) -> Result<Client, ClientError> {
+        let channel = connect_channel(endpoints, &options).await?;
+        Ok(Client::from_channel(channel))
+    }
+
+    pub fn from_channel(channel: Channel) -> Client {
+        Client {
+            kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            watch: WatchClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            lease: LeaseClient::new(channel.clone()),
+            cluster: ClusterClient::new(channel.clone()),
+            maintenance: MaintenanceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            auth: AuthClient::new(channel.clone()),
+            lock: LockClient::new(channel.clone()),
+            election: ElectionClient::new(channel),
+        }
+    }
+
+    pub async fn put(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<PutResponse, ClientError> {
+        let req = PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        };
+        Ok(self.kv.put(req).await?.into_inner())
+    }
+
+    /// A linearizable read of one key.
+    pub async fn get(&mut self, key: impl Into<Vec<u8>>) -> Result<RangeResponse, ClientError> {
+        let req = RangeRequest {
+            key: key.into(),
+            ..Default::default()
+        };
+        Ok(self.kv.range(req).await?.into_inner())
+    }
+
+    /// A linearizable read of every key starting with `prefix`.
+    pub async fn get_prefix(
+        &mut self,
+        prefix: impl Into<Vec<u8>>,
+    ) -> Result<RangeResponse, ClientError> {
+        let key = prefix.into();
+        let req = RangeRequest {
+            range_end: prefix_end(&key),
+            key,
+            ..Default::default()
+        };
+        Ok(self.kv.range(req).await?.into_inner())
+    }
+
+    pub async fn delete(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+    ) -> Result<DeleteRangeResponse, ClientError> {
+        let req = DeleteRangeRequest {
+            key: key.into(),
+            ..Default::default()
+        };
+        Ok(self.kv.delete_range(req).await?.into_inner())
+    }
+}
+
+/// The range end that selects every key with this prefix (etcd's `GetPrefixRangeEnd`): the
+/// prefix with its last byte below 0xff incremented and the rest dropped; `"\0"` (every key)
+/// when the prefix is all 0xff or empty.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// How long a dial waits by default, as etcdctl's `--dial-timeout`.
+pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_matches_etcd() {
+        assert_eq!(prefix_end(b"abc"), b"abd");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+        assert_eq!(prefix_end(b""), b"\0");
+    }
+}

@@ -1,0 +1,425 @@
+//! The store: opening and rebuilding, the shared state readers and the writer meet in, the
+//! durability policy, and the maintenance calls (defragment, sizes, metadata).
+//!
+//! # Concurrency
+//!
+//! One apply thread writes; any number of threads read. They share:
+//! - `state` (`RwLock<Published>`): the key index plus the *published* current revision,
+//!   compacted revision and consistent index. Readers never look at index entries above the
+//!   published revision, so the writer may append a batch's revisions to the index (under
+//!   short write locks) before the batch is committed.
+//! - redb. A batch is one write transaction, committed (non-durably) before its revision is
+//!   published; a reader opens its redb snapshot while holding the `state` read lock, so the
+//!   snapshot contains every record the published revision refers to.
+//! - Compaction is the one operation that removes what readers may need. It first commits
+//!   and publishes everything before it, then trims the index under the write lock, and only
+//!   then deletes records (committed later). A reader that saw the untrimmed index opened its
+//!   snapshot before the trim, hence before the deletes; one that sees the trimmed index never
+//!   asks for a removed record.
+//!
+//! Lock order: `writer` -> `db` -> `state`. `db` is write-locked only by `defragment`, which
+//! needs redb to itself.
+//!
+//! # Durability
+//!
+//! The server's WAL is the source of truth. Every batch commits with `Durability::None`
+//! (visible at once, no fsync) unless `batch_interval` has passed since the last durable
+//! commit or `batch_limit` backend mutations have accumulated; a background thread makes the
+//! tail durable when the apply thread goes idle, and `force_commit` does it on demand. The
+//! consistent index is written in the same transaction as the records, so whatever commit redb
+//! recovers after a crash is self-consistent and the server replays its WAL from there.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use etcd_api::etcdserverpb::{RangeRequest, RangeResponse};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use crate::MvccError;
+use crate::apply::ApplyBatch;
+use crate::backend::{EXT_TABLE, KEY_TABLE, META_TABLE, load_index, read_meta};
+use crate::index::TreeIndex;
+use crate::range;
+
+/// Tuning of the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Longest time a non-durable commit may wait for a durable one (etcd's
+    /// `--backend-batch-interval`).
+    pub batch_interval: Duration,
+    /// Most backend mutations between durable commits (etcd's `--backend-batch-limit`).
+    pub batch_limit: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            batch_interval: Duration::from_millis(100),
+            batch_limit: 10_000,
+        }
+    }
+}
+
+/// What readers may see: the index and the revisions it is valid up to.
+#[derive(Debug)]
+pub(crate) struct Published {
+    pub index: TreeIndex,
+    pub current_rev: i64,
+    /// -1 until the first compaction, as in etcd.
+    pub compact_rev: i64,
+    pub consistent_index: u64,
+    pub term: u64,
+}
+
+/// The durability bookkeeping, owned by whoever holds the writer lock.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    pub last_durable: Instant,
+    pub ops_since_durable: usize,
+    /// Some commit since the last durable one was non-durable.
+    pub dirty: bool,
+}
+
+/// How long a computed `db_size_in_use_bytes` is reused; computing it walks the whole tree.
+const IN_USE_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How long `defragment` waits for in-flight readers before giving up.
+const DEFRAG_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Inner {
+    path: PathBuf,
+    pub(crate) opts: StoreOptions,
+    db: RwLock<Database>,
+    state: RwLock<Published>,
+    writer: Mutex<WriterState>,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    in_use_cache: Mutex<Option<(Instant, u64)>>,
+}
+
+// Poisoning only says a thread panicked while holding the lock. Every writer path undoes its
+// index changes on unwind (see `ApplyBatch`'s Drop), so the data behind the lock is usable.
+fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    r.unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, Published> {
+        unpoison(self.state.read())
+    }
+
+    pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, Published> {
+        unpoison(self.state.write())
+    }
+
+    fn read_db(&self) -> RwLockReadGuard<'_, Database> {
+        unpoison(self.db.read())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        unpoison(self.writer.lock())
+    }
+
+    /// Begins the (single) redb write transaction.
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, MvccError> {
+        Ok(self.read_db().begin_write()?)
+    }
+
+    /// Runs `f` on the published state and opens a redb snapshot that holds every record it
+    /// refers to.
+    pub(crate) fn snapshot<T>(
+        &self,
+        f: impl FnOnce(&Published) -> Result<T, MvccError>,
+    ) -> Result<(T, ReadTransaction), MvccError> {
+        let db = self.read_db();
+        let state = self.read_state();
+        let out = f(&state)?;
+        let rtxn = db.begin_read()?;
+        Ok((out, rtxn))
+    }
+
+    /// An empty durable commit, which makes every earlier non-durable commit durable.
+    fn durable_commit(&self, writer: &mut WriterState) -> Result<(), MvccError> {
+        let mut txn = self.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        writer.last_durable = Instant::now();
+        writer.ops_since_durable = 0;
+        writer.dirty = false;
+        Ok(())
+    }
+
+    /// The background flusher's tick: make the tail durable once it is old enough.
+    fn flush_if_due(&self) -> Result<(), MvccError> {
+        let mut writer = self.lock_writer();
+        if writer.dirty && writer.last_durable.elapsed() >= self.opts.batch_interval {
+            self.durable_commit(&mut writer)?;
+        }
+        Ok(())
+    }
+}
+
+/// The MVCC key-value store. Share it as `Arc<Store>`.
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating the file if missing, and rebuilds the key index
+    /// from the records.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, MvccError> {
+        let db = Database::builder().create(path)?;
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(KEY_TABLE)?;
+            txn.open_table(META_TABLE)?;
+            txn.open_table(EXT_TABLE)?;
+            txn.commit()?;
+        }
+        let (index, last_main, meta) = {
+            let rtxn = db.begin_read()?;
+            let meta = read_meta(&rtxn.open_table(META_TABLE)?)?;
+            let (index, last_main) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
+            (index, last_main, meta)
+        };
+        let compact_rev = meta.compact_rev.unwrap_or(-1);
+        // A compaction can remove every record up to it (a delete of the last key), so the
+        // compacted revision is a floor; an empty store is at revision 1, as in etcd.
+        let current_rev = last_main.max(compact_rev).max(1);
+        tracing::info!(
+            path = %path.display(),
+            current_revision = current_rev,
+            compact_revision = compact_rev,
+            consistent_index = meta.consistent_index,
+            keys = index.len(),
+            "opened mvcc store"
+        );
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            opts,
+            db: RwLock::new(db),
+            state: RwLock::new(Published {
+                index,
+                current_rev,
+                compact_rev,
+                consistent_index: meta.consistent_index,
+                term: meta.term,
+            }),
+            writer: Mutex::new(WriterState {
+                last_durable: Instant::now(),
+                ops_since_durable: 0,
+                dirty: false,
+            }),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            in_use_cache: Mutex::new(None),
+        });
+        let flusher = {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name("mvcc-flusher".into())
+                .spawn(move || flusher_loop(&inner))?
+        };
+        Ok(Store {
+            inner,
+            flusher: Some(flusher),
+        })
+    }
+
+    /// A range at the published revision; header carries the current revision only.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let (plan, rtxn) = self
+            .inner
+            .snapshot(|st| range::plan(&st.index, req, st.current_rev, st.compact_rev))?;
+        let table = rtxn.open_table(KEY_TABLE)?;
+        range::finish(&table, req, plan)
+    }
+
+    /// A copy of the whole key index, for tests and debugging (it is as large as the index).
+    pub fn index_clone(&self) -> crate::index::TreeIndex {
+        self.inner.read_state().index.clone()
+    }
+
+    /// The revision of the last applied write.
+    pub fn current_revision(&self) -> i64 {
+        self.inner.read_state().current_rev
+    }
+
+    /// The revision of the last compaction; -1 if never compacted (as etcd reports it).
+    pub fn compact_revision(&self) -> i64 {
+        self.inner.read_state().compact_rev
+    }
+
+    /// The Raft index and term of the last applied entry, as committed with the data.
+    pub fn consistent_index(&self) -> (u64, u64) {
+        let st = self.inner.read_state();
+        (st.consistent_index, st.term)
+    }
+
+    /// Applies one batch of Raft entries: everything `f` does commits together and becomes
+    /// visible to readers at once. Must not be called from inside `f` (it would deadlock).
+    /// If this returns an error, nothing `f` did took effect, including any events it took.
+    pub fn apply<R>(&self, f: impl FnOnce(&mut ApplyBatch<'_>) -> R) -> Result<R, MvccError> {
+        let mut writer = self.inner.lock_writer();
+        let mut batch = ApplyBatch::begin(&self.inner, &mut writer)?;
+        let out = f(&mut batch);
+        batch.finish()?;
+        Ok(out)
+    }
+
+    /// Makes every commit so far durable. Call before releasing WAL entries (snapshot,
+    /// shutdown).
+    pub fn force_commit(&self) -> Result<(), MvccError> {
+        let mut writer = self.inner.lock_writer();
+        if writer.dirty {
+            self.inner.durable_commit(&mut writer)?;
+        }
+        Ok(())
+    }
+
+    /// Size of the database file.
+    pub fn db_size_bytes(&self) -> u64 {
+        match std::fs::metadata(&self.inner.path) {
+            Ok(m) => m.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.inner.path.display(),
+                    "cannot stat the mvcc database file; reporting size 0");
+                0
+            }
+        }
+    }
+
+    /// Bytes of the file in allocated pages (the rest is free space `defragment` returns).
+    /// Computing it walks the whole tree, so the value is reused for a second.
+    pub fn db_size_in_use_bytes(&self) -> u64 {
+        // The cache lock is not held while computing: `defragment` takes it under the writer
+        // lock, which the computation needs.
+        if let Some((at, bytes)) = *unpoison(self.inner.in_use_cache.lock())
+            && at.elapsed() < IN_USE_CACHE_TTL
+        {
+            return bytes;
+        }
+        match self.compute_in_use() {
+            Ok(bytes) => {
+                *unpoison(self.inner.in_use_cache.lock()) = Some((Instant::now(), bytes));
+                bytes
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot compute the mvcc database's in-use size; reporting the file size");
+                self.db_size_bytes()
+            }
+        }
+    }
+
+    fn compute_in_use(&self) -> Result<u64, MvccError> {
+        // Holding the writer lock means no write transaction is live, so this one starts at
+        // once and the apply thread waits for at most the walk.
+        let _writer = self.inner.lock_writer();
+        let txn = self.inner.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        Ok(stats.allocated_pages() * stats.page_size() as u64)
+    }
+
+    /// Compacts the database file. Blocks writers and new readers while it runs.
+    pub fn defragment(&self) -> Result<(), MvccError> {
+        let mut writer = self.inner.lock_writer();
+        if writer.dirty {
+            self.inner.durable_commit(&mut writer)?;
+        }
+        let mut db = unpoison(self.inner.db.write());
+        // Readers release the db lock before they finish reading their snapshot; wait for
+        // those stragglers rather than fail.
+        let deadline = Instant::now() + DEFRAG_WAIT;
+        loop {
+            match db.compact() {
+                Ok(_) => break,
+                Err(redb::CompactionError::TransactionInProgress) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    return Err(MvccError::DefragmentBusy);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        drop(db);
+        *unpoison(self.inner.in_use_cache.lock()) = None;
+        writer.last_durable = Instant::now();
+        Ok(())
+    }
+
+    /// One entry of the opaque metadata other subsystems keep here.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
+        let ((), rtxn) = self.inner.snapshot(|_| Ok(()))?;
+        let table = rtxn.open_table(EXT_TABLE)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every metadata entry whose name starts with `prefix`, in name order.
+    pub fn meta_range(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
+        let ((), rtxn) = self.inner.snapshot(|_| Ok(()))?;
+        let table = rtxn.open_table(EXT_TABLE)?;
+        meta_prefix(&table, prefix)
+    }
+}
+
+/// Entries of an `ext` table whose names start with `prefix`.
+pub(crate) fn meta_prefix<T>(table: &T, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MvccError>
+where
+    T: ReadableTable<&'static str, &'static [u8]>,
+{
+    let mut out = Vec::new();
+    for entry in table.range(prefix..)? {
+        let (k, v) = entry?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push((k.value().to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn flusher_loop(inner: &Inner) {
+    loop {
+        let stopped = {
+            let guard = unpoison(inner.stop.lock());
+            let (guard, _) = unpoison(
+                inner
+                    .stop_cv
+                    .wait_timeout_while(guard, inner.opts.batch_interval, |stop| !*stop),
+            );
+            *guard
+        };
+        if stopped {
+            return;
+        }
+        if let Err(e) = inner.flush_if_due() {
+            tracing::warn!(error = %e,
+                "mvcc background commit failed; data stays recoverable from the WAL, check the disk");
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        *unpoison(self.inner.stop.lock()) = true;
+        self.inner.stop_cv.notify_all();
+        if let Some(handle) = self.flusher.take()
+            && handle.join().is_err()
+        {
+            tracing::warn!("mvcc flusher thread panicked");
+        }
+        if let Err(e) = self.force_commit() {
+            tracing::warn!(error = %e, "final mvcc commit failed; the WAL replays what was lost");
+        }
+    }
+}

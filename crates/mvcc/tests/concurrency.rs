@@ -1,0 +1,136 @@
+//! Readers running while the apply thread writes and compacts see only whole revisions.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use etcd_api::etcdserverpb::{RangeRequest, TxnRequest};
+use etcd_mvcc::{MvccError, Store, StoreOptions};
+
+const WRITES: usize = 1500;
+
+#[test]
+fn readers_only_see_whole_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+
+    let writer = {
+        let store = Arc::clone(&store);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            for i in 1..=WRITES {
+                let v = i.to_string();
+                store
+                    .apply(|b| {
+                        // Three keys change together in one revision; a batch sometimes holds
+                        // two such revisions, or a delete of all three.
+                        let both = TxnRequest {
+                            compare: vec![],
+                            success: vec![op_put("a", &v), op_put("b", &v), op_put("c", &v)],
+                            failure: vec![],
+                        };
+                        b.txn(&both, &no_leases).unwrap();
+                        if i % 7 == 0 {
+                            b.delete_range(&del_req("a", "d")).unwrap();
+                        }
+                        if i % 3 == 0 {
+                            b.txn(&both, &no_leases).unwrap();
+                        }
+                        if i % 50 == 0 {
+                            let current = b.current_revision();
+                            b.compact(current - 5).unwrap();
+                        }
+                        b.set_consistent_index(i as u64, 1);
+                    })
+                    .unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+
+    let readers: Vec<_> = (0..3)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut last_rev = 0;
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let resp = store.range(&range_req("a", "d")).unwrap();
+                    let rev = resp.header.unwrap().revision;
+                    assert!(rev >= last_rev, "revision went back from {last_rev} to {rev}");
+                    last_rev = rev;
+                    // All three keys or none, always with one value and one mod revision.
+                    assert!(resp.kvs.is_empty() || resp.kvs.len() == 3, "{resp:?}");
+                    if let Some(first) = resp.kvs.first() {
+                        for kv in &resp.kvs {
+                            assert_eq!((&kv.value, kv.mod_revision), (&first.value, first.mod_revision));
+                            assert!(kv.mod_revision <= rev);
+                        }
+                    }
+                    assert_eq!(resp.count as usize, resp.kvs.len());
+                    // A historic read either works (whole revision) or is compacted. (0 and
+                    // below would mean "current".)
+                    if rev <= 3 {
+                        continue;
+                    }
+                    match store.range(&RangeRequest { revision: rev - 3, ..range_req("a", "d") }) {
+                        Ok(old) => {
+                            assert!(old.kvs.is_empty() || old.kvs.len() == 3);
+                            assert!(old.kvs.iter().all(|kv| kv.mod_revision <= rev - 3));
+                        }
+                        Err(MvccError::Compacted) => {}
+                        Err(e) => panic!("reader {n}: {e}"),
+                    }
+                    if reads % 50 == 0 {
+                        match store.hash_kv(rev) {
+                            Ok(_) | Err(MvccError::Compacted) => {}
+                            Err(e) => panic!("reader {n}: {e}"),
+                        }
+                        let (ci, _) = store.consistent_index();
+                        assert!(ci as usize <= WRITES);
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+
+    writer.join().unwrap();
+    for r in readers {
+        let reads = r.join().unwrap();
+        assert!(reads > 0);
+    }
+    assert_eq!(store.consistent_index(), (WRITES as u64, 1));
+    let last = store.range(&range_req("a", "d")).unwrap();
+    assert_eq!(last.kvs.len(), 3);
+    assert_eq!(last.kvs[0].value, WRITES.to_string().as_bytes());
+}
+
+#[test]
+fn defragment_while_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap());
+    for i in 0..200 {
+        put(&store, &format!("k{i:03}"), &"v".repeat(1000));
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let store = Arc::clone(&store);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                assert_eq!(store.range(&range_req("k", "l")).unwrap().count, 200);
+            }
+        })
+    };
+    for _ in 0..3 {
+        store.defragment().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
+}

@@ -1,0 +1,120 @@
+//! What the server library needs to start: already parsed and validated by the binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_transport::TlsInfo;
+use url::Url;
+
+/// The version this server reports (Status, `/version`, `etcd --version`): the etcd release we
+/// are a drop-in replacement for.
+pub const SERVER_VERSION: &str = "3.4.23";
+/// The cluster version reported by `/version`.
+pub const CLUSTER_VERSION: &str = "3.4.0";
+/// The quota used when `--quota-backend-bytes` is 0, as etcd's.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// gRPC may carry this much more than `--max-request-bytes` (etcd's grpcOverheadBytes).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// TLS of one port (client or peer): certificate files, or self-signed certificates.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// Files, client-certificate checks, CRL, allowed CN/hostname, cipher suites.
+    pub info: TlsInfo,
+    /// `--auto-tls` / `--peer-auto-tls`: self-signed certificates kept in the data dir, used
+    /// when no certificate files are given.
+    pub auto: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// `--wal-dir`; `<data-dir>/member/wal` when `None`.
+    pub wal_dir: Option<PathBuf>,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<Url>,
+    pub listen_peer_urls: Vec<Url>,
+    pub initial_advertise_peer_urls: Vec<Url>,
+    /// `--initial-cluster` as (name, peer URL) pairs; a name appears once per peer URL.
+    pub initial_cluster: Vec<(String, Url)>,
+    pub initial_cluster_token: String,
+    /// `--initial-cluster-state new` (true) or `existing` (false).
+    pub initial_cluster_state_new: bool,
+    pub snapshot_count: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    /// 0 means etcd's default of 2 GiB.
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: usize,
+    pub strict_reconfig_check: bool,
+    pub pre_vote: bool,
+    pub backend_batch_interval: Duration,
+    pub backend_batch_limit: usize,
+    pub client_tls: TlsSettings,
+    pub peer_tls: TlsSettings,
+}
+
+impl ServerConfig {
+    /// A single-member configuration on the given URLs, for tests and embedding.
+    pub fn single(name: &str, data_dir: PathBuf, client_url: Url, peer_url: Url) -> ServerConfig {
+        ServerConfig {
+            name: name.to_string(),
+            data_dir,
+            wal_dir: None,
+            listen_client_urls: vec![client_url.clone()],
+            advertise_client_urls: vec![client_url],
+            listen_peer_urls: vec![peer_url.clone()],
+            initial_advertise_peer_urls: vec![peer_url.clone()],
+            initial_cluster: vec![(name.to_string(), peer_url)],
+            initial_cluster_token: "etcd-cluster".to_string(),
+            initial_cluster_state_new: true,
+            snapshot_count: 100_000,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            quota_backend_bytes: 0,
+            max_request_bytes: 1_572_864,
+            max_txn_ops: 128,
+            strict_reconfig_check: true,
+            pre_vote: false,
+            backend_batch_interval: Duration::from_millis(100),
+            backend_batch_limit: 10_000,
+            client_tls: TlsSettings::default(),
+            peer_tls: TlsSettings::default(),
+        }
+    }
+
+    pub fn member_dir(&self) -> PathBuf {
+        self.data_dir.join("member")
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal_dir
+            .clone()
+            .unwrap_or_else(|| self.member_dir().join("wal"))
+    }
+
+    pub fn backend_path(&self) -> PathBuf {
+        self.member_dir().join("snap").join("db")
+    }
+
+    pub fn quota_bytes(&self) -> u64 {
+        if self.quota_backend_bytes == 0 {
+            DEFAULT_QUOTA_BYTES
+        } else {
+            self.quota_backend_bytes
+        }
+    }
+
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
+    }
+
+    /// Raft ticks per election timeout (etcd: election timeout / heartbeat interval).
+    pub fn election_ticks(&self) -> usize {
+        let heartbeat_ms = self.heartbeat_interval.as_millis().max(1);
+        ((self.election_timeout.as_millis() / heartbeat_ms) as usize).max(2)
+    }
+}

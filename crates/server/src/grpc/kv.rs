@@ -1,0 +1,127 @@
+//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+
+use std::sync::Arc;
+
+use etcd_api::etcdserverpb::kv_server::Kv;
+use etcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse, request_op,
+};
+use etcd_api::internalpb::internal_request::Request;
+use tonic::{Response, Status};
+
+use super::{check_quota, validate};
+use crate::apply::ApplyResponse;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+
+pub struct KvService {
+    pub server: Arc<EtcdServer>,
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: tonic::Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_range(&req)?;
+        if !req.serializable {
+            self.server.linearizable_barrier().await?;
+        }
+        let mut resp = self.server.store.range(&req).map_err(ServerError::from)?;
+        // Taken after the read, so the header never names a revision older than a returned key.
+        resp.header = self.server.current_header();
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: tonic::Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_put(&req)?;
+        check_quota(&self.server, req.key.len() + req.value.len()).await?;
+        let applied = self.server.propose(Request::Put(req)).await?;
+        match applied.response {
+            ApplyResponse::Put(mut resp) => {
+                resp.header = self.server.header(applied.revision);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: tonic::Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_delete(&req)?;
+        let applied = self.server.propose(Request::DeleteRange(req)).await?;
+        match applied.response {
+            ApplyResponse::DeleteRange(mut resp) => {
+                resp.header = self.server.header(applied.revision);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, request: tonic::Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_txn(&req, self.server.cfg.max_txn_ops)?;
+        if is_read_only(&req) {
+            // A read-only txn needs no log entry: a linearizable read of the compares and ranges.
+            self.server.linearizable_barrier().await?;
+            let mut resp = self
+                .server
+                .store
+                .read_txn(&req)
+                .map_err(ServerError::from)?;
+            resp.header = self.server.current_header();
+            return Ok(Response::new(resp));
+        }
+        check_quota(&self.server, txn_put_bytes(&req)).await?;
+        let applied = self.server.propose(Request::Txn(req)).await?;
+        match applied.response {
+            ApplyResponse::Txn(mut resp) => {
+                resp.header = self.server.header(applied.revision);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: tonic::Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        let applied = self.server.propose(Request::Compaction(req)).await?;
+        Ok(Response::new(CompactionResponse {
+            header: self.server.header(applied.revision),
+        }))
+    }
+}
+
+fn is_read_only(txn: &TxnRequest) -> bool {
+    txn.success.iter().chain(txn.failure.iter()).all(|op| match &op.request {
+        Some(request_op::Request::RequestRange(_)) => true,
+        Some(request_op::Request::RequestTxn(t)) => is_read_only(t),
+        _ => false,
+    })
+}
+
+fn txn_put_bytes(txn: &TxnRequest) -> usize {
+    fn op_bytes(op: &RequestOp) -> usize {
+        match &op.request {
+            Some(request_op::Request::RequestPut(p)) => p.key.len() + p.value.len(),
+            Some(request_op::Request::RequestTxn(t)) => txn_put_bytes(t),
+            _ => 0,
+        }
+    }
+    txn.success.iter().chain(txn.failure.iter()).map(op_bytes).sum()
+}
+
+pub(super) fn unexpected(response: ApplyResponse) -> Status {
+    Status::internal(format!("etcdserver: unexpected apply result {response:?}"))
+}

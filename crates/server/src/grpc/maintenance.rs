@@ -1,0 +1,112 @@
+//! The Maintenance service: Status, Alarm, Defragment, Hash, HashKV.
+
+use std::sync::Arc;
+
+use etcd_api::etcdserverpb::maintenance_server::Maintenance;
+use etcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+};
+use etcd_api::internalpb::internal_request::Request;
+use tonic::{Response, Status};
+
+use super::kv::unexpected;
+use crate::apply::ApplyResponse;
+use crate::config::SERVER_VERSION;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+
+pub struct MaintenanceService {
+    pub server: Arc<EtcdServer>,
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: tonic::Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        let applied = self
+            .server
+            .propose(Request::Alarm(request.into_inner()))
+            .await?;
+        match applied.response {
+            ApplyResponse::Alarm(alarms) => Ok(Response::new(AlarmResponse {
+                header: self.server.header(applied.revision),
+                alarms,
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn status(
+        &self,
+        _request: tonic::Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let s = &self.server;
+        let mut errors = Vec::new();
+        if s.leader() == 0 {
+            errors.push(ServerError::NoLeader.to_string());
+        }
+        Ok(Response::new(StatusResponse {
+            header: s.current_header(),
+            version: SERVER_VERSION.to_string(),
+            db_size: s.store.db_size_bytes() as i64,
+            leader: s.leader(),
+            raft_index: s.commit_index(),
+            raft_term: s.term(),
+            raft_applied_index: s.applied_index(),
+            errors,
+            db_size_in_use: s.store.db_size_in_use_bytes() as i64,
+            is_learner: s.is_learner(),
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: tonic::Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let store = self.server.store.clone();
+        tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ServerError::from)?;
+        Ok(Response::new(DefragmentResponse {
+            header: self.server.current_header(),
+        }))
+    }
+
+    async fn hash(
+        &self,
+        _request: tonic::Request<HashRequest>,
+    ) -> Result<Response<HashResponse>, Status> {
+        let store = self.server.store.clone();
+        let hash = tokio::task::spawn_blocking(move || store.hash())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ServerError::from)?;
+        Ok(Response::new(HashResponse {
+            header: self.server.current_header(),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: tonic::Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let store = self.server.store.clone();
+        let (hash, hash_revision, compact_revision) =
+            tokio::task::spawn_blocking(move || store.hash_kv(revision))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(ServerError::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: self.server.current_header(),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
+    }
+}

@@ -1,0 +1,83 @@
+//! The gRPC services of the client port. Handlers validate, then either read the store
+//! (after a linearizable barrier unless serializable) or propose through Raft and wait.
+
+mod cluster;
+mod kv;
+mod maintenance;
+mod unimplemented;
+pub mod validate;
+
+use std::sync::Arc;
+
+use etcd_api::etcdserverpb::{
+    AlarmRequest, AlarmType, alarm_request::AlarmAction, auth_server::AuthServer,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use etcd_api::internalpb::internal_request::Request;
+use etcd_api::v3electionpb::election_server::ElectionServer;
+use etcd_api::v3lockpb::lock_server::LockServer;
+use tonic::service::Routes;
+
+use crate::config::GRPC_OVERHEAD_BYTES;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+
+/// Every v3 service, ready to be merged with the HTTP routes of the client port.
+pub fn routes(server: &Arc<EtcdServer>) -> Routes {
+    let max_recv = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let max_send = usize::MAX;
+    Routes::new(
+        KvServer::new(kv::KvService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(max_send),
+    )
+    .add_service(
+        MaintenanceServer::new(maintenance::MaintenanceService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(max_send),
+    )
+    .add_service(
+        ClusterServer::new(cluster::ClusterService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max_recv),
+    )
+    .add_service(WatchServer::new(unimplemented::Unimplemented))
+    .add_service(LeaseServer::new(unimplemented::Unimplemented))
+    .add_service(AuthServer::new(unimplemented::Unimplemented))
+    .add_service(LockServer::new(unimplemented::Unimplemented))
+    .add_service(ElectionServer::new(unimplemented::Unimplemented))
+}
+
+/// etcd's backend quota: a write that would take the backend past `--quota-backend-bytes`
+/// raises the NOSPACE alarm (through Raft, so every member refuses growth) and is refused.
+async fn check_quota(server: &EtcdServer, request_bytes: usize) -> Result<(), ServerError> {
+    let state = server.cluster_state();
+    if state.has_alarm(AlarmType::Nospace) {
+        return Err(ServerError::NoSpace);
+    }
+    let used = server.store.db_size_in_use_bytes();
+    // etcd charges a write its key and value plus per-key overhead in the backend.
+    let cost = request_bytes as u64 + 64;
+    if used + cost <= server.cfg.quota_bytes() {
+        return Ok(());
+    }
+    tracing::warn!(
+        used_bytes = used,
+        quota_bytes = server.cfg.quota_bytes(),
+        "backend quota exceeded; raising the NOSPACE alarm (compact, defragment, then \
+         `etcdctl alarm disarm`, or raise --quota-backend-bytes)"
+    );
+    let alarm = AlarmRequest {
+        action: AlarmAction::Activate as i32,
+        member_id: server.member_id,
+        alarm: AlarmType::Nospace as i32,
+    };
+    server.propose(Request::Alarm(alarm)).await?;
+    Err(ServerError::NoSpace)
+}

@@ -1,0 +1,24 @@
+//! The etcd server library: everything between a parsed configuration and a serving member.
+//!
+//! A write travels: gRPC handler ([`grpc`]) -> [`server::EtcdServer::propose`] -> the Raft loop
+//! ([`raft`]) -> WAL fsync -> commit -> [`apply`] to the MVCC store -> the waiting handler.
+//! See ARCHITECTURE.md at the repository root for the map.
+
+pub mod apply;
+pub mod config;
+pub mod error;
+mod grpc;
+mod http;
+pub mod membership;
+mod peer;
+pub mod raft;
+mod serve;
+pub mod server;
+mod start;
+mod tls;
+mod wait;
+
+pub use config::{ServerConfig, TlsSettings};
+pub use error::ServerError;
+pub use server::EtcdServer;
+pub use start::{RunningServer, start};

@@ -1,0 +1,272 @@
+//! The peer transport: Raft messages between members over gRPC on the peer port.
+//!
+//! Each member keeps one client stream to each peer, so a peer receives our messages in the
+//! order Raft produced them (raft-rs 0.7 assumes in-order delivery). Queues are bounded: when a
+//! peer is slow or down, messages to it are dropped and the peer is reported unreachable to
+//! Raft, which then probes it instead of piling up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use etcd_api::internalpb::raft_peer_client::RaftPeerClient;
+use etcd_api::internalpb::raft_peer_server::{RaftPeer, RaftPeerServer};
+use etcd_api::internalpb::{MembersRequest, MembersResponse, PeerAck, PeerMessages};
+use etcd_client::ConnectOptions;
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Response, Status, Streaming};
+
+use crate::apply::ClusterState;
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::raft::RaftInput;
+use crate::raft::node::{MessageSender, NoPeers};
+use crate::serve;
+
+/// Messages queued for one peer before further ones are dropped.
+const PEER_QUEUE_CAPACITY: usize = 4096;
+/// Messages sent in one frame of the stream.
+const FRAME_MESSAGES_MAX: usize = 256;
+/// Largest frame accepted from a peer: a batch of append messages with large entries.
+const PEER_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Starts the peer listeners and one sender per peer. A single-member cluster still listens
+/// (members may be added later) but sends nowhere.
+pub async fn start(
+    cfg: &ServerConfig,
+    member_id: u64,
+    cluster_id: u64,
+    cluster: &ClusterState,
+    inputs: SyncSender<RaftInput>,
+) -> Result<Box<dyn MessageSender>, ServerError> {
+    let service = PeerService {
+        cluster_id,
+        member_id,
+        inputs: inputs.clone(),
+        cluster: cluster.clone(),
+    };
+    let routes = tonic::service::Routes::new(
+        RaftPeerServer::new(service).max_decoding_message_size(PEER_FRAME_BYTES_MAX),
+    )
+    .into_axum_router();
+    serve::serve_peers(cfg, routes).await?;
+
+    let peers: BTreeMap<u64, Vec<String>> = cluster
+        .membership
+        .members
+        .values()
+        .filter(|m| m.id != member_id)
+        .map(|m| (m.id, m.peer_urls.clone()))
+        .collect();
+    if peers.is_empty() {
+        return Ok(Box::new(NoPeers));
+    }
+    let tls = serve::peer_client_tls(cfg)?;
+    let mut queues = BTreeMap::new();
+    for (peer_id, urls) in peers {
+        let (tx, rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
+        queues.insert(peer_id, tx);
+        tokio::spawn(run_peer_stream(PeerStream {
+            peer_id,
+            urls,
+            member_id,
+            cluster_id,
+            tls: tls.clone(),
+            queue: rx,
+            inputs: inputs.clone(),
+        }));
+    }
+    Ok(Box::new(PeerSender { queues, inputs }))
+}
+
+struct PeerSender {
+    queues: BTreeMap<u64, mpsc::Sender<Message>>,
+    inputs: SyncSender<RaftInput>,
+}
+
+impl MessageSender for PeerSender {
+    fn send(&self, messages: Vec<Message>) {
+        for msg in messages {
+            let to = msg.to;
+            let Some(queue) = self.queues.get(&to) else {
+                tracing::debug!(to = format!("{to:x}"), "dropping a message to an unknown peer");
+                continue;
+            };
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                // Snapshot transfer arrives with log compaction; until then none is produced.
+                tracing::warn!(to = format!("{to:x}"), "cannot send a snapshot yet; dropping it");
+                continue;
+            }
+            if queue.try_send(msg).is_err() {
+                // Raft will retry after probing; telling it avoids a pile of stale appends.
+                let _ = self.inputs.try_send(RaftInput::Unreachable(to));
+            }
+        }
+    }
+}
+
+struct PeerStream {
+    peer_id: u64,
+    urls: Vec<String>,
+    member_id: u64,
+    cluster_id: u64,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    queue: mpsc::Receiver<Message>,
+    inputs: SyncSender<RaftInput>,
+}
+
+/// Keeps one stream open to the peer, reconnecting with backoff; messages that arrive while
+/// the peer is unreachable are dropped and reported.
+async fn run_peer_stream(mut p: PeerStream) {
+    let mut backoff = Duration::from_millis(50);
+    let mut url_index = 0;
+    let mut was_connected = true;
+    loop {
+        let url = &p.urls[url_index % p.urls.len()];
+        url_index += 1;
+        let options = ConnectOptions {
+            tls: p.tls.clone(),
+            dial_timeout: Duration::from_secs(1),
+            ..ConnectOptions::default()
+        };
+        let channel = match etcd_client::connect_channel(&[url], &options).await {
+            Ok(c) => c,
+            Err(e) => {
+                if was_connected {
+                    tracing::warn!(peer = format!("{:x}", p.peer_id), error = %e, "peer is unreachable");
+                    was_connected = false;
+                }
+                if drain_as_unreachable(&mut p, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        if !was_connected {
+            tracing::info!(peer = format!("{:x}", p.peer_id), "peer became active");
+            was_connected = true;
+        }
+        let mut client = RaftPeerClient::new(channel)
+            .max_encoding_message_size(PEER_FRAME_BYTES_MAX)
+            .max_decoding_message_size(PEER_FRAME_BYTES_MAX);
+        let (frame_tx, frame_rx) = mpsc::channel::<PeerMessages>(16);
+        let call = client.stream(ReceiverStream::new(frame_rx));
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                result = &mut call => {
+                    if let Err(status) = result {
+                        tracing::debug!(peer = format!("{:x}", p.peer_id), error = %status, "peer stream closed");
+                        if status.code() == tonic::Code::FailedPrecondition {
+                            tracing::error!(peer = format!("{:x}", p.peer_id), error = %status.message(), "peer refused our stream");
+                        }
+                    }
+                    break;
+                }
+                first = p.queue.recv() => {
+                    let Some(first) = first else { return };
+                    let mut batch = vec![first];
+                    while batch.len() < FRAME_MESSAGES_MAX {
+                        match p.queue.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    let frame = PeerMessages {
+                        cluster_id: p.cluster_id,
+                        from: p.member_id,
+                        to: p.peer_id,
+                        messages: batch.iter().filter_map(|m| m.write_to_bytes().ok()).collect(),
+                    };
+                    if frame_tx.send(frame).await.is_err() {
+                        let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
+    }
+}
+
+/// Waits `delay` while dropping queued messages (reporting the peer unreachable). Returns true
+/// when the queue is closed (the member is stopping).
+async fn drain_as_unreachable(p: &mut PeerStream, delay: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        match tokio::time::timeout_at(deadline, p.queue.recv()).await {
+            Ok(Some(_)) => {
+                let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
+            }
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+struct PeerService {
+    cluster_id: u64,
+    member_id: u64,
+    inputs: SyncSender<RaftInput>,
+    cluster: ClusterState,
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn stream(
+        &self,
+        request: tonic::Request<Streaming<PeerMessages>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut frames = request.into_inner();
+        while let Some(frame) = frames.next().await {
+            let frame = frame?;
+            if frame.cluster_id != self.cluster_id {
+                tracing::error!(
+                    remote_cluster = format!("{:x}", frame.cluster_id),
+                    local_cluster = format!("{:x}", self.cluster_id),
+                    from = format!("{:x}", frame.from),
+                    "refusing messages from a member of another cluster (cluster ID mismatch)"
+                );
+                return Err(Status::failed_precondition(format!(
+                    "cluster ID mismatch: local {:x}, remote {:x}",
+                    self.cluster_id, frame.cluster_id
+                )));
+            }
+            if frame.to != self.member_id {
+                return Err(Status::failed_precondition(format!(
+                    "member {:x} received messages for {:x}",
+                    self.member_id, frame.to
+                )));
+            }
+            for raw in frame.messages {
+                let msg = match Message::parse_from_bytes(&raw) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(from = format!("{:x}", frame.from), error = %e, "dropping an undecodable peer message");
+                        continue;
+                    }
+                };
+                // A full Raft queue means the loop is behind; Raft recovers from lost messages.
+                let _ = self.inputs.try_send(RaftInput::Peer(msg));
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn members(
+        &self,
+        _request: tonic::Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            members: self.cluster.membership.members.values().cloned().collect(),
+        }))
+    }
+}

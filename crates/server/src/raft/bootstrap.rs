@@ -1,0 +1,187 @@
+//! Starting the Raft state from the data dir: a new member writes a fresh WAL from the
+//! `--initial-cluster` flags; a member with a WAL resumes it and ignores the `--initial-*` flags,
+//! as etcd does.
+
+use std::fs;
+
+use etcd_api::internalpb::{MembershipState, WalMetadata};
+use etcd_mvcc::Store;
+use etcd_wal::{Wal, WalOptions};
+use prost::Message as _;
+use raft::prelude::{ConfState, HardState};
+use raft::storage::MemStorage;
+
+use crate::apply::{ClusterState, META_ALARMS, META_MEMBERSHIP};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::membership::Membership;
+
+/// Everything the Raft loop starts from.
+pub struct Bootstrapped {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub wal: Wal,
+    pub storage: MemStorage,
+    /// The index raft-rs may consider applied at start: entries above it are handed to the
+    /// apply path again, which skips the ones the backend already has.
+    pub applied: u64,
+    pub cluster: ClusterState,
+    /// True when this start created the data dir.
+    pub fresh: bool,
+}
+
+pub fn bootstrap(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerError> {
+    let wal_dir = cfg.wal_dir();
+    if Wal::exists(&wal_dir) {
+        return restart(cfg, store);
+    }
+    if !cfg.initial_cluster_state_new {
+        return Err(ServerError::Config(
+            "--initial-cluster-state=existing with an empty data dir (joining a running \
+             cluster) is not supported yet; start with --initial-cluster-state=new"
+                .into(),
+        ));
+    }
+    let membership =
+        Membership::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token)?;
+    let member_id = membership.find_self(&cfg.name, &cfg.initial_advertise_peer_urls)?;
+    let cluster_id = membership.cluster_id();
+    let voters = membership.voters();
+    let metadata = WalMetadata {
+        member_id,
+        cluster_id,
+        voters: voters.clone(),
+        learners: Vec::new(),
+    };
+    fs::create_dir_all(&wal_dir)
+        .map_err(|e| ServerError::Config(format!("cannot create {}: {e}", wal_dir.display())))?;
+    let wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), WalOptions::default())?;
+    let storage = MemStorage::new_with_conf_state(ConfState::from((voters.clone(), vec![])));
+    let cluster = ClusterState {
+        alarms: Vec::new(),
+        membership,
+        voters,
+        learners: Vec::new(),
+    };
+    Ok(Bootstrapped {
+        member_id,
+        cluster_id,
+        wal,
+        storage,
+        applied: 0,
+        cluster,
+        fresh: true,
+    })
+}
+
+fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerError> {
+    let (wal, recovered) = Wal::open(&cfg.wal_dir(), WalOptions::default())?;
+    let metadata = WalMetadata::decode(recovered.metadata.as_slice())
+        .map_err(|e| ServerError::Config(format!("wal: cannot decode metadata: {e}")))?;
+    let (consistent_index, _) = store.consistent_index();
+
+    // The backend holds the configuration as of its applied index; before the first apply it
+    // is the bootstrap configuration from the WAL metadata.
+    let mut cluster = load_cluster_state(store)?.unwrap_or_else(|| ClusterState {
+        voters: metadata.voters.clone(),
+        learners: metadata.learners.clone(),
+        ..ClusterState::default()
+    });
+    if cluster.membership.members.is_empty() {
+        // A crash before the first backend commit: membership comes from the flags again,
+        // which were the ones that created this WAL.
+        cluster.membership =
+            Membership::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token)?;
+    }
+
+    let last_index = recovered
+        .entries
+        .last()
+        .map(|e| e.index)
+        .or(recovered.snapshot.as_ref().map(|s| s.index))
+        .unwrap_or(0);
+    if consistent_index > last_index {
+        return Err(ServerError::Config(format!(
+            "the backend has applied index {consistent_index} but the WAL in {} ends at \
+             {last_index}: the WAL lost entries; restore this member from a snapshot",
+            cfg.wal_dir().display()
+        )));
+    }
+    let mut hard_state: HardState = recovered.hard_state.clone();
+    // The backend may have applied (and durably committed) entries whose commit index the WAL
+    // had not recorded yet; those entries are in the WAL, and were committed, so say so.
+    if hard_state.commit < consistent_index {
+        hard_state.commit = consistent_index;
+    }
+    let storage = MemStorage::new();
+    {
+        let mut core = storage.wl();
+        core.set_conf_state(ConfState::from((
+            cluster.voters.clone(),
+            cluster.learners.clone(),
+        )));
+        if let Some(first) = recovered.entries.first() {
+            if first.index != 1 {
+                return Err(ServerError::Config(format!(
+                    "wal: entries start at index {} without a snapshot; the log is incomplete",
+                    first.index
+                )));
+            }
+        }
+        core.append(&recovered.entries)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        core.set_hardstate(hard_state);
+    }
+    tracing::info!(
+        member = format!("{:x}", metadata.member_id),
+        cluster = format!("{:x}", metadata.cluster_id),
+        applied_index = consistent_index,
+        last_index,
+        "restarting member from existing data dir"
+    );
+    Ok(Bootstrapped {
+        member_id: metadata.member_id,
+        cluster_id: metadata.cluster_id,
+        wal,
+        storage,
+        applied: consistent_index,
+        cluster,
+        fresh: false,
+    })
+}
+
+pub fn load_cluster_state(store: &Store) -> Result<Option<ClusterState>, ServerError> {
+    let Some(raw) = store.meta_get(META_MEMBERSHIP)? else {
+        return Ok(None);
+    };
+    let saved = MembershipState::decode(raw.as_slice())
+        .map_err(|e| ServerError::Internal(format!("backend: cannot decode membership: {e}")))?;
+    let mut cluster = ClusterState {
+        voters: saved.voters,
+        learners: saved.learners,
+        ..ClusterState::default()
+    };
+    for member in saved.members {
+        cluster.membership.members.insert(member.id, member);
+    }
+    if let Some(raw) = store.meta_get(META_ALARMS)? {
+        let alarms = etcd_api::etcdserverpb::AlarmResponse::decode(raw.as_slice())
+            .map_err(|e| ServerError::Internal(format!("backend: cannot decode alarms: {e}")))?;
+        cluster.alarms = alarms.alarms;
+    }
+    Ok(Some(cluster))
+}
+
+/// The encoded forms saved by the apply path (see [`load_cluster_state`]).
+pub fn encode_cluster_state(cluster: &ClusterState) -> (Vec<u8>, Vec<u8>) {
+    let membership = MembershipState {
+        members: cluster.membership.members.values().cloned().collect(),
+        voters: cluster.voters.clone(),
+        learners: cluster.learners.clone(),
+    };
+    let alarms = etcd_api::etcdserverpb::AlarmResponse {
+        header: None,
+        alarms: cluster.alarms.clone(),
+    };
+    (membership.encode_to_vec(), alarms.encode_to_vec())
+}

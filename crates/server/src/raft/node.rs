@@ -1,0 +1,418 @@
+//! The Raft loop itself. See the module docs of `raft` for the shape.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use etcd_api::internalpb::InternalRequest;
+use etcd_mvcc::Store;
+use etcd_wal::Wal;
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::storage::MemStorage;
+use raft::{Config, RawNode, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use super::bootstrap::{Bootstrapped, encode_cluster_state};
+use super::logger::raft_logger;
+use crate::apply::{ApplyResult, ClusterState, META_ALARMS, META_MEMBERSHIP, apply_request};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::wait::Wait;
+
+/// Most inputs handled before the loop looks at `Ready` again: bounds the latency a burst of
+/// proposals can add to ticks and to persisting the previous batch.
+const INPUT_BATCH_MAX: usize = 4096;
+
+/// What other tasks ask of the Raft loop.
+pub enum RaftInput {
+    /// Encoded [`InternalRequest`]; its waiter is already registered.
+    Propose(Vec<u8>),
+    /// Asks for a read index; answered once the leader confirmed it is still the leader.
+    ReadIndex(oneshot::Sender<Result<u64, ServerError>>),
+    /// A message from a peer.
+    Peer(Message),
+    /// The transport could not deliver to this peer.
+    Unreachable(u64),
+    /// Stop after making the backend durable; answered once stopped.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Raft facts other tasks read without asking the loop.
+#[derive(Default)]
+pub struct RaftStatus {
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub commit_index: AtomicU64,
+    pub is_leader: AtomicBool,
+}
+
+/// Hands outgoing messages to the peer transport; it must not block.
+pub trait MessageSender: Send {
+    fn send(&self, messages: Vec<Message>);
+}
+
+/// Messages for a single-member cluster go nowhere.
+pub struct NoPeers;
+
+impl MessageSender for NoPeers {
+    fn send(&self, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            tracing::debug!(count = messages.len(), "dropping messages: no peers");
+        }
+    }
+}
+
+/// A batch of read-index requests waiting for one confirmation round.
+struct PendingRead {
+    started: Instant,
+    waiters: Vec<oneshot::Sender<Result<u64, ServerError>>>,
+}
+
+pub struct RaftLoop {
+    node: RawNode<MemStorage>,
+    wal: Wal,
+    store: Arc<Store>,
+    inputs: Receiver<RaftInput>,
+    sender: Box<dyn MessageSender>,
+    status: Arc<RaftStatus>,
+    wait: Arc<Wait>,
+    applied_tx: watch::Sender<u64>,
+    cluster: ClusterState,
+    cluster_view: Arc<RwLock<ClusterState>>,
+    member_id: u64,
+    tick: Duration,
+    read_timeout: Duration,
+    reads_waiting: Vec<oneshot::Sender<Result<u64, ServerError>>>,
+    reads_in_flight: HashMap<u64, PendingRead>,
+    next_read_ctx: u64,
+}
+
+pub struct RaftLoopParts {
+    pub inputs: Receiver<RaftInput>,
+    pub sender: Box<dyn MessageSender>,
+    pub status: Arc<RaftStatus>,
+    pub wait: Arc<Wait>,
+    pub applied_tx: watch::Sender<u64>,
+    pub cluster_view: Arc<RwLock<ClusterState>>,
+}
+
+impl RaftLoop {
+    pub fn new(
+        cfg: &ServerConfig,
+        boot: Bootstrapped,
+        store: Arc<Store>,
+        parts: RaftLoopParts,
+    ) -> Result<RaftLoop, ServerError> {
+        let raft_cfg = Config {
+            id: boot.member_id,
+            election_tick: cfg.election_ticks(),
+            heartbeat_tick: 1,
+            applied: boot.applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 512,
+            check_quorum: true,
+            pre_vote: cfg.pre_vote,
+            ..Config::default()
+        };
+        raft_cfg
+            .validate()
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let logger = raft_logger(boot.member_id);
+        let mut node = RawNode::new(&raft_cfg, boot.storage, &logger)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+        if boot.fresh {
+            // Record the bootstrap membership in the backend before anything is applied.
+            let (membership, alarms) = encode_cluster_state(&boot.cluster);
+            store.apply(|batch| {
+                batch.meta_put(META_MEMBERSHIP, &membership);
+                batch.meta_put(META_ALARMS, &alarms);
+            })?;
+        }
+        // A lone voter need not wait an election timeout to find out nobody else is there.
+        if boot.cluster.voters == [boot.member_id] {
+            node.campaign()
+                .map_err(|e| ServerError::Raft(e.to_string()))?;
+        }
+        *parts
+            .cluster_view
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = boot.cluster.clone();
+        Ok(RaftLoop {
+            node,
+            wal: boot.wal,
+            store,
+            inputs: parts.inputs,
+            sender: parts.sender,
+            status: parts.status,
+            wait: parts.wait,
+            applied_tx: parts.applied_tx,
+            cluster: boot.cluster,
+            cluster_view: parts.cluster_view,
+            member_id: boot.member_id,
+            tick: cfg.heartbeat_interval,
+            read_timeout: cfg.election_timeout * 2,
+            reads_waiting: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            next_read_ctx: 1,
+        })
+    }
+
+    /// Runs until every input sender is dropped. An error here means this member can no longer
+    /// guarantee durability (a WAL or backend write failed); the caller must stop the process.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait_for = next_tick.saturating_duration_since(Instant::now());
+            match self.inputs.recv_timeout(wait_for) {
+                Ok(RaftInput::Stop(done)) => return self.stop(done),
+                Ok(input) => {
+                    self.handle_input(input);
+                    for _ in 1..INPUT_BATCH_MAX {
+                        match self.inputs.try_recv() {
+                            Ok(RaftInput::Stop(done)) => return self.stop(done),
+                            Ok(input) => self.handle_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.store.force_commit()?;
+                    return Ok(());
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.node.tick();
+                self.expire_reads(now);
+                next_tick += self.tick;
+                if next_tick < now {
+                    // We fell behind (a long fsync); do not fire a burst of ticks.
+                    next_tick = now + self.tick;
+                }
+            }
+            self.start_read_round();
+            self.on_ready()?;
+        }
+    }
+
+    fn stop(&mut self, done: oneshot::Sender<()>) -> Result<(), ServerError> {
+        let result = self.store.force_commit().map_err(ServerError::from);
+        tracing::info!("raft loop stopped");
+        let _ = done.send(());
+        result
+    }
+
+    fn handle_input(&mut self, input: RaftInput) {
+        match input {
+            RaftInput::Propose(data) => {
+                if let Err(e) = self.node.propose(Vec::new(), data.clone()) {
+                    self.fail_proposal(&data, e);
+                }
+            }
+            RaftInput::ReadIndex(reply) => self.reads_waiting.push(reply),
+            RaftInput::Peer(msg) => {
+                if let Err(e) = self.node.step(msg) {
+                    tracing::debug!(error = %e, "raft rejected a peer message");
+                }
+            }
+            RaftInput::Unreachable(peer) => self.node.report_unreachable(peer),
+            // Handled by the loop before it gets here.
+            RaftInput::Stop(done) => drop(done),
+        }
+    }
+
+    /// A proposal raft-rs refused (no leader, or leadership in transfer): answer its waiter now
+    /// rather than letting it time out.
+    fn fail_proposal(&self, data: &[u8], e: raft::Error) {
+        if let Ok(req) = InternalRequest::decode(data) {
+            let err = if self.node.raft.leader_id == raft::INVALID_ID {
+                ServerError::NoLeader
+            } else {
+                ServerError::Raft(e.to_string())
+            };
+            self.wait.trigger(req.id, Err(err));
+        }
+    }
+
+    /// Sends one read-index request for every read that arrived since the last round, so
+    /// concurrent linearizable reads share one heartbeat round.
+    fn start_read_round(&mut self) {
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.reads_waiting);
+        if self.node.raft.leader_id == raft::INVALID_ID {
+            for w in waiters {
+                let _ = w.send(Err(ServerError::NoLeader));
+            }
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.node.read_index(ctx.to_be_bytes().to_vec());
+        self.reads_in_flight.insert(
+            ctx,
+            PendingRead {
+                started: Instant::now(),
+                waiters,
+            },
+        );
+    }
+
+    /// raft-rs drops read-index requests in some cases (leader change, lost messages); their
+    /// waiters are released after a while so the caller can retry.
+    fn expire_reads(&mut self, now: Instant) {
+        let timeout = self.read_timeout;
+        self.reads_in_flight
+            .retain(|_, pending| now.duration_since(pending.started) < timeout);
+    }
+
+    fn on_ready(&mut self) -> Result<(), ServerError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        if let Some(ss) = ready.ss() {
+            self.status.leader.store(ss.leader_id, Ordering::Release);
+            self.status
+                .is_leader
+                .store(ss.raft_state == StateRole::Leader, Ordering::Release);
+            if ss.raft_state == StateRole::Leader {
+                tracing::info!(member = format!("{:x}", self.member_id), term = self.node.raft.term, "became leader");
+            }
+        }
+        self.status
+            .term
+            .store(self.node.raft.term, Ordering::Release);
+        // A leader may send before persisting (Raft paper §10.2.1); followers' replies wait.
+        self.sender.send(ready.take_messages());
+        if !raft::is_empty_snap(ready.snapshot()) {
+            // Snapshots are produced and sent once log compaction lands; until then no peer
+            // has a reason to send one.
+            tracing::error!("received a Raft snapshot, which this version cannot apply yet");
+        }
+        self.apply(ready.take_committed_entries())?;
+        self.wal.save(ready.hs(), ready.entries())?;
+        {
+            let mut core = self.node.mut_store().wl();
+            core.append(ready.entries())
+                .map_err(|e| ServerError::Raft(e.to_string()))?;
+            if let Some(hs) = ready.hs() {
+                core.set_hardstate(hs.clone());
+            }
+        }
+        self.sender.send(ready.take_persisted_messages());
+        for rs in ready.take_read_states() {
+            self.complete_read(&rs.request_ctx, rs.index);
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().wl().mut_hard_state().commit = commit;
+        }
+        self.sender.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.node.advance_apply();
+        self.status
+            .commit_index
+            .store(self.node.raft.raft_log.committed, Ordering::Release);
+        Ok(())
+    }
+
+    fn complete_read(&mut self, ctx: &[u8], index: u64) {
+        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
+            return;
+        };
+        if let Some(pending) = self.reads_in_flight.remove(&u64::from_be_bytes(bytes)) {
+            for w in pending.waiters {
+                let _ = w.send(Ok(index));
+            }
+        }
+    }
+
+    /// Applies committed entries in one backend transaction, then answers the waiters: a
+    /// client hears of its write only once a read would see it.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), ServerError> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let last_index = last.index;
+        let (applied_before, _) = self.store.consistent_index();
+        let member_id = self.member_id;
+        let node = &mut self.node;
+        let cluster = &mut self.cluster;
+        let mut results: Vec<(u64, ApplyResult)> = Vec::new();
+        let mut cluster_changed = false;
+        self.store.apply(|batch| {
+            for entry in &entries {
+                let already_applied = entry.index <= applied_before;
+                match entry.get_entry_type() {
+                    EntryType::EntryNormal => {
+                        if already_applied || entry.data.is_empty() {
+                            // Empty entries are the no-ops a new leader commits.
+                        } else {
+                            match InternalRequest::decode(entry.data.as_ref()) {
+                                Ok(req) => {
+                                    let (id, proposer) = (req.id, req.proposer_id);
+                                    let result =
+                                        apply_request(batch, cluster, &mut cluster_changed, req);
+                                    if proposer == member_id {
+                                        results.push((id, result));
+                                    }
+                                }
+                                Err(e) => tracing::error!(
+                                    index = entry.index,
+                                    error = %e,
+                                    "skipping a log entry that does not decode"
+                                ),
+                            }
+                        }
+                    }
+                    EntryType::EntryConfChange => {
+                        // raft-rs must see every configuration change, even ones the backend
+                        // already has, because its own view starts from the bootstrap state.
+                        let mut cc = ConfChange::default();
+                        if let Err(e) = cc.merge_from_bytes(&entry.data) {
+                            tracing::error!(index = entry.index, error = %e, "bad conf change");
+                        } else if let Ok(cs) = node.apply_conf_change(&cc) {
+                            cluster.voters = cs.voters.clone();
+                            cluster.learners = cs.learners.clone();
+                            cluster_changed |= !already_applied;
+                        }
+                    }
+                    EntryType::EntryConfChangeV2 => {
+                        let mut cc = ConfChangeV2::default();
+                        if let Err(e) = cc.merge_from_bytes(&entry.data) {
+                            tracing::error!(index = entry.index, error = %e, "bad conf change");
+                        } else if let Ok(cs) = node.apply_conf_change(&cc) {
+                            cluster.voters = cs.voters.clone();
+                            cluster.learners = cs.learners.clone();
+                            cluster_changed |= !already_applied;
+                        }
+                    }
+                }
+                if !already_applied {
+                    batch.set_consistent_index(entry.index, entry.term);
+                }
+            }
+            if cluster_changed {
+                let (membership, alarms) = encode_cluster_state(cluster);
+                batch.meta_put(META_MEMBERSHIP, &membership);
+                batch.meta_put(META_ALARMS, &alarms);
+            }
+        })?;
+        if cluster_changed {
+            *self.cluster_view.write().unwrap_or_else(|e| e.into_inner()) = self.cluster.clone();
+        }
+        for (id, result) in results {
+            self.wait.trigger(id, result);
+        }
+        self.applied_tx.send_replace(last_index);
+        Ok(())
+    }
+}

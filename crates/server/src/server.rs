@@ -1,0 +1,157 @@
+//! `EtcdServer`: the handle the gRPC and HTTP services use to propose writes, wait for
+//! linearizable reads and read the member's state. It never touches Raft directly: it talks to
+//! the Raft loop through its bounded input channel.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use etcd_api::etcdserverpb::ResponseHeader;
+use etcd_api::internalpb::{InternalRequest, internal_request::Request};
+use etcd_mvcc::Store;
+use prost::Message as _;
+use tokio::sync::{oneshot, watch};
+
+use crate::apply::{Applied, ClusterState};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::raft::{RaftInput, RaftStatus};
+use crate::wait::Wait;
+
+pub struct EtcdServer {
+    pub cfg: ServerConfig,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub store: Arc<Store>,
+    pub(crate) wait: Arc<Wait>,
+    pub(crate) raft_inputs: SyncSender<RaftInput>,
+    pub(crate) status: Arc<RaftStatus>,
+    pub(crate) applied_rx: watch::Receiver<u64>,
+    pub(crate) cluster: Arc<RwLock<ClusterState>>,
+}
+
+impl EtcdServer {
+    /// Proposes a request through Raft and waits until this member applied it.
+    pub async fn propose(&self, request: Request) -> Result<Applied, ServerError> {
+        let (id, rx) = self.wait.register();
+        let proposal = InternalRequest {
+            id,
+            proposer_id: self.member_id,
+            request: Some(request),
+        };
+        let data = proposal.encode_to_vec();
+        if data.len() as u64 > self.cfg.max_request_bytes {
+            self.wait.cancel(id);
+            return Err(ServerError::RequestTooLarge);
+        }
+        if let Err(e) = self.raft_inputs.try_send(RaftInput::Propose(data)) {
+            self.wait.cancel(id);
+            return Err(match e {
+                TrySendError::Full(_) => ServerError::TooManyRequests,
+                TrySendError::Disconnected(_) => ServerError::Stopped,
+            });
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => {
+                self.wait.cancel(id);
+                Err(self.timeout_error())
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call: after it,
+    /// a local read is linearizable (etcd's ReadIndex path).
+    pub async fn linearizable_barrier(&self) -> Result<(), ServerError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout();
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.raft_inputs
+                .try_send(RaftInput::ReadIndex(tx))
+                .map_err(|e| match e {
+                    TrySendError::Full(_) => ServerError::TooManyRequests,
+                    TrySendError::Disconnected(_) => ServerError::Stopped,
+                })?;
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Ok(index))) => return self.wait_applied(index, deadline).await,
+                Ok(Ok(Err(e))) => return Err(e),
+                // The read round expired without an answer (raft-rs dropped it): ask again.
+                Ok(Err(_)) => continue,
+                Err(_) => return Err(self.timeout_error()),
+            }
+        }
+    }
+
+    async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ServerError> {
+        let mut rx = self.applied_rx.clone();
+        match tokio::time::timeout_at(deadline, rx.wait_for(|applied| *applied >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    fn timeout_error(&self) -> ServerError {
+        if self.leader() == 0 {
+            ServerError::NoLeader
+        } else {
+            ServerError::Timeout
+        }
+    }
+
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.term(),
+        })
+    }
+
+    /// A header carrying the store's current revision.
+    pub fn current_header(&self) -> Option<ResponseHeader> {
+        self.header(self.store.current_revision())
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.status.leader.load(Ordering::Acquire)
+    }
+
+    pub fn term(&self) -> u64 {
+        self.status.term.load(Ordering::Acquire)
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.status.commit_index.load(Ordering::Acquire)
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_rx.borrow()
+    }
+
+    /// A copy of the replicated cluster state (members, alarms) as of the last apply.
+    pub fn cluster_state(&self) -> ClusterState {
+        self.cluster.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .learners
+            .contains(&self.member_id)
+    }
+}
+
+pub(crate) fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

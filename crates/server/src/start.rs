@@ -1,0 +1,180 @@
+//! Starting a member: open the backend, bootstrap or resume Raft, start the Raft thread, the
+//! peer transport and the client listeners, then publish this member's attributes.
+
+use std::fs;
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use etcd_api::internalpb::{MemberAttributes, internal_request::Request};
+use etcd_mvcc::{Store, StoreOptions};
+use tokio::sync::{mpsc, watch};
+
+use crate::apply::ClusterState;
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::membership::url_string;
+use crate::raft::{RaftLoop, RaftLoopParts, RaftStatus, bootstrap};
+use crate::server::{EtcdServer, unix_millis};
+use crate::wait::Wait;
+use crate::{peer, serve};
+
+/// Inputs the Raft loop may hold before senders are refused ("too many requests"). Large
+/// enough to absorb a burst from thousands of clients between two Ready rounds.
+const RAFT_INPUT_CAPACITY: usize = 16 * 1024;
+
+/// A started member. Dropping it does not stop it; call [`RunningServer::fatal`] to learn
+/// when it failed.
+pub struct RunningServer {
+    pub server: Arc<EtcdServer>,
+    fatal_rx: mpsc::Receiver<ServerError>,
+}
+
+impl RunningServer {
+    /// Resolves when the member hits an error it cannot continue after (a failed WAL or
+    /// backend write): the process should exit, as etcd does.
+    /// Stops the Raft loop after making the backend durable. Listeners stop with the process.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A full queue means the loop is busy: try for a while rather than block the runtime.
+        let mut input = crate::raft::RaftInput::Stop(tx);
+        let mut sent = false;
+        for _ in 0..100 {
+            match self.server.raft_inputs.try_send(input) {
+                Ok(()) => {
+                    sent = true;
+                    break;
+                }
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    input = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
+            }
+        }
+        if sent {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
+    }
+
+    pub async fn fatal(&mut self) -> ServerError {
+        self.fatal_rx
+            .recv()
+            .await
+            .unwrap_or_else(|| ServerError::Internal("the Raft loop stopped".into()))
+    }
+}
+
+pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
+    create_private_dir(&cfg.member_dir())?;
+    let backend_path = cfg.backend_path();
+    if let Some(parent) = backend_path.parent() {
+        create_private_dir(parent)?;
+    }
+    let store = Arc::new(Store::open(
+        &backend_path,
+        StoreOptions {
+            batch_interval: cfg.backend_batch_interval,
+            batch_limit: cfg.backend_batch_limit,
+        },
+    )?);
+    let boot = bootstrap(&cfg, &store)?;
+    let member_id = boot.member_id;
+    let cluster_id = boot.cluster_id;
+    tracing::info!(
+        name = %cfg.name,
+        member = format!("{member_id:x}"),
+        cluster = format!("{cluster_id:x}"),
+        data_dir = %cfg.data_dir.display(),
+        "starting member"
+    );
+
+    let (inputs_tx, inputs_rx) = sync_channel(RAFT_INPUT_CAPACITY);
+    let (applied_tx, applied_rx) = watch::channel(boot.applied);
+    let status = Arc::new(RaftStatus::default());
+    let wait = Arc::new(Wait::new(member_id, unix_millis()));
+    let cluster_view = Arc::new(RwLock::new(ClusterState::default()));
+
+    let peers = peer::start(&cfg, member_id, cluster_id, &boot.cluster, inputs_tx.clone()).await?;
+    let raft_loop = RaftLoop::new(
+        &cfg,
+        boot,
+        store.clone(),
+        RaftLoopParts {
+            inputs: inputs_rx,
+            sender: peers,
+            status: status.clone(),
+            wait: wait.clone(),
+            applied_tx,
+            cluster_view: cluster_view.clone(),
+        },
+    )?;
+    let (fatal_tx, fatal_rx) = mpsc::channel(1);
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || {
+            if let Err(e) = raft_loop.run() {
+                tracing::error!(error = %e, "the Raft loop failed; this member must stop");
+                let _ = fatal_tx.blocking_send(e);
+            }
+        })
+        .map_err(|e| ServerError::Internal(format!("cannot start the Raft thread: {e}")))?;
+
+    let server = Arc::new(EtcdServer {
+        cfg: cfg.clone(),
+        member_id,
+        cluster_id,
+        store,
+        wait,
+        raft_inputs: inputs_tx,
+        status,
+        applied_rx,
+        cluster: cluster_view,
+    });
+    serve::serve_clients(&server).await?;
+    tokio::spawn(publish(server.clone()));
+    Ok(RunningServer { server, fatal_rx })
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
+    fs::create_dir_all(dir)
+        .map_err(|e| ServerError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // etcd keeps its data dir private (0700): it holds every key and value.
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// Publishes this member's name and client URLs through Raft, retrying until it is applied,
+/// as etcd does; only then does the member count as started.
+async fn publish(server: Arc<EtcdServer>) {
+    let attrs = MemberAttributes {
+        member_id: server.member_id,
+        name: server.cfg.name.clone(),
+        client_urls: server.cfg.advertise_client_urls.iter().map(url_string).collect(),
+    };
+    let mut retry_delay = Duration::from_millis(50);
+    loop {
+        match server.propose(Request::MemberAttributes(attrs.clone())).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "publishing member attributes failed; retrying");
+                tokio::time::sleep(retry_delay).await;
+                retry_delay = (retry_delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    tracing::info!(
+        member = format!("{:x}", server.member_id),
+        client_urls = ?attrs.client_urls,
+        "published local member to cluster through raft"
+    );
+    tracing::info!(
+        cluster_version = crate::config::CLUSTER_VERSION,
+        "enabled capabilities for version 3.4"
+    );
+    tracing::info!("ready to serve client requests");
+}

@@ -70,10 +70,11 @@ fn parse_endpoint(endpoint: &str) -> Result<ParsedEndpoint, ClientError> {
     match url.scheme() {
         "http" | "https" => {
             let host = url.host_str().ok_or_else(|| invalid("no host"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-            let port = url
-                .port()
-                .unwrap_or(if tls { 443 } else { 80 });
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = url.port().unwrap_or(if tls { 443 } else { 80 });
             Ok(ParsedEndpoint {
                 host_for_tls: host.clone(),
                 target: Target::Tcp { host, port },
@@ -118,7 +119,10 @@ async fn dial(
         return Ok(TokioIo::new(stream));
     }
     let config = tls.ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "TLS endpoint but no TLS configuration")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TLS endpoint but no TLS configuration",
+        )
     })?;
     let name = rustls::pki_types::ServerName::try_from(endpoint.host_for_tls.clone())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -179,18 +183,21 @@ async fn connect_one(parsed: &ParsedEndpoint, options: &ConnectOptions) -> Resul
     let parsed = parsed.clone();
     let tls = options.tls.clone();
     let connector = service_fn(move |_: Uri| dial(parsed.clone(), tls.clone()));
-    tokio::time::timeout(options.dial_timeout, builder.connect_with_connector(connector))
-        .await
-        .map_err(|_| "context deadline exceeded".to_string())?
-        .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg = format!("{msg}: {s}");
-                source = s.source();
-            }
-            msg
-        })
+    tokio::time::timeout(
+        options.dial_timeout,
+        builder.connect_with_connector(connector),
+    )
+    .await
+    .map_err(|_| "context deadline exceeded".to_string())?
+    .map_err(|e| {
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            msg = format!("{msg}: {s}");
+            source = s.source();
+        }
+        msg
+    })
 }
 
 #[cfg(test)]

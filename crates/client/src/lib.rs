@@ -16,8 +16,8 @@ use std::time::Duration;
 
 pub use channel::{ConnectOptions, connect_channel};
 use etcd_api::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
     lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
 use etcd_api::v3electionpb::election_client::ElectionClient;

@@ -25,7 +25,6 @@
 
 // Parts of the API (helpers for the server's start-up) have no caller in the binary yet.
 
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;

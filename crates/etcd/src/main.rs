@@ -49,7 +49,10 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let server_cfg = server_config(&cfg);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("etcd: cannot start the async runtime: {e}");
@@ -68,7 +71,8 @@ async fn serve(cfg: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("etcd: cannot install a SIGTERM handler: {e}");
@@ -113,9 +117,15 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
     let json = cfg.logger == Logger::Zap;
     let result = match output.as_str() {
         "stderr" if json => builder.json().with_writer(std::io::stderr).try_init(),
-        "stderr" => builder.with_ansi(false).with_writer(std::io::stderr).try_init(),
+        "stderr" => builder
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .try_init(),
         "stdout" if json => builder.json().with_writer(std::io::stdout).try_init(),
-        "stdout" => builder.with_ansi(false).with_writer(std::io::stdout).try_init(),
+        "stdout" => builder
+            .with_ansi(false)
+            .with_writer(std::io::stdout)
+            .try_init(),
         path => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -148,7 +158,11 @@ fn server_config(cfg: &Config) -> ServerConfig {
             crl_file: t.crl_file.clone(),
             cipher_suites: cfg.cipher_suites.clone(),
             allowed_cn: if allowed { t.allowed_cn.clone() } else { None },
-            allowed_hostname: if allowed { t.allowed_hostname.clone() } else { None },
+            allowed_hostname: if allowed {
+                t.allowed_hostname.clone()
+            } else {
+                None
+            },
             skip_client_san_verify: t.skip_client_san_verification,
             ..TlsInfo::default()
         },

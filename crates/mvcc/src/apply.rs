@@ -9,6 +9,9 @@
 //! do not look (see the `store` module docs). If the batch fails to commit, or is dropped
 //! without committing, they are truncated away again.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
 use etcd_api::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
 };
@@ -43,6 +46,8 @@ pub struct ApplyBatch<'s> {
     events: Vec<(i64, Vec<Event>)>,
     /// Backend mutations not yet committed.
     ops: usize,
+    /// Metadata writes for commit time; `None` deletes.
+    pending_meta: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 /// One etcd write transaction inside the batch: the changes that share a main revision.
@@ -86,13 +91,12 @@ impl<'s> ApplyBatch<'s> {
             touched: Vec::new(),
             events: Vec::new(),
             ops: 0,
+            pending_meta: BTreeMap::new(),
         })
     }
 
     pub(crate) fn wtxn(&self) -> Result<&WriteTransaction, MvccError> {
-        self.txn.as_ref().ok_or_else(|| {
-            MvccError::Corrupt("the batch was abandoned after an earlier backend error".into())
-        })
+        self.txn.as_ref().ok_or(MvccError::BatchAbandoned)
     }
 
     /// The keys in `range` that exist at `rev`, from the index.
@@ -111,6 +115,8 @@ impl<'s> ApplyBatch<'s> {
     }
 
     /// Records the Raft position this batch brings the store to; committed with the batch.
+    /// Set it after applying each entry: a compaction commits what precedes it, consistent
+    /// index included, so the index must never name an entry whose changes are not in.
     pub fn set_consistent_index(&mut self, index: u64, term: u64) {
         self.consistent = Some((index, term));
     }
@@ -121,7 +127,11 @@ impl<'s> ApplyBatch<'s> {
     }
 
     /// A range in a view whose current revision is `view_rev`.
-    pub(crate) fn range_at(&self, req: &RangeRequest, view_rev: i64) -> Result<RangeResponse, MvccError> {
+    pub(crate) fn range_at(
+        &self,
+        req: &RangeRequest,
+        view_rev: i64,
+    ) -> Result<RangeResponse, MvccError> {
         let plan = {
             let st = self.inner.read_state();
             range::plan(&st.index, req, view_rev, self.compact_rev)?
@@ -143,7 +153,10 @@ impl<'s> ApplyBatch<'s> {
     }
 
     /// A delete of a key or range; deleting nothing takes no revision.
-    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
+    pub fn delete_range(
+        &mut self,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, MvccError> {
         self.in_scope(|batch, scope| batch.delete_in(scope, req))
     }
 
@@ -201,8 +214,16 @@ impl<'s> ApplyBatch<'s> {
         Ok(())
     }
 
-    pub(crate) fn put_in(&mut self, scope: &mut Scope, req: &PutRequest) -> Result<PutResponse, MvccError> {
-        let prev_at = self.inner.read_state().index.get(&req.key, scope.view_rev());
+    pub(crate) fn put_in(
+        &mut self,
+        scope: &mut Scope,
+        req: &PutRequest,
+    ) -> Result<PutResponse, MvccError> {
+        let prev_at = self
+            .inner
+            .read_state()
+            .index
+            .get(&req.key, scope.view_rev());
         let mut table = self.wtxn()?.open_table(KEY_TABLE)?;
         let prev = match prev_at {
             Some(at) => Some(read_kv(&table, at.modified)?),
@@ -211,7 +232,11 @@ impl<'s> ApplyBatch<'s> {
         let (value, lease) = match (&prev, req.ignore_value, req.ignore_lease) {
             (None, true, _) | (None, _, true) => return Err(MvccError::KeyNotFound),
             (Some(p), ignore_value, ignore_lease) => (
-                if ignore_value { p.value.clone() } else { req.value.clone() },
+                if ignore_value {
+                    p.value.clone()
+                } else {
+                    req.value.clone()
+                },
                 if ignore_lease { p.lease } else { req.lease },
             ),
             (None, false, false) => (req.value.clone(), req.lease),
@@ -307,7 +332,10 @@ impl<'s> ApplyBatch<'s> {
         }
         // Readers must see everything up to here before the index loses old revisions, or a
         // reader still at the published revision could find a key's history trimmed past it.
-
+        if self.current_rev > self.published_rev {
+            self.commit()?;
+            self.txn = Some(self.inner.begin_write()?);
+        }
         let removed = {
             let mut st = self.inner.write_state();
             st.compact_rev = revision;
@@ -335,35 +363,51 @@ impl<'s> ApplyBatch<'s> {
         Ok(())
     }
 
-    /// Sets an opaque metadata entry (committed with the batch).
-    pub fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), MvccError> {
-        self.wtxn()?.open_table(EXT_TABLE)?.insert(key, value)?;
-        self.ops += 1;
-        Ok(())
+    /// Sets an opaque metadata entry. Buffered and written at commit, so a backend failure
+    /// surfaces as the batch's error rather than here.
+    pub fn meta_put(&mut self, key: &str, value: &[u8]) {
+        self.pending_meta
+            .insert(key.to_string(), Some(value.to_vec()));
     }
 
-    /// Removes an opaque metadata entry.
-    pub fn meta_delete(&mut self, key: &str) -> Result<(), MvccError> {
-        self.wtxn()?.open_table(EXT_TABLE)?.remove(key)?;
-        self.ops += 1;
-        Ok(())
+    /// Removes an opaque metadata entry (buffered like [`ApplyBatch::meta_put`]).
+    pub fn meta_delete(&mut self, key: &str) {
+        self.pending_meta.insert(key.to_string(), None);
     }
 
     /// Reads an opaque metadata entry, seeing this batch's writes.
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
+        if let Some(pending) = self.pending_meta.get(key) {
+            return Ok(pending.clone());
+        }
         let table = self.wtxn()?.open_table(EXT_TABLE)?;
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
-    /// Metadata entries whose names start with `prefix`, seeing this batch's writes.
+    /// Metadata entries whose names start with `prefix`, in name order, seeing this batch's
+    /// writes.
     pub fn meta_range(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
         let table = self.wtxn()?.open_table(EXT_TABLE)?;
-        meta_prefix(&table, prefix)
+        let mut merged: BTreeMap<String, Vec<u8>> =
+            meta_prefix(&table, prefix)?.into_iter().collect();
+        let pending = self
+            .pending_meta
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        for (k, v) in pending {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().collect())
     }
 
     /// The changes made so far (and not yet taken), one entry per main revision, oldest
-    /// first. Put events carry the previous value as `prev_kv` when there was one; delete
-    /// events carry the deleted value.
+    /// first. `prev_kv` is the value just before each change (for a key changed twice in one
+    /// transaction, the first change; etcd's watch would report the pre-transaction value),
+    /// absent for creates. Delete events carry the key and the delete's revision as
+    /// `mod_revision`, as etcd's watch does.
     pub fn take_events(&mut self) -> Vec<(i64, Vec<Event>)> {
         std::mem::take(&mut self.events)
     }
@@ -377,10 +421,18 @@ impl<'s> ApplyBatch<'s> {
     /// transaction behind.
     fn commit(&mut self) -> Result<(), MvccError> {
         let Some(mut txn) = self.txn.take() else {
-            return Err(MvccError::Corrupt(
-                "the batch was abandoned after an earlier backend error".into(),
-            ));
+            return Err(MvccError::BatchAbandoned);
         };
+        if !self.pending_meta.is_empty() {
+            let mut ext = txn.open_table(EXT_TABLE)?;
+            for (k, v) in std::mem::take(&mut self.pending_meta) {
+                match v {
+                    Some(v) => ext.insert(k.as_str(), v.as_slice())?,
+                    None => ext.remove(k.as_str())?,
+                };
+                self.ops += 1;
+            }
+        }
         if let Some((index, term)) = self.consistent {
             let mut meta = txn.open_table(META_TABLE)?;
             meta.insert(CONSISTENT_INDEX_KEY, index.to_be_bytes().as_slice())?;

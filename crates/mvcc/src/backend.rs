@@ -52,9 +52,9 @@ where
 
 /// Decodes a big-endian u64 meta value.
 pub(crate) fn decode_u64(name: &str, bytes: &[u8]) -> Result<u64, MvccError> {
-    let arr: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| MvccError::Corrupt(format!("meta {name} has {} bytes, want 8", bytes.len())))?;
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| {
+        MvccError::Corrupt(format!("meta {name} has {} bytes, want 8", bytes.len()))
+    })?;
     Ok(u64::from_be_bytes(arr))
 }
 

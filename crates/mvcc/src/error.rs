@@ -29,6 +29,10 @@ pub enum MvccError {
     /// A file-system call outside redb failed.
     #[error("mvcc: io error: {0}")]
     Io(#[from] std::io::Error),
+    /// An earlier backend failure in this batch left its write transaction unusable; nothing
+    /// in the batch will commit.
+    #[error("mvcc: batch abandoned after an earlier backend error")]
+    BatchAbandoned,
     /// Defragmentation could not get the database to itself in time.
     #[error("mvcc: defragment timed out waiting for read transactions to finish")]
     DefragmentBusy,
@@ -75,7 +79,10 @@ mod tests {
             MvccError::FutureRev.to_string(),
             "etcdserver: mvcc: required revision is a future revision"
         );
-        assert_eq!(MvccError::KeyNotFound.to_string(), "etcdserver: key not found");
+        assert_eq!(
+            MvccError::KeyNotFound.to_string(),
+            "etcdserver: key not found"
+        );
         assert_eq!(
             MvccError::LeaseNotFound.to_string(),
             "etcdserver: requested lease not found"

@@ -39,7 +39,11 @@ impl Store {
             if revision > 0 && revision > st.current_rev {
                 return Err(MvccError::FutureRev);
             }
-            let at = if revision == 0 { st.current_rev } else { revision };
+            let at = if revision == 0 {
+                st.current_rev
+            } else {
+                revision
+            };
             let out = KvHash {
                 hash: 0,
                 hash_revision: at,

@@ -228,9 +228,15 @@ mod tests {
         assert_eq!(keys(KeyRange::new(b"a", b""), 6), vec![b"a".to_vec()]);
         assert_eq!(keys(KeyRange::new(b"b", b""), 6), Vec::<Vec<u8>>::new());
         assert_eq!(keys(KeyRange::new(b"b", b""), 4), vec![b"b".to_vec()]);
-        assert_eq!(keys(KeyRange::new(b"a", b"c"), 4), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            keys(KeyRange::new(b"a", b"c"), 4),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
         assert_eq!(keys(KeyRange::new(b"b", b"\0"), 6), vec![b"c".to_vec()]);
-        assert_eq!(keys(KeyRange::new(b"\0", b"\0"), 6), vec![b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            keys(KeyRange::new(b"\0", b"\0"), 6),
+            vec![b"a".to_vec(), b"c".to_vec()]
+        );
         // Inverted and empty spans are empty, not a panic.
         assert!(keys(KeyRange::new(b"c", b"a"), 6).is_empty());
         assert!(keys(KeyRange::new(b"c", b"c"), 6).is_empty());

@@ -223,7 +223,12 @@ impl KeyIndex {
             }
             // An empty last generation was opened by the tombstone that closed the one before
             // it; drop it if that tombstone is being undone.
-            if n >= 2 && self.generations[n - 2].revs.last().is_some_and(|r| r.main > main) {
+            if n >= 2
+                && self.generations[n - 2]
+                    .revs
+                    .last()
+                    .is_some_and(|r| r.main > main)
+            {
                 self.generations.pop();
                 continue;
             }
@@ -326,7 +331,11 @@ mod tests {
             assert_eq!(removed.len(), *nremoved, "compact({at}) removed");
             for (rev, tomb) in &removed {
                 assert!(rev.main <= *at);
-                assert_eq!(*tomb, [6, 12].contains(&rev.main), "tombstone flag of {rev:?}");
+                assert_eq!(
+                    *tomb,
+                    [6, 12].contains(&rev.main),
+                    "tombstone flag of {rev:?}"
+                );
                 assert!(!keep.contains(rev));
             }
             // keep names exactly the surviving revision at or below at_rev.
@@ -367,7 +376,16 @@ mod tests {
     fn truncate_undoes_appends() {
         for cut in [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 20] {
             let mut want = KeyIndex::default();
-            for (rev, tomb) in [(2, false), (4, false), (6, true), (8, false), (10, false), (12, true), (14, false), (16, false)] {
+            for (rev, tomb) in [
+                (2, false),
+                (4, false),
+                (6, true),
+                (8, false),
+                (10, false),
+                (12, true),
+                (14, false),
+                (16, false),
+            ] {
                 if rev <= cut {
                     if tomb {
                         want.tombstone(r(rev)).unwrap();

@@ -42,7 +42,11 @@ pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
 
 /// The revision a read at `requested` sees, given the store's current and compacted
 /// revisions: 0 or negative means current.
-pub(crate) fn read_revision(requested: i64, current: i64, compacted: i64) -> Result<i64, MvccError> {
+pub(crate) fn read_revision(
+    requested: i64,
+    current: i64,
+    compacted: i64,
+) -> Result<i64, MvccError> {
     if requested > current {
         return Err(MvccError::FutureRev);
     }
@@ -86,7 +90,11 @@ pub(crate) fn plan(
 }
 
 /// Reads the planned records from `table` and shapes the response.
-pub(crate) fn finish<T>(table: &T, req: &RangeRequest, plan: RangePlan) -> Result<RangeResponse, MvccError>
+pub(crate) fn finish<T>(
+    table: &T,
+    req: &RangeRequest,
+    plan: RangePlan,
+) -> Result<RangeResponse, MvccError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
@@ -169,7 +177,10 @@ mod tests {
         assert_eq!(read_revision(-3, 10, 5).unwrap(), 10);
         assert_eq!(read_revision(5, 10, 5).unwrap(), 5);
         assert!(matches!(read_revision(4, 10, 5), Err(MvccError::Compacted)));
-        assert!(matches!(read_revision(11, 10, 5), Err(MvccError::FutureRev)));
+        assert!(matches!(
+            read_revision(11, 10, 5),
+            Err(MvccError::FutureRev)
+        ));
     }
 
     #[test]
@@ -180,7 +191,11 @@ mod tests {
         };
         assert_eq!(fetch_limit(&req), 3);
         req.sort_target = SortTarget::Version as i32;
-        assert_eq!(fetch_limit(&req), 3, "target alone does not disable pushdown");
+        assert_eq!(
+            fetch_limit(&req),
+            3,
+            "target alone does not disable pushdown"
+        );
         req.sort_order = SortOrder::Ascend as i32;
         assert_eq!(fetch_limit(&req), usize::MAX);
         req.sort_order = 0;

@@ -78,9 +78,14 @@ impl RevKey {
         let mut sub = [0u8; 8];
         main.copy_from_slice(&bytes[..8]);
         sub.copy_from_slice(&bytes[9..17]);
-        let rev = Revision::new(u64::from_be_bytes(main) as i64, u64::from_be_bytes(sub) as i64);
+        let rev = Revision::new(
+            u64::from_be_bytes(main) as i64,
+            u64::from_be_bytes(sub) as i64,
+        );
         if rev.main < 0 || rev.sub < 0 {
-            return Err(MvccError::Corrupt(format!("negative revision in key {bytes:02x?}")));
+            return Err(MvccError::Corrupt(format!(
+                "negative revision in key {bytes:02x?}"
+            )));
         }
         Ok((rev, tombstone))
     }

@@ -35,7 +35,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use etcd_api::etcdserverpb::{RangeRequest, RangeResponse};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
 
 use crate::MvccError;
 use crate::apply::ApplyBatch;
@@ -168,7 +170,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -265,8 +269,11 @@ impl Store {
     }
 
     /// Applies one batch of Raft entries: everything `f` does commits together and becomes
-    /// visible to readers at once. Must not be called from inside `f` (it would deadlock).
-    /// If this returns an error, nothing `f` did took effect, including any events it took.
+    /// visible to readers at once (a compaction inside `f` first publishes what precedes it).
+    /// `f` may read through the `Store`, but must not call `apply`, `force_commit`,
+    /// `defragment` or `db_size_in_use_bytes`, which wait for the batch to end.
+    /// If this returns an error, nothing `f` did after the last publication took effect,
+    /// including events it took.
     pub fn apply<R>(&self, f: impl FnOnce(&mut ApplyBatch<'_>) -> R) -> Result<R, MvccError> {
         let mut writer = self.inner.lock_writer();
         let mut batch = ApplyBatch::begin(&self.inner, &mut writer)?;
@@ -389,14 +396,12 @@ where
 }
 
 fn flusher_loop(inner: &Inner) {
+    // A zero interval would spin; a millisecond is already far below any useful setting.
+    let tick = inner.opts.batch_interval.max(Duration::from_millis(1));
     loop {
         let stopped = {
             let guard = unpoison(inner.stop.lock());
-            let (guard, _) = unpoison(
-                inner
-                    .stop_cv
-                    .wait_timeout_while(guard, inner.opts.batch_interval, |stop| !*stop),
-            );
+            let (guard, _) = unpoison(inner.stop_cv.wait_timeout_while(guard, tick, |stop| !*stop));
             *guard
         };
         if stopped {
@@ -421,5 +426,29 @@ impl Drop for Store {
         if let Err(e) = self.force_commit() {
             tracing::warn!(error = %e, "final mvcc commit failed; the WAL replays what was lost");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_is_shareable() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Store>();
+    }
+
+    #[test]
+    fn zero_interval_does_not_spin_or_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            batch_interval: Duration::ZERO,
+            batch_limit: 0,
+        };
+        let store = Store::open(&dir.path().join("db"), opts).unwrap();
+        store.apply(|b| b.set_consistent_index(1, 1)).unwrap();
+        assert!(!store.inner.lock_writer().dirty, "every commit is durable");
+        drop(store);
     }
 }

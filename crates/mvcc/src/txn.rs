@@ -40,7 +40,11 @@ struct TxnPath {
 
 impl TxnPath {
     fn branch<'r>(&self, req: &'r TxnRequest) -> &'r [etcd_api::etcdserverpb::RequestOp] {
-        if self.succeeded { &req.success } else { &req.failure }
+        if self.succeeded {
+            &req.success
+        } else {
+            &req.failure
+        }
     }
 }
 
@@ -120,7 +124,11 @@ impl ApplyBatch<'_> {
                 break;
             }
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let nested = ops
             .iter()
             .filter_map(|op| match &op.request {
@@ -194,7 +202,12 @@ impl ApplyBatch<'_> {
         Ok(())
     }
 
-    fn exec(&mut self, scope: &mut Scope, req: &TxnRequest, path: &TxnPath) -> Result<TxnResponse, MvccError> {
+    fn exec(
+        &mut self,
+        scope: &mut Scope,
+        req: &TxnRequest,
+        path: &TxnPath,
+    ) -> Result<TxnResponse, MvccError> {
         let mut nested = path.nested.iter();
         let mut responses = Vec::new();
         for op in path.branch(req) {
@@ -223,14 +236,18 @@ impl ApplyBatch<'_> {
             responses,
         })
     }
-
 }
 
 fn path_mismatch() -> MvccError {
     MvccError::Corrupt("transaction path does not match the request".into())
 }
 
-fn check_ranges(req: &TxnRequest, path: &TxnPath, rev: i64, compacted: i64) -> Result<(), MvccError> {
+fn check_ranges(
+    req: &TxnRequest,
+    path: &TxnPath,
+    rev: i64,
+    compacted: i64,
+) -> Result<(), MvccError> {
     let mut nested = path.nested.iter();
     for op in path.branch(req) {
         match &op.request {
@@ -280,16 +297,43 @@ mod tests {
         };
         use CompareResult::*;
         use CompareTarget::*;
-        assert!(compare_kv(&cmp(Value, Equal, Some(TargetUnion::Value(b"m".to_vec()))), &kv));
-        assert!(compare_kv(&cmp(Value, Greater, Some(TargetUnion::Value(b"a".to_vec()))), &kv));
-        assert!(compare_kv(&cmp(Value, Less, Some(TargetUnion::Value(b"z".to_vec()))), &kv));
-        assert!(compare_kv(&cmp(Value, NotEqual, None), &kv), "missing value is empty");
-        assert!(compare_kv(&cmp(Create, Equal, Some(TargetUnion::CreateRevision(5))), &kv));
-        assert!(compare_kv(&cmp(Mod, Greater, Some(TargetUnion::ModRevision(6))), &kv));
-        assert!(compare_kv(&cmp(Version, Less, Some(TargetUnion::Version(3))), &kv));
-        assert!(compare_kv(&cmp(Lease, Equal, Some(TargetUnion::Lease(9))), &kv));
+        assert!(compare_kv(
+            &cmp(Value, Equal, Some(TargetUnion::Value(b"m".to_vec()))),
+            &kv
+        ));
+        assert!(compare_kv(
+            &cmp(Value, Greater, Some(TargetUnion::Value(b"a".to_vec()))),
+            &kv
+        ));
+        assert!(compare_kv(
+            &cmp(Value, Less, Some(TargetUnion::Value(b"z".to_vec()))),
+            &kv
+        ));
+        assert!(
+            compare_kv(&cmp(Value, NotEqual, None), &kv),
+            "missing value is empty"
+        );
+        assert!(compare_kv(
+            &cmp(Create, Equal, Some(TargetUnion::CreateRevision(5))),
+            &kv
+        ));
+        assert!(compare_kv(
+            &cmp(Mod, Greater, Some(TargetUnion::ModRevision(6))),
+            &kv
+        ));
+        assert!(compare_kv(
+            &cmp(Version, Less, Some(TargetUnion::Version(3))),
+            &kv
+        ));
+        assert!(compare_kv(
+            &cmp(Lease, Equal, Some(TargetUnion::Lease(9))),
+            &kv
+        ));
         // A target union of the wrong kind compares against zero.
-        assert!(compare_kv(&cmp(Version, Greater, Some(TargetUnion::Lease(100))), &kv));
+        assert!(compare_kv(
+            &cmp(Version, Greater, Some(TargetUnion::Lease(100))),
+            &kv
+        ));
         // Unknown result: true; unknown target: compares equal.
         let mut c = cmp(Version, Equal, None);
         c.result = 42;
@@ -316,7 +360,10 @@ mod tests {
         };
         assert!(is_read_only(&req));
         req.failure.push(put);
-        assert!(!is_read_only(&req), "a put in the branch not taken still counts");
+        assert!(
+            !is_read_only(&req),
+            "a put in the branch not taken still counts"
+        );
         req.failure = vec![empty];
         assert!(!is_read_only(&req));
     }

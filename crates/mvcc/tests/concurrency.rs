@@ -26,20 +26,27 @@ fn readers_only_see_whole_revisions() {
                 store
                     .apply(|b| {
                         // Three keys change together in one revision; a batch sometimes holds
-                        // two such revisions, or a delete of all three.
-                        let both = TxnRequest {
+                        // two such revisions and unrelated deletes.
+                        let all = TxnRequest {
                             compare: vec![],
                             success: vec![op_put("a", &v), op_put("b", &v), op_put("c", &v)],
                             failure: vec![],
                         };
-                        b.txn(&both, &no_leases).unwrap();
+                        b.txn(&all, &no_leases).unwrap();
                         if i % 7 == 0 {
-                            b.delete_range(&del_req("a", "d")).unwrap();
+                            b.put(&put_req("x", &v), &no_leases).unwrap();
+                            b.delete_range(&del_req("x", "y")).unwrap();
                         }
                         if i % 3 == 0 {
-                            b.txn(&both, &no_leases).unwrap();
+                            b.txn(&all, &no_leases).unwrap();
                         }
+                        // Compacting at the batch's own newest revision trims history that
+                        // readers at the published revision still need, unless the batch is
+                        // published first.
                         if i % 50 == 0 {
+                            let current = b.current_revision();
+                            b.compact(current).unwrap();
+                        } else if i % 25 == 0 {
                             let current = b.current_revision();
                             b.compact(current - 5).unwrap();
                         }
@@ -61,13 +68,24 @@ fn readers_only_see_whole_revisions() {
                 while !done.load(Ordering::SeqCst) {
                     let resp = store.range(&range_req("a", "d")).unwrap();
                     let rev = resp.header.unwrap().revision;
-                    assert!(rev >= last_rev, "revision went back from {last_rev} to {rev}");
+                    assert!(
+                        rev >= last_rev,
+                        "revision went back from {last_rev} to {rev}"
+                    );
                     last_rev = rev;
-                    // All three keys or none, always with one value and one mod revision.
-                    assert!(resp.kvs.is_empty() || resp.kvs.len() == 3, "{resp:?}");
+                    // Nothing before the first write, then all three keys, always with one
+                    // value and one mod revision.
+                    assert_eq!(
+                        resp.kvs.len(),
+                        if rev == 1 { 0 } else { 3 },
+                        "at {rev}: {resp:?}"
+                    );
                     if let Some(first) = resp.kvs.first() {
                         for kv in &resp.kvs {
-                            assert_eq!((&kv.value, kv.mod_revision), (&first.value, first.mod_revision));
+                            assert_eq!(
+                                (&kv.value, kv.mod_revision),
+                                (&first.value, first.mod_revision)
+                            );
                             assert!(kv.mod_revision <= rev);
                         }
                     }
@@ -77,9 +95,12 @@ fn readers_only_see_whole_revisions() {
                     if rev <= 3 {
                         continue;
                     }
-                    match store.range(&RangeRequest { revision: rev - 3, ..range_req("a", "d") }) {
+                    match store.range(&RangeRequest {
+                        revision: rev - 3,
+                        ..range_req("a", "d")
+                    }) {
                         Ok(old) => {
-                            assert!(old.kvs.is_empty() || old.kvs.len() == 3);
+                            assert_eq!(old.kvs.len(), 3, "at {}: {old:?}", rev - 3);
                             assert!(old.kvs.iter().all(|kv| kv.mod_revision <= rev - 3));
                         }
                         Err(MvccError::Compacted) => {}

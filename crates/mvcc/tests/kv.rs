@@ -38,10 +38,21 @@ fn create_mod_version_across_generations() {
     put(s, "k", "v3"); // 5
     put(s, "k", "v4"); // 6
     let at = |r: i64| {
-        let resp = get(s, &RangeRequest { revision: r, ..range_req("k", "") });
-        resp.kvs
-            .first()
-            .map(|kv| (String::from_utf8(kv.value.clone()).unwrap(), kv.create_revision, kv.mod_revision, kv.version))
+        let resp = get(
+            s,
+            &RangeRequest {
+                revision: r,
+                ..range_req("k", "")
+            },
+        );
+        resp.kvs.first().map(|kv| {
+            (
+                String::from_utf8(kv.value.clone()).unwrap(),
+                kv.create_revision,
+                kv.mod_revision,
+                kv.version,
+            )
+        })
     };
     assert_eq!(at(1), None);
     assert_eq!(at(2), Some(("v1".into(), 2, 2, 1)));
@@ -57,11 +68,30 @@ fn future_revision_is_refused() {
     let t = TestStore::new();
     let s = t.s();
     put(s, "a", "1");
-    let err = s.range(&RangeRequest { revision: 3, ..range_req("a", "") }).unwrap_err();
+    let err = s
+        .range(&RangeRequest {
+            revision: 3,
+            ..range_req("a", "")
+        })
+        .unwrap_err();
     assert!(matches!(err, MvccError::FutureRev), "{err}");
-    assert_eq!(err.to_string(), "etcdserver: mvcc: required revision is a future revision");
+    assert_eq!(
+        err.to_string(),
+        "etcdserver: mvcc: required revision is a future revision"
+    );
     // Negative means current.
-    assert_eq!(get(s, &RangeRequest { revision: -1, ..range_req("a", "") }).kvs.len(), 1);
+    assert_eq!(
+        get(
+            s,
+            &RangeRequest {
+                revision: -1,
+                ..range_req("a", "")
+            }
+        )
+        .kvs
+        .len(),
+        1
+    );
 }
 
 fn fill(s: &etcd_mvcc::Store) {
@@ -78,7 +108,10 @@ fn key_prefix_and_from_key_ranges() {
     assert_eq!(keys(&get(s, &range_req("ab", ""))), ["ab"]);
     assert_eq!(keys(&get(s, &range_req("a", "b"))), ["a", "ab", "abc"]);
     assert_eq!(keys(&get(s, &range_req("b", "\0"))), ["b", "ba", "c"]);
-    assert_eq!(keys(&get(s, &range_req("\0", "\0"))), ["a", "ab", "abc", "b", "ba", "c"]);
+    assert_eq!(
+        keys(&get(s, &range_req("\0", "\0"))),
+        ["a", "ab", "abc", "b", "ba", "c"]
+    );
     assert_eq!(keys(&get(s, &range_req("ab", "ab"))), Vec::<String>::new());
     assert_eq!(keys(&get(s, &range_req("c", "a"))), Vec::<String>::new());
     assert_eq!(get(s, &range_req("zz", "")).count, 0);
@@ -89,16 +122,40 @@ fn limit_more_and_count() {
     let t = TestStore::new();
     let s = t.s();
     fill(s);
-    let r = get(s, &RangeRequest { limit: 2, ..range_req("a", "\0") });
+    let r = get(
+        s,
+        &RangeRequest {
+            limit: 2,
+            ..range_req("a", "\0")
+        },
+    );
     assert_eq!(keys(&r), ["a", "ab"]);
     assert!(r.more);
     assert_eq!(r.count, 6);
-    let r = get(s, &RangeRequest { limit: 6, ..range_req("a", "\0") });
+    let r = get(
+        s,
+        &RangeRequest {
+            limit: 6,
+            ..range_req("a", "\0")
+        },
+    );
     assert_eq!(r.kvs.len(), 6);
     assert!(!r.more);
-    let r = get(s, &RangeRequest { limit: 0, ..range_req("a", "\0") });
+    let r = get(
+        s,
+        &RangeRequest {
+            limit: 0,
+            ..range_req("a", "\0")
+        },
+    );
     assert_eq!((r.kvs.len(), r.more, r.count), (6, false, 6));
-    let r = get(s, &RangeRequest { limit: -3, ..range_req("a", "\0") });
+    let r = get(
+        s,
+        &RangeRequest {
+            limit: -3,
+            ..range_req("a", "\0")
+        },
+    );
     assert_eq!((r.kvs.len(), r.more), (6, false));
 }
 
@@ -107,10 +164,27 @@ fn keys_only_and_count_only() {
     let t = TestStore::new();
     let s = t.s();
     fill(s);
-    let r = get(s, &RangeRequest { keys_only: true, ..range_req("a", "b") });
+    let r = get(
+        s,
+        &RangeRequest {
+            keys_only: true,
+            ..range_req("a", "b")
+        },
+    );
     assert_eq!(keys(&r), ["a", "ab", "abc"]);
-    assert!(r.kvs.iter().all(|kv| kv.value.is_empty() && kv.version == 1 && kv.mod_revision > 0));
-    let r = get(s, &RangeRequest { count_only: true, limit: 1, ..range_req("a", "b") });
+    assert!(
+        r.kvs
+            .iter()
+            .all(|kv| kv.value.is_empty() && kv.version == 1 && kv.mod_revision > 0)
+    );
+    let r = get(
+        s,
+        &RangeRequest {
+            count_only: true,
+            limit: 1,
+            ..range_req("a", "b")
+        },
+    );
     assert!(r.kvs.is_empty());
     assert_eq!(r.count, 3);
     assert!(!r.more, "etcd reports more=false with count_only");
@@ -127,7 +201,12 @@ fn sortable(s: &etcd_mvcc::Store) {
     put(s, "b", "2"); // b version 2, mod 7
 }
 
-fn sorted(s: &etcd_mvcc::Store, order: SortOrder, target: SortTarget, limit: i64) -> (Vec<String>, bool) {
+fn sorted(
+    s: &etcd_mvcc::Store,
+    order: SortOrder,
+    target: SortTarget,
+    limit: i64,
+) -> (Vec<String>, bool) {
     let r = get(
         s,
         &RangeRequest {
@@ -170,11 +249,18 @@ fn every_sort_order_and_target() {
         (None, Value, ["c", "b", "a"]),
     ];
     for (order, target, want) in cases {
-        assert_eq!(sorted(s, *order, *target, 0).0, want, "{order:?} {target:?}");
+        assert_eq!(
+            sorted(s, *order, *target, 0).0,
+            want,
+            "{order:?} {target:?}"
+        );
     }
     // An explicit order fetches everything before limiting.
     assert_eq!(sorted(s, Descend, Create, 1), (vec!["b".to_string()], true));
-    assert_eq!(sorted(s, Ascend, Value, 2), (vec!["c".to_string(), "b".to_string()], true));
+    assert_eq!(
+        sorted(s, Ascend, Value, 2),
+        (vec!["c".to_string(), "b".to_string()], true)
+    );
     // etcd quirk: order NONE pushes the limit down in key order first (a, b fetched as
     // limit+1), then sorts those by the target and truncates.
     assert_eq!(sorted(s, None, Create, 1), (vec!["a".to_string()], true));
@@ -195,7 +281,14 @@ fn sort_ties_keep_key_order() {
 }
 
 fn sorted_all(s: &etcd_mvcc::Store, order: SortOrder, target: SortTarget) -> (Vec<String>, bool) {
-    let r = get(s, &RangeRequest { sort_order: order as i32, sort_target: target as i32, ..range_req("\0", "\0") });
+    let r = get(
+        s,
+        &RangeRequest {
+            sort_order: order as i32,
+            sort_target: target as i32,
+            ..range_req("\0", "\0")
+        },
+    );
     (keys(&r), r.more)
 }
 
@@ -210,10 +303,22 @@ fn min_max_filters_do_not_change_count() {
         let r = get(s, &req);
         (keys(&r), r.count, r.more)
     };
-    assert_eq!(q(&|r| r.min_mod_revision = 6), (vec!["b".into(), "c".into()], 3, false));
-    assert_eq!(q(&|r| r.max_mod_revision = 6), (vec!["a".into(), "c".into()], 3, false));
-    assert_eq!(q(&|r| r.min_create_revision = 3), (vec!["a".into(), "b".into()], 3, false));
-    assert_eq!(q(&|r| r.max_create_revision = 3), (vec!["a".into(), "c".into()], 3, false));
+    assert_eq!(
+        q(&|r| r.min_mod_revision = 6),
+        (vec!["b".into(), "c".into()], 3, false)
+    );
+    assert_eq!(
+        q(&|r| r.max_mod_revision = 6),
+        (vec!["a".into(), "c".into()], 3, false)
+    );
+    assert_eq!(
+        q(&|r| r.min_create_revision = 3),
+        (vec!["a".into(), "b".into()], 3, false)
+    );
+    assert_eq!(
+        q(&|r| r.max_create_revision = 3),
+        (vec!["a".into(), "c".into()], 3, false)
+    );
     assert_eq!(
         q(&|r| {
             r.min_mod_revision = 4;
@@ -235,7 +340,10 @@ fn min_max_filters_do_not_change_count() {
 fn put_prev_kv_and_events() {
     let t = TestStore::new();
     let s = t.s();
-    let req = PutRequest { prev_kv: true, ..put_req("k", "v1") };
+    let req = PutRequest {
+        prev_kv: true,
+        ..put_req("k", "v1")
+    };
     let (resp, events) = s
         .apply(|b| {
             let r = b.put(&req, &no_leases).unwrap();
@@ -248,7 +356,10 @@ fn put_prev_kv_and_events() {
     assert_eq!(events[0].1[0].r#type, EventType::Put as i32);
     assert!(events[0].1[0].prev_kv.is_none());
 
-    let req = PutRequest { prev_kv: true, ..put_req("k", "v2") };
+    let req = PutRequest {
+        prev_kv: true,
+        ..put_req("k", "v2")
+    };
     let (resp, events) = s
         .apply(|b| {
             let r = b.put(&req, &no_leases).unwrap();
@@ -256,7 +367,10 @@ fn put_prev_kv_and_events() {
         })
         .unwrap();
     let prev = resp.prev_kv.unwrap();
-    assert_eq!((prev.value.as_slice(), prev.mod_revision, prev.version), (&b"v1"[..], 2, 1));
+    assert_eq!(
+        (prev.value.as_slice(), prev.mod_revision, prev.version),
+        (&b"v1"[..], 2, 1)
+    );
     let ev = &events[0].1[0];
     assert_eq!(ev.kv.as_ref().unwrap().value, b"v2");
     assert_eq!(ev.prev_kv.as_ref().unwrap().value, b"v1");
@@ -268,35 +382,88 @@ fn ignore_value_and_ignore_lease() {
     let s = t.s();
     // On a missing key both fail before writing anything.
     for req in [
-        PutRequest { ignore_value: true, ..put_req("k", "") },
-        PutRequest { ignore_lease: true, ..put_req("k", "x") },
+        PutRequest {
+            ignore_value: true,
+            ..put_req("k", "")
+        },
+        PutRequest {
+            ignore_lease: true,
+            ..put_req("k", "x")
+        },
     ] {
         let err = try_put(s, &req, &all_leases).unwrap_err();
         assert!(matches!(err, MvccError::KeyNotFound), "{err}");
         assert_eq!(err.to_string(), "etcdserver: key not found");
         assert_eq!(s.current_revision(), 1);
     }
-    try_put(s, &PutRequest { lease: 7, ..put_req("k", "v1") }, &all_leases).unwrap();
+    try_put(
+        s,
+        &PutRequest {
+            lease: 7,
+            ..put_req("k", "v1")
+        },
+        &all_leases,
+    )
+    .unwrap();
     // ignore_value keeps the value, takes the new lease.
-    try_put(s, &PutRequest { ignore_value: true, lease: 8, ..put_req("k", "") }, &all_leases).unwrap();
+    try_put(
+        s,
+        &PutRequest {
+            ignore_value: true,
+            lease: 8,
+            ..put_req("k", "")
+        },
+        &all_leases,
+    )
+    .unwrap();
     let kv = get(s, &range_req("k", "")).kvs[0].clone();
-    assert_eq!((kv.value.as_slice(), kv.lease, kv.version), (&b"v1"[..], 8, 2));
+    assert_eq!(
+        (kv.value.as_slice(), kv.lease, kv.version),
+        (&b"v1"[..], 8, 2)
+    );
     // ignore_lease keeps the lease, takes the new value.
-    try_put(s, &PutRequest { ignore_lease: true, ..put_req("k", "v2") }, &no_leases).unwrap();
+    try_put(
+        s,
+        &PutRequest {
+            ignore_lease: true,
+            ..put_req("k", "v2")
+        },
+        &no_leases,
+    )
+    .unwrap();
     let kv = get(s, &range_req("k", "")).kvs[0].clone();
-    assert_eq!((kv.value.as_slice(), kv.lease, kv.version), (&b"v2"[..], 8, 3));
+    assert_eq!(
+        (kv.value.as_slice(), kv.lease, kv.version),
+        (&b"v2"[..], 8, 3)
+    );
 }
 
 #[test]
 fn unknown_lease_is_refused_before_writing() {
     let t = TestStore::new();
     let s = t.s();
-    let err = try_put(s, &PutRequest { lease: 5, ..put_req("k", "v") }, &|id| id == 6).unwrap_err();
+    let err = try_put(
+        s,
+        &PutRequest {
+            lease: 5,
+            ..put_req("k", "v")
+        },
+        &|id| id == 6,
+    )
+    .unwrap_err();
     assert!(matches!(err, MvccError::LeaseNotFound));
     assert_eq!(err.to_string(), "etcdserver: requested lease not found");
     assert_eq!(s.current_revision(), 1);
     assert!(get(s, &range_req("k", "")).kvs.is_empty());
-    try_put(s, &PutRequest { lease: 6, ..put_req("k", "v") }, &|id| id == 6).unwrap();
+    try_put(
+        s,
+        &PutRequest {
+            lease: 6,
+            ..put_req("k", "v")
+        },
+        &|id| id == 6,
+    )
+    .unwrap();
     assert_eq!(get(s, &range_req("k", "")).kvs[0].lease, 6);
 }
 
@@ -305,7 +472,10 @@ fn delete_range_prev_kv_and_tombstone_events() {
     let t = TestStore::new();
     let s = t.s();
     fill(s); // revisions 2..=7
-    let req = DeleteRangeRequest { prev_kv: true, ..del_req("ab", "b\0") };
+    let req = DeleteRangeRequest {
+        prev_kv: true,
+        ..del_req("ab", "b\0")
+    };
     let (resp, events) = s
         .apply(|b| {
             let r = b.delete_range(&req).unwrap();
@@ -314,7 +484,11 @@ fn delete_range_prev_kv_and_tombstone_events() {
         .unwrap();
     assert_eq!(resp.deleted, 3);
     assert_eq!(rev(&resp.header), 8);
-    let prev: Vec<_> = resp.prev_kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect();
+    let prev: Vec<_> = resp
+        .prev_kvs
+        .iter()
+        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+        .collect();
     assert_eq!(prev, ["ab", "abc", "b"]);
     assert_eq!(events.len(), 1);
     let (main, evs) = &events[0];
@@ -329,7 +503,13 @@ fn delete_range_prev_kv_and_tombstone_events() {
     }
     assert_eq!(keys(&get(s, &range_req("\0", "\0"))), ["a", "ba", "c"]);
     // Historic read still sees the deleted keys.
-    let old = get(s, &RangeRequest { revision: 7, ..range_req("\0", "\0") });
+    let old = get(
+        s,
+        &RangeRequest {
+            revision: 7,
+            ..range_req("\0", "\0")
+        },
+    );
     assert_eq!(old.count, 6);
     // Delete everything with key "\0" and range_end "\0".
     assert_eq!(del(s, "\0", "\0").deleted, 3);
@@ -349,7 +529,10 @@ fn batch_reads_see_their_own_writes_and_readers_do_not() {
         b.put(&put_req("a", "new"), &no_leases).unwrap();
         b.put(&put_req("b", "x"), &no_leases).unwrap();
         let inside = b.range(&range_req("\0", "\0")).unwrap();
-        assert_eq!(kv_pairs(&inside), [("a".into(), "new".into()), ("b".into(), "x".into())]);
+        assert_eq!(
+            kv_pairs(&inside),
+            [("a".into(), "new".into()), ("b".into(), "x".into())]
+        );
         assert_eq!(rev(&inside.header), 4);
         assert_eq!(b.current_revision(), 4);
         // Not published yet.
@@ -390,7 +573,8 @@ fn history_reads_back_events() {
     del(s, "a", "c"); // 4
     put(s, "a", "2"); // 5
     let all = s.events(2, 0, 100).unwrap();
-    let shape: Vec<(i64, Vec<(i32, String, i64)>)> = all
+    type Shape = Vec<(i64, Vec<(i32, String, i64)>)>;
+    let shape: Shape = all
         .iter()
         .map(|(r, evs)| {
             (
@@ -398,7 +582,11 @@ fn history_reads_back_events() {
                 evs.iter()
                     .map(|e| {
                         let kv = e.kv.as_ref().unwrap();
-                        (e.r#type, String::from_utf8(kv.key.clone()).unwrap(), kv.mod_revision)
+                        (
+                            e.r#type,
+                            String::from_utf8(kv.key.clone()).unwrap(),
+                            kv.mod_revision,
+                        )
                     })
                     .collect(),
             )
@@ -428,22 +616,62 @@ fn metadata_entries() {
     let mut t = TestStore::new();
     t.s()
         .apply(|b| {
-            b.meta_put("members/1", b"one").unwrap();
-            b.meta_put("members/2", b"two").unwrap();
-            b.meta_put("alarm", b"none").unwrap();
-            assert_eq!(b.meta_get("members/2").unwrap().as_deref(), Some(&b"two"[..]));
-            b.meta_delete("members/2").unwrap();
-            b.meta_put("members/3", b"three").unwrap();
+            b.meta_put("members/1", b"one");
+            b.meta_put("members/2", b"two");
+            b.meta_put("alarm", b"none");
+            assert_eq!(
+                b.meta_get("members/2").unwrap().as_deref(),
+                Some(&b"two"[..])
+            );
+            b.meta_delete("members/2");
+            b.meta_put("members/3", b"three");
+            assert_eq!(b.meta_get("members/2").unwrap(), None);
+            let names: Vec<String> = b
+                .meta_range("members/")
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(names, ["members/1", "members/3"]);
+        })
+        .unwrap();
+    // Deletes and puts of entries already on disk, merged in batch reads.
+    t.s()
+        .apply(|b| {
+            b.meta_delete("members/1");
+            b.meta_put("members/0", b"zero");
+            b.meta_put("membersX", b"not under the prefix");
+            let names: Vec<String> = b
+                .meta_range("members/")
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(names, ["members/0", "members/3"]);
+            b.meta_put("members/1", b"one again");
         })
         .unwrap();
     t.reopen();
     let s = t.s();
     assert_eq!(s.meta_get("alarm").unwrap().as_deref(), Some(&b"none"[..]));
     assert_eq!(s.meta_get("members/2").unwrap(), None);
-    let members: Vec<String> = s.meta_range("members/").unwrap().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(members, ["members/1", "members/3"]);
+    let members: Vec<String> = s
+        .meta_range("members/")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(members, ["members/0", "members/1", "members/3"]);
+    assert_eq!(
+        s.meta_get("members/1").unwrap().as_deref(),
+        Some(&b"one again"[..])
+    );
     // The names of the store's own bookkeeping are not reserved.
-    s.apply(|b| b.meta_put("consistent_index", b"mine").unwrap()).unwrap();
+    s.apply(|b| b.meta_put("consistent_index", b"mine"))
+        .unwrap();
     assert_eq!(s.consistent_index(), (0, 0));
-    assert_eq!(s.meta_get("consistent_index").unwrap().as_deref(), Some(&b"mine"[..]));
+    assert_eq!(
+        s.meta_get("consistent_index").unwrap().as_deref(),
+        Some(&b"mine"[..])
+    );
 }

@@ -130,7 +130,11 @@ fn random_put(rng: &mut Rng, i: usize) -> PutRequest {
     PutRequest {
         key: key(rng),
         value: format!("v{i}-{}", rng.below(3)).into_bytes(),
-        lease: if rng.chance(20) { 1 + rng.below(3) as i64 } else { 0 },
+        lease: if rng.chance(20) {
+            1 + rng.below(3) as i64
+        } else {
+            0
+        },
         ..Default::default()
     }
 }
@@ -165,7 +169,9 @@ fn random_txn(rng: &mut Rng, i: usize) -> TxnRequest {
                     target: CompareTarget::Value as i32,
                     key: key(rng),
                     range_end: vec![],
-                    target_union: Some(TargetUnion::Value(format!("v{}-0", rng.below(i as u64 + 1)).into_bytes())),
+                    target_union: Some(TargetUnion::Value(
+                        format!("v{}-0", rng.below(i as u64 + 1)).into_bytes(),
+                    )),
                 }
             } else {
                 Compare {
@@ -203,7 +209,12 @@ fn step(rng: &mut Rng, i: usize, b: &mut ApplyBatch<'_>, m: &mut Model) {
         let n = model_delete(&mut next, &req);
         assert_eq!(resp.deleted, n as i64, "{req:?}");
         if req.prev_kv {
-            let want: Vec<_> = m.state().values().filter(|kv| in_range(&kv.key, &req.key, &req.range_end)).cloned().collect();
+            let want: Vec<_> = m
+                .state()
+                .values()
+                .filter(|kv| in_range(&kv.key, &req.key, &req.range_end))
+                .cloned()
+                .collect();
             assert_eq!(resp.prev_kvs, want);
         }
         if n > 0 {
@@ -215,7 +226,11 @@ fn step(rng: &mut Rng, i: usize, b: &mut ApplyBatch<'_>, m: &mut Model) {
         let resp = b.txn(&req, &|_| true).unwrap();
         let succeeded = req.compare.iter().all(|c| model_compare(m.state(), c));
         assert_eq!(resp.succeeded, succeeded, "{req:?}");
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut next = m.state().clone();
         let mut changed = false;
         for op in ops {
@@ -239,7 +254,10 @@ fn step(rng: &mut Rng, i: usize, b: &mut ApplyBatch<'_>, m: &mut Model) {
         let target = m.compact + rng.below((current - m.compact + 2) as u64) as i64;
         match b.compact(target) {
             Ok(()) => {
-                assert!(target > m.compact && target <= current, "compact({target}) accepted");
+                assert!(
+                    target > m.compact && target <= current,
+                    "compact({target}) accepted"
+                );
                 m.compact = target;
             }
             Err(MvccError::Compacted) => assert!(target <= m.compact),
@@ -257,8 +275,18 @@ fn check(rng: &mut Rng, s: &etcd_mvcc::Store, m: &Model) {
     for _ in 0..3 {
         let at = lowest + rng.below((m.current() - lowest + 1) as u64) as i64;
         let (key, range_end) = range_bounds(rng);
-        let limit = if rng.chance(30) { 1 + rng.below(4) as i64 } else { 0 };
-        let req = RangeRequest { key: key.clone(), range_end: range_end.clone(), revision: at, limit, ..Default::default() };
+        let limit = if rng.chance(30) {
+            1 + rng.below(4) as i64
+        } else {
+            0
+        };
+        let req = RangeRequest {
+            key: key.clone(),
+            range_end: range_end.clone(),
+            revision: at,
+            limit,
+            ..Default::default()
+        };
         let resp = s.range(&req).unwrap();
         let want: Vec<_> = m.states[at as usize]
             .values()
@@ -266,7 +294,11 @@ fn check(rng: &mut Rng, s: &etcd_mvcc::Store, m: &Model) {
             .cloned()
             .collect();
         assert_eq!(resp.count, want.len() as i64, "count of {req:?}");
-        let shown = if limit > 0 { want.len().min(limit as usize) } else { want.len() };
+        let shown = if limit > 0 {
+            want.len().min(limit as usize)
+        } else {
+            want.len()
+        };
         assert_eq!(resp.kvs, want[..shown], "{req:?}");
         assert_eq!(resp.more, shown < want.len());
         assert_eq!(resp.header.unwrap().revision, m.current());
@@ -276,8 +308,17 @@ fn check(rng: &mut Rng, s: &etcd_mvcc::Store, m: &Model) {
     assert_eq!(all.kvs, m.state().values().cloned().collect::<Vec<_>>());
     if m.compact > 1 {
         let below = 1 + rng.below((m.compact - 1) as u64) as i64;
-        let err = s.range(&RangeRequest { revision: below, ..range_req("\0", "\0") }).unwrap_err();
-        assert!(matches!(err, MvccError::Compacted), "read at {below} below {}", m.compact);
+        let err = s
+            .range(&RangeRequest {
+                revision: below,
+                ..range_req("\0", "\0")
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, MvccError::Compacted),
+            "read at {below} below {}",
+            m.compact
+        );
     }
 }
 
@@ -306,14 +347,22 @@ fn run(seed: u64, ops: usize) {
             let hash = s.hash_kv(0).unwrap();
             t.reopen();
             reopens += 1;
-            assert_eq!(t.s().index_clone(), index, "index rebuilt at open differs (seed {seed})");
+            assert_eq!(
+                t.s().index_clone(),
+                index,
+                "index rebuilt at open differs (seed {seed})"
+            );
             assert_eq!(t.s().hash_kv(0).unwrap(), hash);
             assert_eq!(t.s().consistent_index(), (entry, 1));
             check(&mut rng, t.s(), &m);
         }
     }
     // The run must have exercised what it claims to.
-    eprintln!("seed {seed}: {} revisions, compacted at {}, {reopens} reopens", m.current(), m.compact);
+    eprintln!(
+        "seed {seed}: {} revisions, compacted at {}, {reopens} reopens",
+        m.current(),
+        m.compact
+    );
     assert!(m.current() > ops as i64 / 2);
     assert!(m.compact > m.current() / 2);
     assert!(reopens > 5);

@@ -6,8 +6,8 @@
 //! proposing, in the gRPC layer.
 
 use etcd_api::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmType, DeleteRangeResponse, PutResponse, RequestOp,
-    TxnRequest, TxnResponse, alarm_request::AlarmAction, request_op,
+    AlarmMember, AlarmRequest, AlarmType, DeleteRangeResponse, PutResponse, RequestOp, TxnRequest,
+    TxnResponse, alarm_request::AlarmAction, request_op,
 };
 use etcd_api::internalpb::{InternalRequest, MemberAttributes, internal_request::Request};
 use etcd_mvcc::ApplyBatch;

@@ -28,7 +28,10 @@ async fn version() -> impl IntoResponse {
         "etcdserver": SERVER_VERSION,
         "etcdcluster": CLUSTER_VERSION,
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 /// Healthy when no alarm is raised, a leader is known, and a linearizable read completes.
@@ -46,7 +49,11 @@ async fn health(State(server): State<Arc<EtcdServer>>) -> impl IntoResponse {
 async fn check_health(server: &EtcdServer) -> bool {
     let alarms = server.cluster_state().alarms;
     if let Some(alarm) = alarms.first() {
-        tracing::warn!(member = format!("{:x}", alarm.member_id), alarm = alarm.alarm, "/health error due to an alarm");
+        tracing::warn!(
+            member = format!("{:x}", alarm.member_id),
+            alarm = alarm.alarm,
+            "/health error due to an alarm"
+        );
         return false;
     }
     if server.leader() == 0 {

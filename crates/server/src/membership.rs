@@ -27,7 +27,11 @@ pub fn url_string(url: &Url) -> String {
 
 /// A member ID as etcd computes it. `added_at_unix_secs` is set only for members added with
 /// MemberAdd (so that re-adding the same URLs gives a new ID).
-pub fn member_id(peer_urls: &[String], cluster_token: &str, added_at_unix_secs: Option<i64>) -> u64 {
+pub fn member_id(
+    peer_urls: &[String],
+    cluster_token: &str,
+    added_at_unix_secs: Option<i64>,
+) -> u64 {
     let mut sorted = peer_urls.to_vec();
     sorted.sort();
     let mut hasher = Sha1::new();
@@ -107,11 +111,15 @@ impl Membership {
     pub fn find_self(&self, name: &str, advertise_peer_urls: &[Url]) -> Result<u64, ServerError> {
         let mut advertised: Vec<String> = advertise_peer_urls.iter().map(url_string).collect();
         advertised.sort();
-        let member = self.members.values().find(|m| m.name == name).ok_or_else(|| {
-            ServerError::Config(format!(
-                "couldn't find local name {name:?} in the initial cluster configuration"
-            ))
-        })?;
+        let member = self
+            .members
+            .values()
+            .find(|m| m.name == name)
+            .ok_or_else(|| {
+                ServerError::Config(format!(
+                    "couldn't find local name {name:?} in the initial cluster configuration"
+                ))
+            })?;
         if member.peer_urls != advertised {
             return Err(ServerError::Config(format!(
                 "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} \
@@ -125,11 +133,19 @@ impl Membership {
     }
 
     pub fn voters(&self) -> Vec<u64> {
-        self.members.values().filter(|m| !m.is_learner).map(|m| m.id).collect()
+        self.members
+            .values()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.id)
+            .collect()
     }
 
     pub fn learners(&self) -> Vec<u64> {
-        self.members.values().filter(|m| m.is_learner).map(|m| m.id).collect()
+        self.members
+            .values()
+            .filter(|m| m.is_learner)
+            .map(|m| m.id)
+            .collect()
     }
 
     pub fn to_wire(&self) -> Vec<WireMember> {
@@ -157,8 +173,14 @@ mod tests {
 
     #[test]
     fn url_string_matches_go() {
-        assert_eq!(url_string(&url("http://localhost:2380")), "http://localhost:2380");
-        assert_eq!(url_string(&url("https://10.0.0.1:2380")), "https://10.0.0.1:2380");
+        assert_eq!(
+            url_string(&url("http://localhost:2380")),
+            "http://localhost:2380"
+        );
+        assert_eq!(
+            url_string(&url("https://10.0.0.1:2380")),
+            "https://10.0.0.1:2380"
+        );
     }
 
     /// The IDs etcd 3.4 prints for `etcd` started with no flags: member 8e9e05c52164694d in
@@ -170,18 +192,18 @@ mod tests {
             "etcd-cluster",
         )
         .unwrap();
-        let id = m.find_self("default", &[url("http://localhost:2380")]).unwrap();
+        let id = m
+            .find_self("default", &[url("http://localhost:2380")])
+            .unwrap();
         assert_eq!(format!("{id:x}"), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", m.cluster_id()), "cdf818194e3a8c32");
     }
 
     #[test]
     fn find_self_rejects_unknown_name_and_wrong_urls() {
-        let m = Membership::from_initial_cluster(
-            &[("a".to_string(), url("http://127.0.0.1:1"))],
-            "t",
-        )
-        .unwrap();
+        let m =
+            Membership::from_initial_cluster(&[("a".to_string(), url("http://127.0.0.1:1"))], "t")
+                .unwrap();
         assert!(m.find_self("b", &[url("http://127.0.0.1:1")]).is_err());
         assert!(m.find_self("a", &[url("http://127.0.0.1:2")]).is_err());
         assert!(m.find_self("a", &[url("http://127.0.0.1:1")]).is_ok());

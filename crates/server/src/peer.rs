@@ -94,12 +94,18 @@ impl MessageSender for PeerSender {
         for msg in messages {
             let to = msg.to;
             let Some(queue) = self.queues.get(&to) else {
-                tracing::debug!(to = format!("{to:x}"), "dropping a message to an unknown peer");
+                tracing::debug!(
+                    to = format!("{to:x}"),
+                    "dropping a message to an unknown peer"
+                );
                 continue;
             };
             if msg.get_msg_type() == MessageType::MsgSnapshot {
                 // Snapshot transfer arrives with log compaction; until then none is produced.
-                tracing::warn!(to = format!("{to:x}"), "cannot send a snapshot yet; dropping it");
+                tracing::warn!(
+                    to = format!("{to:x}"),
+                    "cannot send a snapshot yet; dropping it"
+                );
                 continue;
             }
             if queue.try_send(msg).is_err() {

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use axum::Router;
+use etcd_transport::{ListenOptions, ListenUrl, Listener};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use etcd_transport::{ListenOptions, ListenUrl, Listener};
 use url::Url;
 
 use crate::config::ServerConfig;
@@ -63,11 +63,8 @@ fn is_tls(url: &Url) -> bool {
     matches!(url.scheme(), "https" | "unixs")
 }
 
-async fn bind(
-    url: &Url,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) -> Result<Listener, ServerError> {
-    let listen_url = ListenUrl::parse(url.as_str())
+async fn bind(url: &Url, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Listener, ServerError> {
+    let listen_url = ListenUrl::parse(&crate::membership::url_string(url))
         .map_err(|e| ServerError::Config(format!("cannot listen on {url}: {e}")))?;
     Listener::bind(&listen_url, tls, ListenOptions::default())
         .await

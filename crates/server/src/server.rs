@@ -137,7 +137,10 @@ impl EtcdServer {
 
     /// A copy of the replicated cluster state (members, alarms) as of the last apply.
     pub fn cluster_state(&self) -> ClusterState {
-        self.cluster.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn is_learner(&self) -> bool {

@@ -95,7 +95,14 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let wait = Arc::new(Wait::new(member_id, unix_millis()));
     let cluster_view = Arc::new(RwLock::new(ClusterState::default()));
 
-    let peers = peer::start(&cfg, member_id, cluster_id, &boot.cluster, inputs_tx.clone()).await?;
+    let peers = peer::start(
+        &cfg,
+        member_id,
+        cluster_id,
+        &boot.cluster,
+        inputs_tx.clone(),
+    )
+    .await?;
     let raft_loop = RaftLoop::new(
         &cfg,
         boot,
@@ -154,11 +161,19 @@ async fn publish(server: Arc<EtcdServer>) {
     let attrs = MemberAttributes {
         member_id: server.member_id,
         name: server.cfg.name.clone(),
-        client_urls: server.cfg.advertise_client_urls.iter().map(url_string).collect(),
+        client_urls: server
+            .cfg
+            .advertise_client_urls
+            .iter()
+            .map(url_string)
+            .collect(),
     };
     let mut retry_delay = Duration::from_millis(50);
     loop {
-        match server.propose(Request::MemberAttributes(attrs.clone())).await {
+        match server
+            .propose(Request::MemberAttributes(attrs.clone()))
+            .await
+        {
             Ok(_) => break,
             Err(e) => {
                 tracing::debug!(error = %e, "publishing member attributes failed; retrying");

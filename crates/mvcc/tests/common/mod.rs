@@ -82,12 +82,18 @@ pub fn put(s: &Store, key: &str, value: &str) -> PutResponse {
         .unwrap()
 }
 
-pub fn try_put(s: &Store, req: &PutRequest, leases: &dyn Fn(i64) -> bool) -> Result<PutResponse, MvccError> {
+pub fn try_put(
+    s: &Store,
+    req: &PutRequest,
+    leases: &dyn Fn(i64) -> bool,
+) -> Result<PutResponse, MvccError> {
     s.apply(|b| b.put(req, leases)).unwrap()
 }
 
 pub fn del(s: &Store, key: &str, end: &str) -> DeleteRangeResponse {
-    s.apply(|b| b.delete_range(&del_req(key, end))).unwrap().unwrap()
+    s.apply(|b| b.delete_range(&del_req(key, end)))
+        .unwrap()
+        .unwrap()
 }
 
 pub fn txn(s: &Store, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
@@ -156,7 +162,13 @@ pub fn cmp(key: &str, target: CompareTarget, result: CompareResult, tu: TargetUn
     }
 }
 
-pub fn cmp_range(key: &str, end: &str, target: CompareTarget, result: CompareResult, tu: TargetUnion) -> Compare {
+pub fn cmp_range(
+    key: &str,
+    end: &str,
+    target: CompareTarget,
+    result: CompareResult,
+    tu: TargetUnion,
+) -> Compare {
     Compare {
         range_end: end.into(),
         ..cmp(key, target, result, tu)

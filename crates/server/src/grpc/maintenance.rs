@@ -97,16 +97,15 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         let revision = request.into_inner().revision;
         let store = self.server.store.clone();
-        let (hash, hash_revision, compact_revision) =
-            tokio::task::spawn_blocking(move || store.hash_kv(revision))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(ServerError::from)?;
+        let kv_hash = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ServerError::from)?;
         Ok(Response::new(HashKvResponse {
-            header: self.server.current_header(),
-            hash,
-            compact_revision,
-            hash_revision,
+            header: self.server.header(kv_hash.current_revision),
+            hash: kv_hash.hash,
+            compact_revision: kv_hash.compact_revision,
+            hash_revision: kv_hash.hash_revision,
         }))
     }
 }

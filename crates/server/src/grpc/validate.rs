@@ -72,7 +72,10 @@ fn check_op(op: &RequestOp, max_txn_ops: usize) -> Result<(), Status> {
         Some(Request::RequestDeleteRange(r)) => check_delete(r),
         Some(Request::RequestTxn(t)) => check_txn_ops(t, max_txn_ops),
         // An empty op: etcd answers "key not found" for it.
-        None => Err(Status::new(Code::InvalidArgument, "etcdserver: key not found")),
+        None => Err(Status::new(
+            Code::InvalidArgument,
+            "etcdserver: key not found",
+        )),
     }
 }
 
@@ -184,7 +187,10 @@ mod tests {
     #[test]
     fn duplicate_puts_in_one_branch_are_refused() {
         let t = txn(vec![put("a"), put("a")], vec![]);
-        assert_eq!(message(check_txn(&t, 128)), "etcdserver: duplicate key given in txn request");
+        assert_eq!(
+            message(check_txn(&t, 128)),
+            "etcdserver: duplicate key given in txn request"
+        );
         // The same key in both branches is fine: only one runs.
         assert!(check_txn(&txn(vec![put("a")], vec![put("a")]), 128).is_ok());
     }

@@ -38,5 +38,8 @@ impl Drain for TracingDrain {
 }
 
 pub fn raft_logger(member_id: u64) -> slog::Logger {
-    slog::Logger::root(TracingDrain.fuse(), slog::o!("raft_id" => format!("{member_id:x}")))
+    slog::Logger::root(
+        TracingDrain.fuse(),
+        slog::o!("raft_id" => format!("{member_id:x}")),
+    )
 }

@@ -284,7 +284,11 @@ impl RaftLoop {
                 .is_leader
                 .store(ss.raft_state == StateRole::Leader, Ordering::Release);
             if ss.raft_state == StateRole::Leader {
-                tracing::info!(member = format!("{:x}", self.member_id), term = self.node.raft.term, "became leader");
+                tracing::info!(
+                    member = format!("{:x}", self.member_id),
+                    term = self.node.raft.term,
+                    "became leader"
+                );
             }
         }
         self.status
@@ -292,7 +296,7 @@ impl RaftLoop {
             .store(self.node.raft.term, Ordering::Release);
         // A leader may send before persisting (Raft paper §10.2.1); followers' replies wait.
         self.sender.send(ready.take_messages());
-        if !raft::is_empty_snap(ready.snapshot()) {
+        if !ready.snapshot().is_empty() {
             // Snapshots are produced and sent once log compaction lands; until then no peer
             // has a reason to send one.
             tracing::error!("received a Raft snapshot, which this version cannot apply yet");

@@ -75,6 +75,20 @@ impl Scope {
 }
 
 impl<'s> ApplyBatch<'s> {
+    fn add_stored(&self, key_len: usize, value_len: usize) {
+        let bytes = crate::backend::record_bytes(key_len, value_len);
+        self.inner
+            .stored_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sub_stored(&self, key_len: usize, value_len: usize) {
+        let bytes = crate::backend::record_bytes(key_len, value_len);
+        self.inner
+            .stored_bytes
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn begin(inner: &'s Inner, writer: &'s mut WriterState) -> Result<Self, MvccError> {
         let txn = inner.begin_write()?;
         let st = inner.read_state();
@@ -201,7 +215,9 @@ impl<'s> ApplyBatch<'s> {
         let removed = (|| -> Result<(), MvccError> {
             let mut table = self.wtxn()?.open_table(KEY_TABLE)?;
             for key in &scope.written {
-                table.remove(key.as_bytes())?;
+                if let Some(old) = table.remove(key.as_bytes())? {
+                    self.sub_stored(key.as_bytes().len(), old.value().len());
+                }
             }
             Ok(())
         })();
@@ -256,7 +272,9 @@ impl<'s> ApplyBatch<'s> {
             lease,
         };
         let rev_key = RevKey::new(rev, false);
-        table.insert(rev_key.as_bytes(), encode_kv(&kv).as_slice())?;
+        let encoded = encode_kv(&kv);
+        table.insert(rev_key.as_bytes(), encoded.as_slice())?;
+        self.add_stored(rev_key.as_bytes().len(), encoded.len());
         drop(table);
         scope.written.push(rev_key);
         scope.touched.push(req.key.clone());
@@ -293,7 +311,9 @@ impl<'s> ApplyBatch<'s> {
                 key: key.clone(),
                 ..Default::default()
             };
-            table.insert(rev_key.as_bytes(), encode_kv(&tombstone).as_slice())?;
+            let encoded = encode_kv(&tombstone);
+            table.insert(rev_key.as_bytes(), encoded.as_slice())?;
+            self.add_stored(rev_key.as_bytes().len(), encoded.len());
             scope.written.push(rev_key);
             scope.touched.push(key.clone());
             self.inner.write_state().index.tombstone(key, rev)?;
@@ -342,11 +362,16 @@ impl<'s> ApplyBatch<'s> {
             st.index.compact(revision)
         };
         self.compact_rev = revision;
+        let mut removed_bytes = 0u64;
         let persisted = (|| -> Result<(), MvccError> {
             let txn = self.wtxn()?;
             let mut table = txn.open_table(KEY_TABLE)?;
             for (rev, tombstone) in &removed {
-                table.remove(RevKey::new(*rev, *tombstone).as_bytes())?;
+                let key = RevKey::new(*rev, *tombstone);
+                if let Some(old) = table.remove(key.as_bytes())? {
+                    removed_bytes +=
+                        crate::backend::record_bytes(key.as_bytes().len(), old.value().len());
+                }
             }
             let mut meta = txn.open_table(META_TABLE)?;
             let at = RevKey::new(Revision::new(revision, 0), false);
@@ -358,6 +383,9 @@ impl<'s> ApplyBatch<'s> {
             self.txn = None;
             return Err(e);
         }
+        self.inner
+            .stored_bytes
+            .fetch_sub(removed_bytes, std::sync::atomic::Ordering::Relaxed);
         self.ops += removed.len() + 2;
         tracing::info!(revision, removed = removed.len(), "compacted mvcc store");
         Ok(())

@@ -91,18 +91,30 @@ where
 
 /// Rebuilds the key index from every record, oldest first; returns it with the highest main
 /// revision seen (0 if there are no records).
-pub(crate) fn load_index<T>(table: &T) -> Result<(TreeIndex, i64), MvccError>
+/// Bytes a record is charged for quota purposes: its key and value plus a fixed per-record
+/// overhead standing in for the B-tree's bookkeeping.
+pub(crate) fn record_bytes(key_len: usize, value_len: usize) -> u64 {
+    (key_len + value_len) as u64 + RECORD_OVERHEAD_BYTES
+}
+
+const RECORD_OVERHEAD_BYTES: u64 = 16;
+
+/// Rebuilds the key index from the key table, with the last main revision and the bytes the
+/// records take (see [`record_bytes`]).
+pub(crate) fn load_index<T>(table: &T) -> Result<(TreeIndex, i64, u64), MvccError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
     let mut index = TreeIndex::default();
     let mut last_main = 0;
+    let mut stored_bytes = 0;
     for entry in table.iter()? {
         let (k, v) = entry?;
+        stored_bytes += record_bytes(k.value().len(), v.value().len());
         let (rev, tombstone) = RevKey::decode(k.value())?;
         let kv = KeyValue::decode(v.value())?;
         index.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version)?;
         last_main = rev.main;
     }
-    Ok((index, last_main))
+    Ok((index, last_main, stored_bytes))
 }

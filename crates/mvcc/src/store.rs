@@ -30,6 +30,7 @@
 //! recovers after a crash is self-consistent and the server replays its WAL from there.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,6 +99,9 @@ pub(crate) struct Inner {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     in_use_cache: Mutex<Option<(Instant, u64)>>,
+    /// Bytes of all key records (see `backend::record_bytes`), kept as records are written and
+    /// removed, so a quota check costs one atomic load.
+    pub(crate) stored_bytes: AtomicU64,
 }
 
 // Poisoning only says a thread panicked while holding the lock. Every writer path undoes its
@@ -188,11 +192,11 @@ impl Store {
             txn.open_table(EXT_TABLE)?;
             txn.commit()?;
         }
-        let (index, last_main, meta) = {
+        let (index, last_main, stored_bytes, meta) = {
             let rtxn = db.begin_read()?;
             let meta = read_meta(&rtxn.open_table(META_TABLE)?)?;
-            let (index, last_main) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
-            (index, last_main, meta)
+            let (index, last_main, stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
+            (index, last_main, stored_bytes, meta)
         };
         let compact_rev = meta.compact_rev.unwrap_or(-1);
         // A compaction can remove every record up to it (a delete of the last key), so the
@@ -225,6 +229,7 @@ impl Store {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             in_use_cache: Mutex::new(None),
+            stored_bytes: AtomicU64::new(stored_bytes),
         });
         let flusher = {
             let inner = Arc::clone(&inner);
@@ -302,6 +307,13 @@ impl Store {
                 0
             }
         }
+    }
+
+    /// Bytes the key records take (keys, values, a fixed overhead each): what the backend quota
+    /// charges. Unlike the file size it shrinks as soon as compaction removes records, so no
+    /// defragmentation is needed to get back under the quota. O(1).
+    pub fn stored_bytes(&self) -> u64 {
+        self.inner.stored_bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes of the file in allocated pages (the rest is free space `defragment` returns).

@@ -394,3 +394,51 @@ fn batch_limit_forces_durable_commits() {
     assert!((6..=7).contains(&ci), "{ci}");
     drop(s);
 }
+
+#[test]
+fn stored_bytes_track_writes_compaction_and_reopen() {
+    let mut t = TestStore::new();
+    let empty = t.s().stored_bytes();
+    let value = "v".repeat(1000);
+    for _ in 0..10 {
+        put(t.s(), "big", &value);
+    }
+    let after_puts = t.s().stored_bytes();
+    // Ten revisions of a 1000-byte value are all still stored.
+    assert!(after_puts >= empty + 10 * 1000, "{empty} -> {after_puts}");
+    del(t.s(), "big", "");
+    let rev = t.s().current_revision();
+    t.s().apply(|b| b.compact(rev)).unwrap().unwrap();
+    let after_compaction = t.s().stored_bytes();
+    assert!(after_compaction < empty + 1000, "{after_compaction}");
+    // A failed txn undoes its writes and their bytes.
+    let before_failed = t.s().stored_bytes();
+    let r = t.s().apply(|b| {
+        let mut txn = etcd_api::etcdserverpb::TxnRequest::default();
+        txn.success.push(etcd_api::etcdserverpb::RequestOp {
+            request: Some(etcd_api::etcdserverpb::request_op::Request::RequestPut(
+                put_req("x", &value),
+            )),
+        });
+        txn.success.push(etcd_api::etcdserverpb::RequestOp {
+            request: Some(etcd_api::etcdserverpb::request_op::Request::RequestPut(
+                etcd_api::etcdserverpb::PutRequest {
+                    key: b"missing".to_vec(),
+                    ignore_value: true,
+                    ..Default::default()
+                },
+            )),
+        });
+        b.txn(&txn, &no_leases)
+    });
+    assert!(r.unwrap().is_err());
+    assert_eq!(t.s().stored_bytes(), before_failed);
+    put(t.s(), "small", "x");
+    let live = t.s().stored_bytes();
+    t.reopen();
+    assert_eq!(
+        t.s().stored_bytes(),
+        live,
+        "reopen recomputes the same total"
+    );
+}

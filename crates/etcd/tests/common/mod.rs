@@ -1,0 +1,144 @@
+//! Spawning the real `etcd` binary on random loopback ports for integration tests.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions};
+
+/// A port nobody listens on right now. The port is released before the server binds it, so
+/// another process could take it in between; on a test machine that is rare enough.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+pub struct EtcdProcess {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub client_url: String,
+    pub peer_url: String,
+    pub extra_args: Vec<String>,
+    pub log_path: PathBuf,
+}
+
+impl EtcdProcess {
+    /// Starts a single member in `data_dir` and waits until it answers.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> EtcdProcess {
+        let mut p = EtcdProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            client_url: format!("http://127.0.0.1:{}", free_port()),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_path: data_dir.with_extension("log"),
+        };
+        p.spawn();
+        p.wait_ready().await;
+        p
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--name".to_string(),
+            "test".to_string(),
+            "--data-dir".to_string(),
+            self.data_dir.display().to_string(),
+            "--listen-client-urls".to_string(),
+            self.client_url.clone(),
+            "--advertise-client-urls".to_string(),
+            self.client_url.clone(),
+            "--listen-peer-urls".to_string(),
+            self.peer_url.clone(),
+            "--initial-advertise-peer-urls".to_string(),
+            self.peer_url.clone(),
+            "--initial-cluster".to_string(),
+            format!("test={}", self.peer_url),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args(self.args())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        self.child = Some(child);
+    }
+
+    /// Polls until a linearizable read succeeds: the member is up, has a leader, and applies.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("etcd exited early with {status}; log:\n{}", self.log());
+                }
+            }
+            if let Ok(mut c) = self.try_client().await {
+                if c.get("readiness-probe").await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become ready; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn try_client(&self) -> Result<Client, etcd_client::ClientError> {
+        let options = ConnectOptions {
+            dial_timeout: Duration::from_secs(1),
+            request_timeout: Some(Duration::from_secs(10)),
+            ..ConnectOptions::default()
+        };
+        Client::connect(&[self.client_url.as_str()], options).await
+    }
+
+    pub async fn client(&self) -> Client {
+        self.try_client().await.expect("connect to etcd")
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the binary to completion with these arguments (and environment), for flag tests.
+pub fn run_etcd(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_etcd"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run etcd")
+}

@@ -5,15 +5,23 @@
 //! sizes, no randomness. Checks that depend on local state (quota, request size) happen before
 //! proposing, in the gRPC layer.
 
+use std::time::Instant;
+
 use etcd_api::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmType, DeleteRangeResponse, PutResponse, RequestOp, TxnRequest,
+    AlarmMember, AlarmRequest, AlarmType, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, PutResponse, RequestOp, TxnRequest,
     TxnResponse, alarm_request::AlarmAction, request_op,
 };
 use etcd_api::internalpb::{InternalRequest, MemberAttributes, internal_request::Request};
+use etcd_api::mvccpb::{Event, event::EventType};
 use etcd_mvcc::ApplyBatch;
 
 use crate::error::ServerError;
+use crate::lease::{self, Lessor};
 use crate::membership::Membership;
+
+/// The changes of one applied batch, per main revision, for watchers.
+pub type RevisionEvents = Vec<(i64, Vec<Event>)>;
 
 /// What applying one proposal produced, with the store revision right after it.
 pub type ApplyResult = Result<Applied, ServerError>;
@@ -30,6 +38,8 @@ pub enum ApplyResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction,
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke,
     Alarm(Vec<AlarmMember>),
     /// Requests with nothing to return (no-ops, member attributes).
     Empty,
@@ -55,20 +65,47 @@ impl ClusterState {
     }
 }
 
-/// Applies one proposal. `changed` is set when the cluster state changed and must be saved.
+/// What one apply batch works on besides the key space.
+pub struct ApplyContext<'a> {
+    pub cluster: &'a mut ClusterState,
+    /// Set when `cluster` changed and must be saved.
+    pub cluster_changed: bool,
+    pub lessor: &'a mut Lessor,
+    /// Every change the batch made, in revision order, for watchers.
+    pub events: RevisionEvents,
+}
+
+/// Applies one proposal, then moves the key changes it made to `ctx.events` after updating
+/// lease attachments from them.
 pub fn apply_request(
     batch: &mut ApplyBatch<'_>,
-    state: &mut ClusterState,
-    changed: &mut bool,
+    ctx: &mut ApplyContext<'_>,
+    request: InternalRequest,
+) -> ApplyResult {
+    let result = apply_one(batch, ctx, request);
+    let events = batch.take_events();
+    for (_, revision_events) in &events {
+        track_lease_attachments(ctx.lessor, revision_events);
+    }
+    ctx.events.extend(events);
+    result
+}
+
+fn apply_one(
+    batch: &mut ApplyBatch<'_>,
+    ctx: &mut ApplyContext<'_>,
     request: InternalRequest,
 ) -> ApplyResult {
     let Some(request) = request.request else {
         return Ok(empty(batch));
     };
+    let state = &mut *ctx.cluster;
+    let changed = &mut ctx.cluster_changed;
+    let lessor = &mut *ctx.lessor;
     let response = match request {
         Request::Put(put) => {
             reject_writes_under_alarm(state, true)?;
-            ApplyResponse::Put(batch.put(&put, &no_leases)?)
+            ApplyResponse::Put(batch.put(&put, &|id| lessor.exists(id))?)
         }
         Request::DeleteRange(del) => {
             reject_writes_under_alarm(state, false)?;
@@ -76,7 +113,7 @@ pub fn apply_request(
         }
         Request::Txn(txn) => {
             reject_writes_under_alarm(state, txn_has_put(&txn))?;
-            ApplyResponse::Txn(batch.txn(&txn, &no_leases)?)
+            ApplyResponse::Txn(batch.txn(&txn, &|id| lessor.exists(id))?)
         }
         Request::Compaction(c) => {
             batch.compact(c.revision)?;
@@ -92,10 +129,15 @@ pub fn apply_request(
             ApplyResponse::Empty
         }
         Request::Noop(_) => ApplyResponse::Empty,
-        Request::LeaseGrant(_) | Request::LeaseRevoke(_) | Request::LeaseCheckpoint(_) => {
-            // Leases land with the watch/lease work; until then no member proposes these.
-            return Err(ServerError::LeaseNotFound);
+        Request::LeaseGrant(grant) => {
+            ApplyResponse::LeaseGrant(apply_lease_grant(batch, lessor, &grant)?)
         }
+        Request::LeaseRevoke(revoke) => {
+            apply_lease_revoke(batch, lessor, &revoke)?;
+            ApplyResponse::LeaseRevoke
+        }
+        // Checkpoints (etcd's experimental remaining-TTL persistence) are not proposed by us.
+        Request::LeaseCheckpoint(_) => ApplyResponse::Empty,
     };
     Ok(Applied {
         revision: batch.current_revision(),
@@ -110,9 +152,72 @@ fn empty(batch: &ApplyBatch<'_>) -> Applied {
     }
 }
 
-/// No lease exists until the lease work lands, so any lease ID is unknown.
-fn no_leases(_id: i64) -> bool {
-    false
+fn apply_lease_grant(
+    batch: &mut ApplyBatch<'_>,
+    lessor: &mut Lessor,
+    req: &LeaseGrantRequest,
+) -> Result<LeaseGrantResponse, ServerError> {
+    if req.id <= 0 {
+        // The proposing member picks a positive ID; anything else is a malformed proposal.
+        return Err(ServerError::LeaseNotFound);
+    }
+    // The deadline is member-local (only the leader keeps one), so reading the clock here
+    // does not make members diverge.
+    let ttl = lessor.grant(req.id, req.ttl, Instant::now())?;
+    batch.meta_put(&lease::meta_key(req.id), &lease::encode_meta(req.id, ttl));
+    Ok(LeaseGrantResponse {
+        header: None,
+        id: req.id,
+        ttl,
+        error: String::new(),
+    })
+}
+
+/// Revokes a lease: its keys are deleted in one revision, then the lease is gone.
+fn apply_lease_revoke(
+    batch: &mut ApplyBatch<'_>,
+    lessor: &mut Lessor,
+    req: &LeaseRevokeRequest,
+) -> Result<(), ServerError> {
+    let keys = lessor.revoke(req.id)?;
+    if !keys.is_empty() {
+        let deletes = keys
+            .into_iter()
+            .map(|key| RequestOp {
+                request: Some(request_op::Request::RequestDeleteRange(
+                    DeleteRangeRequest {
+                        key,
+                        ..Default::default()
+                    },
+                )),
+            })
+            .collect();
+        let txn = TxnRequest {
+            compare: Vec::new(),
+            success: deletes,
+            failure: Vec::new(),
+        };
+        batch.txn(&txn, &|_| true)?;
+    }
+    batch.meta_delete(&lease::meta_key(req.id));
+    Ok(())
+}
+
+/// Keeps each lease's key set in step with the key space: a put attaches the key to its lease
+/// (and detaches it from the lease it had), a delete detaches it.
+fn track_lease_attachments(lessor: &mut Lessor, events: &[Event]) {
+    for event in events {
+        let Some(kv) = &event.kv else { continue };
+        let previous_lease = event.prev_kv.as_ref().map_or(0, |p| p.lease);
+        let is_put = event.r#type == EventType::Put as i32;
+        let new_lease = if is_put { kv.lease } else { 0 };
+        if previous_lease != 0 && previous_lease != new_lease {
+            lessor.detach(previous_lease, &kv.key);
+        }
+        if new_lease != 0 {
+            lessor.attach(new_lease, &kv.key);
+        }
+    }
 }
 
 /// etcd's capped applier: under NOSPACE, writes that can grow the store are refused; deletes and

@@ -28,6 +28,10 @@ pub enum ServerError {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: member ID is not found")]
     MemberNotFound,
     #[error("etcdserver: invalid sort option")]
@@ -58,6 +62,8 @@ impl ServerError {
                 Code::Unavailable
             }
             ServerError::LeaseNotFound | ServerError::MemberNotFound => Code::NotFound,
+            ServerError::LeaseExists => Code::FailedPrecondition,
+            ServerError::LeaseTtlTooLarge => Code::OutOfRange,
             ServerError::Mvcc(e) => mvcc_code(e),
             ServerError::Wal(_)
             | ServerError::Config(_)
@@ -73,6 +79,16 @@ fn mvcc_code(e: &MvccError) -> Code {
         MvccError::KeyNotFound => Code::InvalidArgument,
         MvccError::LeaseNotFound => Code::NotFound,
         _ => Code::Internal,
+    }
+}
+
+impl From<crate::lease::LeaseError> for ServerError {
+    fn from(e: crate::lease::LeaseError) -> ServerError {
+        match e {
+            crate::lease::LeaseError::NotFound => ServerError::LeaseNotFound,
+            crate::lease::LeaseError::Exists => ServerError::LeaseExists,
+            crate::lease::LeaseError::TtlTooLarge => ServerError::LeaseTtlTooLarge,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 mod grpc;
 mod http;
+pub mod lease;
 pub mod membership;
 mod peer;
 pub mod raft;

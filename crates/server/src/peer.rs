@@ -6,10 +6,13 @@
 //! Raft, which then probes it instead of piling up.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use etcd_api::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use etcd_api::internalpb::raft_peer_client::RaftPeerClient;
 use etcd_api::internalpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use etcd_api::internalpb::{MembersRequest, MembersResponse, PeerAck, PeerMessages};
@@ -27,6 +30,7 @@ use crate::error::ServerError;
 use crate::raft::RaftInput;
 use crate::raft::node::{MessageSender, NoPeers};
 use crate::serve;
+use crate::server::EtcdServer;
 
 /// Messages queued for one peer before further ones are dropped.
 const PEER_QUEUE_CAPACITY: usize = 4096;
@@ -43,12 +47,14 @@ pub async fn start(
     cluster_id: u64,
     cluster: &ClusterState,
     inputs: SyncSender<RaftInput>,
+    server: Arc<OnceLock<Arc<EtcdServer>>>,
 ) -> Result<Box<dyn MessageSender>, ServerError> {
     let service = PeerService {
         cluster_id,
         member_id,
         inputs: inputs.clone(),
         cluster: cluster.clone(),
+        server,
     };
     let routes = tonic::service::Routes::new(
         RaftPeerServer::new(service).max_decoding_message_size(PEER_FRAME_BYTES_MAX),
@@ -222,6 +228,19 @@ struct PeerService {
     member_id: u64,
     inputs: SyncSender<RaftInput>,
     cluster: ClusterState,
+    /// Set once the member has started; lease calls before that find no leader here.
+    server: Arc<OnceLock<Arc<EtcdServer>>>,
+}
+
+impl PeerService {
+    /// The local server, if this member is the leader: forwarded lease calls are answered
+    /// only by the leader, never forwarded again (no loops between members).
+    fn leader_server(&self) -> Result<&Arc<EtcdServer>, Status> {
+        match self.server.get() {
+            Some(server) if server.leader() == self.member_id => Ok(server),
+            _ => Err(Status::from(ServerError::NoLeader)),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -264,6 +283,30 @@ impl RaftPeer for PeerService {
             }
         }
         Ok(Response::new(PeerAck {}))
+    }
+
+    async fn lease_renew(
+        &self,
+        request: tonic::Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let server = self.leader_server()?;
+        let id = request.into_inner().id;
+        let ttl = server.lease_renew(id).await?;
+        Ok(Response::new(LeaseKeepAliveResponse {
+            header: server.current_header(),
+            id,
+            ttl,
+        }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: tonic::Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let server = self.leader_server()?;
+        Ok(Response::new(
+            server.lease_time_to_live(request.into_inner()).await?,
+        ))
     }
 
     async fn members(

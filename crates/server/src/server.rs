@@ -29,6 +29,9 @@ pub struct EtcdServer {
     pub(crate) status: Arc<RaftStatus>,
     pub(crate) applied_rx: watch::Receiver<u64>,
     pub(crate) cluster: Arc<RwLock<ClusterState>>,
+    pub(crate) lessor: crate::lease::SharedLessor,
+    /// How this member dials its peers (lease forwarding to the leader).
+    pub(crate) peer_client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl EtcdServer {
@@ -157,4 +160,123 @@ pub(crate) fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Leases: answered by the leader, which alone keeps deadlines; a follower forwards to it over
+/// the peer port, as etcd does.
+impl EtcdServer {
+    /// A fresh lease ID: positive, unique per member and start (same scheme as request IDs).
+    pub fn next_lease_id(&self) -> i64 {
+        let (id, _rx) = self.wait.register();
+        self.wait.cancel(id);
+        (id & (i64::MAX as u64)) as i64
+    }
+
+    /// Keep-alive: resets the lease's deadline; returns its TTL.
+    pub async fn lease_renew(&self, id: i64) -> Result<i64, ServerError> {
+        match self.lease_leader().await? {
+            None => {
+                self.wait_applied_committed().await?;
+                Ok(self.lessor.lock().renew(id, std::time::Instant::now())?)
+            }
+            Some(mut leader) => {
+                let req = etcd_api::etcdserverpb::LeaseKeepAliveRequest { id };
+                let resp = leader.lease_renew(req).await.map_err(forwarded_error)?;
+                Ok(resp.into_inner().ttl)
+            }
+        }
+    }
+
+    pub async fn lease_time_to_live(
+        &self,
+        req: etcd_api::etcdserverpb::LeaseTimeToLiveRequest,
+    ) -> Result<etcd_api::etcdserverpb::LeaseTimeToLiveResponse, ServerError> {
+        use etcd_api::etcdserverpb::LeaseTimeToLiveResponse;
+        let resp = match self.lease_leader().await? {
+            None => {
+                self.wait_applied_committed().await?;
+                let lessor = self.lessor.lock();
+                match lessor.get(req.id) {
+                    Some(lease) => LeaseTimeToLiveResponse {
+                        header: None,
+                        id: req.id,
+                        ttl: lease
+                            .remaining_secs(std::time::Instant::now())
+                            .unwrap_or(lease.ttl_secs),
+                        granted_ttl: lease.ttl_secs,
+                        keys: if req.keys {
+                            lease.keys.iter().cloned().collect()
+                        } else {
+                            Vec::new()
+                        },
+                    },
+                    // etcd answers an unknown lease with TTL -1, not an error.
+                    None => LeaseTimeToLiveResponse {
+                        id: req.id,
+                        ttl: -1,
+                        ..Default::default()
+                    },
+                }
+            }
+            Some(mut leader) => leader
+                .lease_time_to_live(req)
+                .await
+                .map_err(forwarded_error)?
+                .into_inner(),
+        };
+        Ok(LeaseTimeToLiveResponse {
+            header: self.current_header(),
+            ..resp
+        })
+    }
+
+    /// `None` when this member is the leader, else a peer client to the leader.
+    async fn lease_leader(
+        &self,
+    ) -> Result<
+        Option<etcd_api::internalpb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>>,
+        ServerError,
+    > {
+        let leader = self.leader();
+        if leader == 0 {
+            return Err(ServerError::NoLeader);
+        }
+        if leader == self.member_id {
+            return Ok(None);
+        }
+        let urls = self
+            .cluster_state()
+            .membership
+            .members
+            .get(&leader)
+            .map(|m| m.peer_urls.clone())
+            .ok_or(ServerError::NoLeader)?;
+        let options = etcd_client::ConnectOptions {
+            tls: self.peer_client_tls.clone(),
+            dial_timeout: self.cfg.election_timeout,
+            request_timeout: Some(self.cfg.request_timeout()),
+            ..Default::default()
+        };
+        let channel = etcd_client::connect_channel(&urls, &options)
+            .await
+            .map_err(|_| ServerError::NoLeader)?;
+        Ok(Some(
+            etcd_api::internalpb::raft_peer_client::RaftPeerClient::new(channel),
+        ))
+    }
+
+    /// Waits until this member applied everything committed so far.
+    async fn wait_applied_committed(&self) -> Result<(), ServerError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout();
+        self.wait_applied(self.commit_index(), deadline).await
+    }
+}
+
+/// A forwarded lease call's status, back in our error type.
+fn forwarded_error(status: tonic::Status) -> ServerError {
+    match status.code() {
+        tonic::Code::NotFound => ServerError::LeaseNotFound,
+        tonic::Code::Unavailable => ServerError::NoLeader,
+        _ => ServerError::Internal(status.message().to_string()),
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use etcd_api::internalpb::{MemberAttributes, internal_request::Request};
@@ -13,11 +13,12 @@ use tokio::sync::{mpsc, watch};
 use crate::apply::ClusterState;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::lease::{self, Lessor, SharedLessor};
 use crate::membership::url_string;
 use crate::raft::{RaftLoop, RaftLoopParts, RaftStatus, bootstrap};
 use crate::server::{EtcdServer, unix_millis};
 use crate::wait::Wait;
-use crate::{peer, serve};
+use crate::{peer, serve, tls};
 
 /// Inputs the Raft loop may hold before senders are refused ("too many requests"). Large
 /// enough to absorb a burst from thousands of clients between two Ready rounds.
@@ -94,6 +95,10 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let status = Arc::new(RaftStatus::default());
     let wait = Arc::new(Wait::new(member_id, unix_millis()));
     let cluster_view = Arc::new(RwLock::new(ClusterState::default()));
+    let mut lessor = Lessor::new(Lessor::min_ttl_for(cfg.election_timeout));
+    lease::load(&store, &mut lessor)?;
+    let lessor = SharedLessor::new(lessor);
+    let server_slot = Arc::new(OnceLock::new());
 
     let peers = peer::start(
         &cfg,
@@ -101,6 +106,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         cluster_id,
         &boot.cluster,
         inputs_tx.clone(),
+        server_slot.clone(),
     )
     .await?;
     let raft_loop = RaftLoop::new(
@@ -114,6 +120,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             wait: wait.clone(),
             applied_tx,
             cluster_view: cluster_view.clone(),
+            lessor: lessor.clone(),
         },
     )?;
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
@@ -137,9 +144,14 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         status,
         applied_rx,
         cluster: cluster_view,
+        lessor,
+        peer_client_tls: tls::peer_client_config(&cfg)?,
     });
+    // The peer service answers forwarded lease calls with this member's state.
+    let _ = server_slot.set(server.clone());
     serve::serve_clients(&server).await?;
     tokio::spawn(publish(server.clone()));
+    tokio::spawn(lease::run_expiry(server.clone()));
     Ok(RunningServer { server, fatal_rx })
 }
 

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod unimplemented;
 pub mod validate;
@@ -48,7 +49,9 @@ pub fn routes(server: &Arc<EtcdServer>) -> Routes {
         .max_decoding_message_size(max_recv),
     )
     .add_service(WatchServer::new(unimplemented::Unimplemented))
-    .add_service(LeaseServer::new(unimplemented::Unimplemented))
+    .add_service(LeaseServer::new(lease::LeaseService {
+        server: server.clone(),
+    }))
     .add_service(AuthServer::new(unimplemented::Unimplemented))
     .add_service(LockServer::new(unimplemented::Unimplemented))
     .add_service(ElectionServer::new(unimplemented::Unimplemented))

@@ -18,9 +18,13 @@ use tokio::sync::{oneshot, watch};
 
 use super::bootstrap::{Bootstrapped, encode_cluster_state};
 use super::logger::raft_logger;
-use crate::apply::{ApplyResult, ClusterState, META_ALARMS, META_MEMBERSHIP, apply_request};
+use crate::apply::{
+    ApplyContext, ApplyResult, ClusterState, META_ALARMS, META_MEMBERSHIP, RevisionEvents,
+    apply_request,
+};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::lease::SharedLessor;
 use crate::wait::Wait;
 
 /// Most inputs handled before the loop looks at `Ready` again: bounds the latency a burst of
@@ -83,6 +87,8 @@ pub struct RaftLoop {
     applied_tx: watch::Sender<u64>,
     cluster: ClusterState,
     cluster_view: Arc<RwLock<ClusterState>>,
+    lessor: SharedLessor,
+    election_timeout: Duration,
     member_id: u64,
     tick: Duration,
     read_timeout: Duration,
@@ -98,6 +104,7 @@ pub struct RaftLoopParts {
     pub wait: Arc<Wait>,
     pub applied_tx: watch::Sender<u64>,
     pub cluster_view: Arc<RwLock<ClusterState>>,
+    pub lessor: SharedLessor,
 }
 
 impl RaftLoop {
@@ -153,6 +160,8 @@ impl RaftLoop {
             applied_tx: parts.applied_tx,
             cluster: boot.cluster,
             cluster_view: parts.cluster_view,
+            lessor: parts.lessor,
+            election_timeout: cfg.election_timeout,
             member_id: boot.member_id,
             tick: cfg.heartbeat_interval,
             read_timeout: cfg.election_timeout * 2,
@@ -280,10 +289,19 @@ impl RaftLoop {
         let mut ready = self.node.ready();
         if let Some(ss) = ready.ss() {
             self.status.leader.store(ss.leader_id, Ordering::Release);
-            self.status
-                .is_leader
-                .store(ss.raft_state == StateRole::Leader, Ordering::Release);
-            if ss.raft_state == StateRole::Leader {
+            let was_leader = self.status.is_leader.load(Ordering::Acquire);
+            let is_leader = ss.raft_state == StateRole::Leader;
+            self.status.is_leader.store(is_leader, Ordering::Release);
+            // Only the leader keeps lease deadlines; a new leader gives every lease its full
+            // TTL plus an election timeout, so the change itself expires nothing.
+            if is_leader && !was_leader {
+                self.lessor
+                    .lock()
+                    .promote(Instant::now(), self.election_timeout);
+            } else if !is_leader && was_leader {
+                self.lessor.lock().demote();
+            }
+            if is_leader && !was_leader {
                 tracing::info!(
                     member = format!("{:x}", self.member_id),
                     term = self.node.raft.term,
@@ -351,8 +369,15 @@ impl RaftLoop {
         let node = &mut self.node;
         let cluster = &mut self.cluster;
         let mut results: Vec<(u64, ApplyResult)> = Vec::new();
-        let mut cluster_changed = false;
-        self.store.apply(|batch| {
+        let lessor = &self.lessor;
+        let events = self.store.apply(|batch| {
+            let mut lessor = lessor.lock();
+            let mut ctx = ApplyContext {
+                cluster,
+                cluster_changed: false,
+                lessor: &mut lessor,
+                events: RevisionEvents::new(),
+            };
             for entry in &entries {
                 let already_applied = entry.index <= applied_before;
                 match entry.get_entry_type() {
@@ -363,8 +388,7 @@ impl RaftLoop {
                             match InternalRequest::decode(entry.data.as_ref()) {
                                 Ok(req) => {
                                     let (id, proposer) = (req.id, req.proposer_id);
-                                    let result =
-                                        apply_request(batch, cluster, &mut cluster_changed, req);
+                                    let result = apply_request(batch, &mut ctx, req);
                                     if proposer == member_id {
                                         results.push((id, result));
                                     }
@@ -384,9 +408,9 @@ impl RaftLoop {
                         if let Err(e) = cc.merge_from_bytes(&entry.data) {
                             tracing::error!(index = entry.index, error = %e, "bad conf change");
                         } else if let Ok(cs) = node.apply_conf_change(&cc) {
-                            cluster.voters = cs.voters.clone();
-                            cluster.learners = cs.learners.clone();
-                            cluster_changed |= !already_applied;
+                            ctx.cluster.voters = cs.voters.clone();
+                            ctx.cluster.learners = cs.learners.clone();
+                            ctx.cluster_changed |= !already_applied;
                         }
                     }
                     EntryType::EntryConfChangeV2 => {
@@ -394,9 +418,9 @@ impl RaftLoop {
                         if let Err(e) = cc.merge_from_bytes(&entry.data) {
                             tracing::error!(index = entry.index, error = %e, "bad conf change");
                         } else if let Ok(cs) = node.apply_conf_change(&cc) {
-                            cluster.voters = cs.voters.clone();
-                            cluster.learners = cs.learners.clone();
-                            cluster_changed |= !already_applied;
+                            ctx.cluster.voters = cs.voters.clone();
+                            ctx.cluster.learners = cs.learners.clone();
+                            ctx.cluster_changed |= !already_applied;
                         }
                     }
                 }
@@ -404,12 +428,14 @@ impl RaftLoop {
                     batch.set_consistent_index(entry.index, entry.term);
                 }
             }
-            if cluster_changed {
-                let (membership, alarms) = encode_cluster_state(cluster);
+            if ctx.cluster_changed {
+                let (membership, alarms) = encode_cluster_state(ctx.cluster);
                 batch.meta_put(META_MEMBERSHIP, &membership);
                 batch.meta_put(META_ALARMS, &alarms);
             }
+            (ctx.cluster_changed, ctx.events)
         })?;
+        let (cluster_changed, events) = events;
         if cluster_changed {
             *self.cluster_view.write().unwrap_or_else(|e| e.into_inner()) = self.cluster.clone();
         }
@@ -417,6 +443,14 @@ impl RaftLoop {
             self.wait.trigger(id, result);
         }
         self.applied_tx.send_replace(last_index);
+        self.publish_events(events);
         Ok(())
+    }
+
+    /// Hands the batch's changes to watchers (after the commit, so a watcher that reads back
+    /// finds them). Must not block the Raft thread.
+    fn publish_events(&self, events: RevisionEvents) {
+        // The watch hub hooks in here.
+        drop(events);
     }
 }

@@ -1,0 +1,127 @@
+//! The Lease service. Grant and revoke go through Raft; keep-alive and time-to-live are
+//! answered by the leader, which alone keeps deadlines (a follower forwards them).
+
+use std::sync::Arc;
+
+use etcd_api::etcdserverpb::lease_server::Lease;
+use etcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use etcd_api::internalpb::internal_request::Request;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Response, Status, Streaming};
+
+use super::kv::unexpected;
+use crate::apply::ApplyResponse;
+use crate::error::ServerError;
+use crate::lease::MAX_LEASE_TTL_SECS;
+use crate::server::EtcdServer;
+
+/// Keep-alive answers buffered per stream before the stream stops reading requests.
+const KEEPALIVE_RESPONSES_BUFFERED: usize = 16;
+
+pub struct LeaseService {
+    pub server: Arc<EtcdServer>,
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: tonic::Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        if req.ttl > MAX_LEASE_TTL_SECS {
+            return Err(ServerError::LeaseTtlTooLarge.into());
+        }
+        if req.id == 0 {
+            // IDs are chosen by the member that proposes, before Raft, so every member
+            // applies the same one.
+            req.id = self.server.next_lease_id();
+        }
+        let applied = self.server.propose(Request::LeaseGrant(req)).await?;
+        match applied.response {
+            ApplyResponse::LeaseGrant(mut resp) => {
+                resp.header = self.server.header(applied.revision);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: tonic::Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let req = request.into_inner();
+        let applied = self.server.propose(Request::LeaseRevoke(req)).await?;
+        Ok(Response::new(LeaseRevokeResponse {
+            header: self.server.header(applied.revision),
+        }))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: tonic::Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<BoxStream<LeaseKeepAliveResponse>>, Status> {
+        let mut requests = request.into_inner();
+        let (tx, rx) = mpsc::channel(KEEPALIVE_RESPONSES_BUFFERED);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            while let Some(req) = requests.next().await {
+                let Ok(req) = req else { break };
+                let resp = match server.lease_renew(req.id).await {
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: server.current_header(),
+                        id: req.id,
+                        ttl,
+                    }),
+                    // etcd answers a keep-alive for an unknown lease with TTL 0, not an error.
+                    Err(ServerError::LeaseNotFound) => Ok(LeaseKeepAliveResponse {
+                        header: server.current_header(),
+                        id: req.id,
+                        ttl: 0,
+                    }),
+                    Err(e) => Err(Status::from(e)),
+                };
+                let stop = resp.is_err();
+                if tx.send(resp).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: tonic::Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let resp = self.server.lease_time_to_live(request.into_inner()).await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: tonic::Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.server.linearizable_barrier().await?;
+        let leases = self
+            .server
+            .lessor
+            .lock()
+            .ids()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.server.current_header(),
+            leases,
+        }))
+    }
+}

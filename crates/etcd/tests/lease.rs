@@ -1,0 +1,185 @@
+//! Leases end to end: grant, attach, keep-alive, time-to-live, revoke, expiry through Raft,
+//! and leases surviving a restart.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::EtcdProcess;
+use etcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, PutRequest,
+};
+use etcd_client::Client;
+
+async fn grant(c: &mut Client, ttl: i64) -> i64 {
+    let resp = c
+        .lease
+        .lease_grant(LeaseGrantRequest { ttl, id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.id > 0);
+    resp.id
+}
+
+async fn put_with_lease(c: &mut Client, key: &str, lease: i64) {
+    c.kv.put(PutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        lease,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn grant_attach_ttl_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("l.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+
+    // TTLs below the minimum (1.5 election timeouts) are raised to it.
+    let short = c
+        .lease
+        .lease_grant(LeaseGrantRequest { ttl: 1, id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(short.ttl, 2);
+
+    let id = grant(&mut c, 60).await;
+    put_with_lease(&mut c, "a", id).await;
+    put_with_lease(&mut c, "b", id).await;
+    let ttl = c
+        .lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 60);
+    assert!(ttl.ttl > 50 && ttl.ttl <= 60, "{}", ttl.ttl);
+    assert_eq!(ttl.keys, vec![b"a".to_vec(), b"b".to_vec()]);
+
+    // A key put again without the lease leaves it.
+    c.put("b", "no lease").await.unwrap();
+    let leases = c
+        .lease
+        .lease_leases(LeaseLeasesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(leases.leases.iter().any(|l| l.id == id));
+
+    let before = c.get("a").await.unwrap().header.unwrap().revision;
+    let revoked = c
+        .lease
+        .lease_revoke(LeaseRevokeRequest { id })
+        .await
+        .unwrap()
+        .into_inner();
+    // The attached key goes in one new revision.
+    assert_eq!(revoked.header.unwrap().revision, before + 1);
+    assert!(c.get("a").await.unwrap().kvs.is_empty());
+    assert_eq!(c.get("b").await.unwrap().kvs[0].value, b"no lease");
+    let gone = c
+        .lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(gone.ttl, -1);
+    let status = c
+        .lease
+        .lease_revoke(LeaseRevokeRequest { id })
+        .await
+        .unwrap_err();
+    assert_eq!(status.message(), "etcdserver: requested lease not found");
+}
+
+#[tokio::test]
+async fn expiry_removes_keys_within_ttl_plus_an_election_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("x.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    let id = grant(&mut c, 3).await;
+    let granted = Instant::now();
+    put_with_lease(&mut c, "ephemeral", id).await;
+
+    // Watch the key disappear: poll reads until it is gone, bounded by TTL + election timeout
+    // + the expiry check interval.
+    let bound = Duration::from_secs(3) + Duration::from_secs(1) + Duration::from_millis(1500);
+    loop {
+        if c.get("ephemeral").await.unwrap().kvs.is_empty() {
+            break;
+        }
+        assert!(
+            granted.elapsed() < bound,
+            "lease did not expire in {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        granted.elapsed() >= Duration::from_secs(3),
+        "expired before its TTL"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_extends_and_unknown_lease_gets_ttl_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("k.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    let id = grant(&mut c, 3).await;
+    put_with_lease(&mut c, "kept", id).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut responses = c
+        .lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let start = Instant::now();
+    // Keep it alive past twice its TTL.
+    while start.elapsed() < Duration::from_secs(7) {
+        tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
+        let resp = responses.message().await.unwrap().unwrap();
+        assert_eq!((resp.id, resp.ttl), (id, 3));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(c.get("kept").await.unwrap().kvs.len(), 1);
+    tx.send(LeaseKeepAliveRequest { id: 12345 }).await.unwrap();
+    let resp = responses.message().await.unwrap().unwrap();
+    assert_eq!((resp.id, resp.ttl), (12345, 0));
+}
+
+#[tokio::test]
+async fn leases_and_leased_keys_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdProcess::start(&dir.path().join("r.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    let id = grant(&mut c, 600).await;
+    put_with_lease(&mut c, "durable", id).await;
+    etcd.kill();
+    etcd.spawn();
+    etcd.wait_ready().await;
+    let mut c = etcd.client().await;
+    let ttl = c
+        .lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 600);
+    // Remaining TTLs are refreshed at restart, as etcd does.
+    assert!(ttl.ttl > 590, "{}", ttl.ttl);
+    assert_eq!(ttl.keys, vec![b"durable".to_vec()]);
+    assert_eq!(c.get("durable").await.unwrap().kvs[0].lease, id);
+    // Revoking after the restart still deletes the key: the attachment was rebuilt.
+    c.lease
+        .lease_revoke(LeaseRevokeRequest { id })
+        .await
+        .unwrap();
+    assert!(c.get("durable").await.unwrap().kvs.is_empty());
+}

@@ -129,6 +129,13 @@ fn apply_one(
             ApplyResponse::Empty
         }
         Request::Noop(_) => ApplyResponse::Empty,
+        Request::MemberPeerUrls(update) => {
+            if let Some(member) = state.membership.members.get_mut(&update.member_id) {
+                member.peer_urls = update.peer_urls;
+                *changed = true;
+            }
+            ApplyResponse::Empty
+        }
         Request::LeaseGrant(grant) => {
             ApplyResponse::LeaseGrant(apply_lease_grant(batch, lessor, &grant)?)
         }

@@ -24,6 +24,8 @@ pub enum ServerError {
     NoLeader,
     #[error("etcdserver: server stopped")]
     Stopped,
+    #[error("the member has been permanently removed from the cluster")]
+    Removed,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
     #[error("etcdserver: requested lease not found")]
@@ -32,8 +34,30 @@ pub enum ServerError {
     LeaseExists,
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
-    #[error("etcdserver: member ID is not found")]
+    #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
     #[error("{0}")]
@@ -58,9 +82,21 @@ impl ServerError {
             | ServerError::RequestTooLarge
             | ServerError::InvalidSortOption => Code::InvalidArgument,
             ServerError::TooManyRequests | ServerError::NoSpace => Code::ResourceExhausted,
-            ServerError::Timeout | ServerError::NoLeader | ServerError::Stopped => {
-                Code::Unavailable
-            }
+            ServerError::Timeout
+            | ServerError::NoLeader
+            | ServerError::Stopped
+            | ServerError::Removed
+            | ServerError::Unhealthy
+            | ServerError::NotSupportedForLearner => Code::Unavailable,
+            ServerError::MemberExists
+            | ServerError::PeerUrlExists
+            | ServerError::NotEnoughStartedMembers
+            | ServerError::MemberNotLearner
+            | ServerError::LearnerNotReady
+            | ServerError::TooManyLearners
+            | ServerError::NotLeader
+            | ServerError::BadLeaderTransferee => Code::FailedPrecondition,
+            ServerError::MemberBadUrls => Code::InvalidArgument,
             ServerError::LeaseNotFound | ServerError::MemberNotFound => Code::NotFound,
             ServerError::LeaseExists => Code::FailedPrecondition,
             ServerError::LeaseTtlTooLarge => Code::OutOfRange,

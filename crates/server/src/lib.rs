@@ -18,6 +18,7 @@ pub mod server;
 mod start;
 mod tls;
 mod wait;
+mod watch;
 
 pub use config::{ServerConfig, TlsSettings};
 pub use error::ServerError;

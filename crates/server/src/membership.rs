@@ -132,6 +132,14 @@ impl Membership {
         Ok(member.id)
     }
 
+    /// Every member's peer URLs, for the transport.
+    pub fn peer_urls(&self) -> BTreeMap<u64, Vec<String>> {
+        self.members
+            .iter()
+            .map(|(id, m)| (*id, m.peer_urls.clone()))
+            .collect()
+    }
+
     pub fn voters(&self) -> Vec<u64> {
         self.members
             .values()

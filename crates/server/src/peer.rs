@@ -28,7 +28,7 @@ use crate::apply::ClusterState;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::raft::RaftInput;
-use crate::raft::node::{MessageSender, NoPeers};
+use crate::raft::node::MessageSender;
 use crate::serve;
 use crate::server::EtcdServer;
 
@@ -62,44 +62,104 @@ pub async fn start(
     .into_axum_router();
     serve::serve_peers(cfg, routes).await?;
 
-    let peers: BTreeMap<u64, Vec<String>> = cluster
-        .membership
-        .members
-        .values()
-        .filter(|m| m.id != member_id)
-        .map(|m| (m.id, m.peer_urls.clone()))
+    let mut sender = PeerSender {
+        queues: BTreeMap::new(),
+        inputs,
+        member_id,
+        cluster_id,
+        tls: serve::peer_client_tls(cfg)?,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    sender.update_peers(&cluster.membership.peer_urls());
+    Ok(Box::new(sender))
+}
+
+/// One bounded queue and one stream task per peer; the set follows membership changes.
+/// Asks the members named in `--initial-cluster` (other than this one) for the cluster's ID
+/// and members, for a member joining with `--initial-cluster-state existing`.
+pub async fn fetch_cluster(cfg: &ServerConfig) -> Result<crate::raft::RemoteCluster, ServerError> {
+    let own: Vec<String> = cfg
+        .initial_advertise_peer_urls
+        .iter()
+        .map(crate::membership::url_string)
         .collect();
-    if peers.is_empty() {
-        return Ok(Box::new(NoPeers));
+    let options = ConnectOptions {
+        tls: serve::peer_client_tls(cfg)?,
+        dial_timeout: Duration::from_secs(2),
+        request_timeout: Some(Duration::from_secs(5)),
+        ..ConnectOptions::default()
+    };
+    let mut errors = Vec::new();
+    for (_, url) in &cfg.initial_cluster {
+        let url = crate::membership::url_string(url);
+        if own.contains(&url) {
+            continue;
+        }
+        let channel = match etcd_client::connect_channel(&[url.as_str()], &options).await {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("{url}: {e}"));
+                continue;
+            }
+        };
+        match RaftPeerClient::new(channel)
+            .members(MembersRequest { cluster_id: 0 })
+            .await
+        {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                return Ok(crate::raft::RemoteCluster {
+                    cluster_id: resp.cluster_id,
+                    members: resp.members,
+                });
+            }
+            Err(status) => errors.push(format!("{url}: {}", status.message())),
+        }
     }
-    let tls = serve::peer_client_tls(cfg)?;
-    let mut queues = BTreeMap::new();
-    for (peer_id, urls) in peers {
-        let (tx, rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
-        queues.insert(peer_id, tx);
-        tokio::spawn(run_peer_stream(PeerStream {
-            peer_id,
-            urls,
-            member_id,
-            cluster_id,
-            tls: tls.clone(),
-            queue: rx,
-            inputs: inputs.clone(),
-        }));
-    }
-    Ok(Box::new(PeerSender { queues, inputs }))
+    Err(ServerError::Config(format!(
+        "cannot fetch the cluster from any member in --initial-cluster ({}); \
+         with --initial-cluster-state existing, at least one of them must be running",
+        errors.join("; ")
+    )))
 }
 
 struct PeerSender {
-    queues: BTreeMap<u64, mpsc::Sender<Message>>,
+    queues: BTreeMap<u64, (Vec<String>, mpsc::Sender<Message>)>,
     inputs: SyncSender<RaftInput>,
+    member_id: u64,
+    cluster_id: u64,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Membership changes arrive on the Raft thread, outside the runtime.
+    runtime: tokio::runtime::Handle,
 }
 
 impl MessageSender for PeerSender {
+    fn update_peers(&mut self, peers: &BTreeMap<u64, Vec<String>>) {
+        // Dropping a queue's sender ends its stream task.
+        self.queues
+            .retain(|id, (urls, _)| peers.get(id) == Some(urls));
+        for (peer_id, urls) in peers {
+            if *peer_id == self.member_id || self.queues.contains_key(peer_id) || urls.is_empty() {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
+            self.queues.insert(*peer_id, (urls.clone(), tx));
+            self.runtime.spawn(run_peer_stream(PeerStream {
+                peer_id: *peer_id,
+                urls: urls.clone(),
+                member_id: self.member_id,
+                cluster_id: self.cluster_id,
+                tls: self.tls.clone(),
+                queue: rx,
+                inputs: self.inputs.clone(),
+            }));
+        }
+    }
+
     fn send(&self, messages: Vec<Message>) {
         for msg in messages {
             let to = msg.to;
-            let Some(queue) = self.queues.get(&to) else {
+            let Some((_, queue)) = self.queues.get(&to) else {
                 tracing::debug!(
                     to = format!("{to:x}"),
                     "dropping a message to an unknown peer"
@@ -309,13 +369,28 @@ impl RaftPeer for PeerService {
         ))
     }
 
+    async fn member_promote(
+        &self,
+        request: tonic::Request<etcd_api::etcdserverpb::MemberPromoteRequest>,
+    ) -> Result<Response<etcd_api::etcdserverpb::MemberPromoteResponse>, Status> {
+        let server = self.leader_server()?;
+        Ok(Response::new(
+            server.member_promote(request.into_inner().id).await?,
+        ))
+    }
+
     async fn members(
         &self,
         _request: tonic::Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
+        // The applied membership once the member runs; the bootstrap one before.
+        let members = match self.server.get() {
+            Some(server) => server.cluster_state().membership,
+            None => self.cluster.membership.clone(),
+        };
         Ok(Response::new(MembersResponse {
             cluster_id: self.cluster_id,
-            members: self.cluster.membership.members.values().cloned().collect(),
+            members: members.members.into_values().collect(),
         }))
     }
 }

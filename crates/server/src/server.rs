@@ -32,6 +32,7 @@ pub struct EtcdServer {
     pub(crate) lessor: crate::lease::SharedLessor,
     /// How this member dials its peers (lease forwarding to the leader).
     pub(crate) peer_client_tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) watch_hub: Arc<crate::watch::WatchHub>,
 }
 
 impl EtcdServer {
@@ -278,5 +279,113 @@ fn forwarded_error(status: tonic::Status) -> ServerError {
         tonic::Code::NotFound => ServerError::LeaseNotFound,
         tonic::Code::Unavailable => ServerError::NoLeader,
         _ => ServerError::Internal(status.message().to_string()),
+    }
+}
+
+/// Membership changes and leadership transfer.
+impl EtcdServer {
+    /// Proposes a Raft configuration change for this member record and waits until it is
+    /// applied here. The leader checks `--strict-reconfig-check` before proposing.
+    pub async fn propose_conf_change(
+        &self,
+        change: raft::prelude::ConfChangeType,
+        record: &etcd_api::internalpb::MemberRecord,
+    ) -> Result<crate::apply::Applied, ServerError> {
+        let (id, rx) = self.wait.register();
+        let cc = crate::raft::confchange::conf_change(change, record, id);
+        if let Err(e) = self.raft_inputs.try_send(RaftInput::ProposeConfChange(cc)) {
+            self.wait.cancel(id);
+            return Err(match e {
+                TrySendError::Full(_) => ServerError::TooManyRequests,
+                TrySendError::Disconnected(_) => ServerError::Stopped,
+            });
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => {
+                self.wait.cancel(id);
+                Err(self.timeout_error())
+            }
+        }
+    }
+
+    /// Promotes a learner; only the leader can tell whether it caught up, so a follower
+    /// forwards the request to it.
+    pub async fn member_promote(
+        &self,
+        id: u64,
+    ) -> Result<etcd_api::etcdserverpb::MemberPromoteResponse, ServerError> {
+        let record = self
+            .cluster_state()
+            .membership
+            .members
+            .get(&id)
+            .cloned()
+            .ok_or(ServerError::MemberNotFound)?;
+        if !record.is_learner {
+            return Err(ServerError::MemberNotLearner);
+        }
+        let applied = match self.lease_leader().await? {
+            None => {
+                self.propose_conf_change(raft::prelude::ConfChangeType::AddNode, &record)
+                    .await?
+            }
+            Some(mut leader) => {
+                let req = etcd_api::etcdserverpb::MemberPromoteRequest { id };
+                leader
+                    .member_promote(req)
+                    .await
+                    .map_err(forwarded_member_error)?;
+                // Wait until the promotion is applied here too, so our answer lists it.
+                self.linearizable_barrier().await?;
+                crate::apply::Applied {
+                    revision: self.store.current_revision(),
+                    response: crate::apply::ApplyResponse::Empty,
+                }
+            }
+        };
+        Ok(etcd_api::etcdserverpb::MemberPromoteResponse {
+            header: self.header(applied.revision),
+            members: self.cluster_state().membership.to_wire(),
+        })
+    }
+
+    /// Transfers leadership to `target` (this member must be the leader) and waits for it.
+    pub async fn move_leader(&self, target: u64) -> Result<(), ServerError> {
+        if self.leader() != self.member_id {
+            return Err(ServerError::NotLeader);
+        }
+        let state = self.cluster_state();
+        if !state.voters.contains(&target) {
+            return Err(ServerError::BadLeaderTransferee);
+        }
+        if target == self.member_id {
+            return Ok(());
+        }
+        self.raft_inputs
+            .try_send(RaftInput::TransferLeader(target))
+            .map_err(|_| ServerError::TooManyRequests)?;
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout();
+        let mut applied = self.applied_rx.clone();
+        while self.leader() != target {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServerError::Timeout);
+            }
+            // Leadership changes come with new entries (the new leader's no-op); wake on
+            // applies, and look again at least every heartbeat.
+            let _ = tokio::time::timeout(self.cfg.heartbeat_interval, applied.changed()).await;
+        }
+        Ok(())
+    }
+}
+
+fn forwarded_member_error(status: tonic::Status) -> ServerError {
+    match status.message() {
+        m if m == ServerError::LearnerNotReady.to_string() => ServerError::LearnerNotReady,
+        m if m == ServerError::MemberNotFound.to_string() => ServerError::MemberNotFound,
+        m if m == ServerError::MemberNotLearner.to_string() => ServerError::MemberNotLearner,
+        _ if status.code() == tonic::Code::Unavailable => ServerError::NoLeader,
+        m => ServerError::Internal(m.to_string()),
     }
 }

@@ -79,7 +79,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             batch_limit: cfg.backend_batch_limit,
         },
     )?);
-    let boot = bootstrap(&cfg, &store)?;
+    let remote = if cfg.initial_cluster_state_new || etcd_wal::Wal::exists(&cfg.wal_dir()) {
+        None
+    } else {
+        Some(peer::fetch_cluster(&cfg).await?)
+    };
+    let boot = bootstrap(&cfg, &store, remote)?;
     let member_id = boot.member_id;
     let cluster_id = boot.cluster_id;
     tracing::info!(
@@ -99,6 +104,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     lease::load(&store, &mut lessor)?;
     let lessor = SharedLessor::new(lessor);
     let server_slot = Arc::new(OnceLock::new());
+    let watch_hub = crate::watch::WatchHub::start(&cfg, store.clone())?;
 
     let peers = peer::start(
         &cfg,
@@ -121,6 +127,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             applied_tx,
             cluster_view: cluster_view.clone(),
             lessor: lessor.clone(),
+            watch_hub: watch_hub.clone(),
         },
     )?;
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
@@ -146,6 +153,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         cluster: cluster_view,
         lessor,
         peer_client_tls: tls::peer_client_config(&cfg)?,
+        watch_hub,
     });
     // The peer service answers forwarded lease calls with this member's state.
     let _ = server_slot.set(server.clone());

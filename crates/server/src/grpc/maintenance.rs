@@ -5,7 +5,8 @@ use std::sync::Arc;
 use etcd_api::etcdserverpb::maintenance_server::Maintenance;
 use etcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    StatusRequest, StatusResponse,
 };
 use etcd_api::internalpb::internal_request::Request;
 use tonic::{Response, Status};
@@ -59,6 +60,17 @@ impl Maintenance for MaintenanceService {
             errors,
             db_size_in_use: s.store.db_size_in_use_bytes() as i64,
             is_learner: s.is_learner(),
+        }))
+    }
+
+    async fn move_leader(
+        &self,
+        request: tonic::Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        self.server.move_leader(target).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.server.current_header(),
         }))
     }
 

@@ -7,6 +7,7 @@ mod lease;
 mod maintenance;
 mod unimplemented;
 pub mod validate;
+mod watch;
 
 use std::sync::Arc;
 
@@ -48,7 +49,13 @@ pub fn routes(server: &Arc<EtcdServer>) -> Routes {
         })
         .max_decoding_message_size(max_recv),
     )
-    .add_service(WatchServer::new(unimplemented::Unimplemented))
+    .add_service(
+        WatchServer::new(watch::WatchService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(max_send),
+    )
     .add_service(LeaseServer::new(lease::LeaseService {
         server: server.clone(),
     }))

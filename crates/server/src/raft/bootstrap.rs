@@ -8,7 +8,7 @@ use etcd_api::internalpb::{MembershipState, WalMetadata};
 use etcd_mvcc::Store;
 use etcd_wal::{Wal, WalOptions};
 use prost::Message as _;
-use raft::prelude::{ConfState, HardState};
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::storage::MemStorage;
 
 use crate::apply::{ClusterState, META_ALARMS, META_MEMBERSHIP};
@@ -30,17 +30,24 @@ pub struct Bootstrapped {
     pub fresh: bool,
 }
 
-pub fn bootstrap(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerError> {
+/// The cluster as a running member described it, for a member joining with
+/// `--initial-cluster-state existing`.
+pub struct RemoteCluster {
+    pub cluster_id: u64,
+    pub members: Vec<etcd_api::internalpb::MemberRecord>,
+}
+
+pub fn bootstrap(
+    cfg: &ServerConfig,
+    store: &Store,
+    remote: Option<RemoteCluster>,
+) -> Result<Bootstrapped, ServerError> {
     let wal_dir = cfg.wal_dir();
     if Wal::exists(&wal_dir) {
         return restart(cfg, store);
     }
-    if !cfg.initial_cluster_state_new {
-        return Err(ServerError::Config(
-            "--initial-cluster-state=existing with an empty data dir (joining a running \
-             cluster) is not supported yet; start with --initial-cluster-state=new"
-                .into(),
-        ));
+    if let Some(remote) = remote {
+        return join(cfg, remote);
     }
     let membership =
         Membership::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token)?;
@@ -55,8 +62,24 @@ pub fn bootstrap(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, Serv
     };
     fs::create_dir_all(&wal_dir)
         .map_err(|e| ServerError::Config(format!("cannot create {}: {e}", wal_dir.display())))?;
-    let wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), WalOptions::default())?;
+    let mut wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), WalOptions::default())?;
+    // As etcd does, the initial membership is the first entries of the log, committed at
+    // term 1: a member that joins later learns every member by replaying the log.
+    let entries = bootstrap_entries(&membership);
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: entries.len() as u64,
+        ..Default::default()
+    };
+    wal.save(Some(&hard_state), &entries)?;
     let storage = MemStorage::new_with_conf_state(ConfState::from((voters.clone(), vec![])));
+    {
+        let mut core = storage.wl();
+        core.append(&entries)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        core.set_hardstate(hard_state);
+    }
     let cluster = ClusterState {
         alarms: Vec::new(),
         membership,
@@ -68,8 +91,100 @@ pub fn bootstrap(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, Serv
         cluster_id,
         wal,
         storage,
-        applied: 0,
+        // The bootstrap entries are applied already: their configuration is in `storage`
+        // and their membership goes to the backend at start.
+        applied: entries.len() as u64,
         cluster,
+        fresh: true,
+    })
+}
+
+/// One ConfChange entry adding each initial member, carrying the member's record.
+fn bootstrap_entries(membership: &Membership) -> Vec<Entry> {
+    membership
+        .members
+        .values()
+        .enumerate()
+        .map(|(i, member)| {
+            let cc = ConfChange {
+                change_type: ConfChangeType::AddNode,
+                node_id: member.id,
+                context: member.encode_to_vec().into(),
+                ..Default::default()
+            };
+            Entry {
+                entry_type: EntryType::EntryConfChange,
+                term: 1,
+                index: i as u64 + 1,
+                data: protobuf::Message::write_to_bytes(&cc)
+                    .unwrap_or_default()
+                    .into(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// A member added with MemberAdd starting for the first time: it takes its ID and the
+/// cluster's from a running member, and starts with an empty log; the leader sends it the
+/// log (whose first entries are the bootstrap membership) or a snapshot.
+fn join(cfg: &ServerConfig, remote: RemoteCluster) -> Result<Bootstrapped, ServerError> {
+    let mut advertised: Vec<String> = cfg
+        .initial_advertise_peer_urls
+        .iter()
+        .map(crate::membership::url_string)
+        .collect();
+    advertised.sort();
+    let me = remote
+        .members
+        .iter()
+        .find(|m| {
+            let mut urls = m.peer_urls.clone();
+            urls.sort();
+            urls == advertised
+        })
+        .ok_or_else(|| {
+            ServerError::Config(format!(
+                "the running cluster has no member with peer URLs {} (add it with \
+                 `etcdctl member add` first, with the same --initial-advertise-peer-urls)",
+                advertised.join(",")
+            ))
+        })?;
+    let member_id = me.id;
+    let mut membership = Membership::default();
+    for m in &remote.members {
+        membership.members.insert(m.id, m.clone());
+    }
+    if let Some(m) = membership.members.get_mut(&member_id) {
+        m.name = cfg.name.clone();
+    }
+    let metadata = WalMetadata {
+        member_id,
+        cluster_id: remote.cluster_id,
+        voters: Vec::new(),
+        learners: Vec::new(),
+    };
+    let wal_dir = cfg.wal_dir();
+    fs::create_dir_all(&wal_dir)
+        .map_err(|e| ServerError::Config(format!("cannot create {}: {e}", wal_dir.display())))?;
+    let wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), WalOptions::default())?;
+    tracing::info!(
+        member = format!("{member_id:x}"),
+        cluster = format!("{:x}", remote.cluster_id),
+        "joining an existing cluster"
+    );
+    Ok(Bootstrapped {
+        member_id,
+        cluster_id: remote.cluster_id,
+        wal,
+        storage: MemStorage::new(),
+        applied: 0,
+        cluster: ClusterState {
+            alarms: Vec::new(),
+            membership,
+            voters: Vec::new(),
+            learners: Vec::new(),
+        },
         fresh: true,
     })
 }

@@ -4,8 +4,9 @@
 //! transport, and its committed entries applied to the store in one backend transaction.
 
 mod bootstrap;
+pub mod confchange;
 mod logger;
 pub(crate) mod node;
 
-pub use bootstrap::{Bootstrapped, bootstrap};
+pub use bootstrap::{Bootstrapped, RemoteCluster, bootstrap};
 pub use node::{MessageSender, NoPeers, RaftInput, RaftLoop, RaftLoopParts, RaftStatus};

@@ -17,6 +17,7 @@ use raft::{Config, RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
 use super::bootstrap::{Bootstrapped, encode_cluster_state};
+use super::confchange;
 use super::logger::raft_logger;
 use crate::apply::{
     ApplyContext, ApplyResult, ClusterState, META_ALARMS, META_MEMBERSHIP, RevisionEvents,
@@ -26,6 +27,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::lease::SharedLessor;
 use crate::wait::Wait;
+use crate::watch::WatchHub;
 
 /// Most inputs handled before the loop looks at `Ready` again: bounds the latency a burst of
 /// proposals can add to ticks and to persisting the previous batch.
@@ -43,6 +45,10 @@ pub enum RaftInput {
     Unreachable(u64),
     /// Stop after making the backend durable; answered once stopped.
     Stop(oneshot::Sender<()>),
+    /// A membership change; its waiter (`ConfChange.id`) is already registered.
+    ProposeConfChange(ConfChange),
+    /// Hand leadership to this member (we are the leader).
+    TransferLeader(u64),
 }
 
 /// Raft facts other tasks read without asking the loop.
@@ -57,6 +63,8 @@ pub struct RaftStatus {
 /// Hands outgoing messages to the peer transport; it must not block.
 pub trait MessageSender: Send {
     fn send(&self, messages: Vec<Message>);
+    /// The members changed: `peers` maps every member (this one included) to its peer URLs.
+    fn update_peers(&mut self, _peers: &std::collections::BTreeMap<u64, Vec<String>>) {}
 }
 
 /// Messages for a single-member cluster go nowhere.
@@ -88,7 +96,9 @@ pub struct RaftLoop {
     cluster: ClusterState,
     cluster_view: Arc<RwLock<ClusterState>>,
     lessor: SharedLessor,
+    watch_hub: Arc<WatchHub>,
     election_timeout: Duration,
+    strict_reconfig_check: bool,
     member_id: u64,
     tick: Duration,
     read_timeout: Duration,
@@ -105,6 +115,7 @@ pub struct RaftLoopParts {
     pub applied_tx: watch::Sender<u64>,
     pub cluster_view: Arc<RwLock<ClusterState>>,
     pub lessor: SharedLessor,
+    pub watch_hub: Arc<WatchHub>,
 }
 
 impl RaftLoop {
@@ -133,11 +144,15 @@ impl RaftLoop {
             .map_err(|e| ServerError::Raft(e.to_string()))?;
 
         if boot.fresh {
-            // Record the bootstrap membership in the backend before anything is applied.
+            // Record the bootstrap membership in the backend, as applied up to the bootstrap
+            // entries, before anything else is applied.
             let (membership, alarms) = encode_cluster_state(&boot.cluster);
             store.apply(|batch| {
                 batch.meta_put(META_MEMBERSHIP, &membership);
                 batch.meta_put(META_ALARMS, &alarms);
+                if boot.applied > 0 {
+                    batch.set_consistent_index(boot.applied, 1);
+                }
             })?;
         }
         // A lone voter need not wait an election timeout to find out nobody else is there.
@@ -161,7 +176,9 @@ impl RaftLoop {
             cluster: boot.cluster,
             cluster_view: parts.cluster_view,
             lessor: parts.lessor,
+            watch_hub: parts.watch_hub,
             election_timeout: cfg.election_timeout,
+            strict_reconfig_check: cfg.strict_reconfig_check,
             member_id: boot.member_id,
             tick: cfg.heartbeat_interval,
             read_timeout: cfg.election_timeout * 2,
@@ -231,8 +248,31 @@ impl RaftLoop {
                 }
             }
             RaftInput::Unreachable(peer) => self.node.report_unreachable(peer),
+            RaftInput::ProposeConfChange(cc) => self.propose_conf_change(cc),
+            RaftInput::TransferLeader(target) => self.node.transfer_leader(target),
             // Handled by the loop before it gets here.
             RaftInput::Stop(done) => drop(done),
+        }
+    }
+
+    /// Checks (on the leader, with Raft's view of who is up) and proposes a membership change.
+    fn propose_conf_change(&mut self, cc: ConfChange) {
+        let request_id = cc.id;
+        let is_leader = self.node.raft.state == StateRole::Leader;
+        if self.strict_reconfig_check && is_leader {
+            if let Err(e) = confchange::check_strict(&self.node, &self.cluster, &cc) {
+                self.wait.trigger(request_id, Err(e));
+                return;
+            }
+        }
+        if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
+            let err = if self.node.raft.leader_id == raft::INVALID_ID {
+                ServerError::NoLeader
+            } else {
+                // raft-rs allows one pending configuration change at a time.
+                ServerError::Raft(e.to_string())
+            };
+            self.wait.trigger(request_id, Err(err));
         }
     }
 
@@ -366,9 +406,12 @@ impl RaftLoop {
         let last_index = last.index;
         let (applied_before, _) = self.store.consistent_index();
         let member_id = self.member_id;
+        let peers_before = self.cluster.membership.peer_urls();
         let node = &mut self.node;
         let cluster = &mut self.cluster;
         let mut results: Vec<(u64, ApplyResult)> = Vec::new();
+        let mut conf_results: Vec<u64> = Vec::new();
+        let mut removed_self = false;
         let lessor = &self.lessor;
         let events = self.store.apply(|batch| {
             let mut lessor = lessor.lock();
@@ -404,13 +447,21 @@ impl RaftLoop {
                     EntryType::EntryConfChange => {
                         // raft-rs must see every configuration change, even ones the backend
                         // already has, because its own view starts from the bootstrap state.
-                        let mut cc = ConfChange::default();
-                        if let Err(e) = cc.merge_from_bytes(&entry.data) {
-                            tracing::error!(index = entry.index, error = %e, "bad conf change");
-                        } else if let Ok(cs) = node.apply_conf_change(&cc) {
-                            ctx.cluster.voters = cs.voters.clone();
-                            ctx.cluster.learners = cs.learners.clone();
-                            ctx.cluster_changed |= !already_applied;
+                        match confchange::apply_entry(
+                            node,
+                            ctx.cluster,
+                            entry,
+                            already_applied,
+                            member_id,
+                        ) {
+                            Ok(outcome) => {
+                                ctx.cluster_changed |= !already_applied;
+                                removed_self |= outcome.removed_self;
+                                conf_results.push(outcome.request_id);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "configuration change not applied")
+                            }
                         }
                     }
                     EntryType::EntryConfChangeV2 => {
@@ -438,19 +489,42 @@ impl RaftLoop {
         let (cluster_changed, events) = events;
         if cluster_changed {
             *self.cluster_view.write().unwrap_or_else(|e| e.into_inner()) = self.cluster.clone();
+            let peers_after = self.cluster.membership.peer_urls();
+            if peers_after != peers_before {
+                self.sender.update_peers(&peers_after);
+            }
         }
+        let revision = self.store.current_revision();
+        for id in conf_results {
+            results.push((
+                id,
+                Ok(crate::apply::Applied {
+                    revision,
+                    response: crate::apply::ApplyResponse::Empty,
+                }),
+            ));
+        }
+        // Watchers hear of a change before its writer does, so a client that watches "from now"
+        // after its write was answered does not get that write.
+        self.publish_events(events);
         for (id, result) in results {
             self.wait.trigger(id, result);
         }
         self.applied_tx.send_replace(last_index);
-        self.publish_events(events);
+        if removed_self {
+            tracing::error!(
+                member = format!("{:x}", self.member_id),
+                "the member has been permanently removed from the cluster"
+            );
+            self.store.force_commit()?;
+            return Err(ServerError::Removed);
+        }
         Ok(())
     }
 
     /// Hands the batch's changes to watchers (after the commit, so a watcher that reads back
     /// finds them). Must not block the Raft thread.
     fn publish_events(&self, events: RevisionEvents) {
-        // The watch hub hooks in here.
-        drop(events);
+        self.watch_hub.notify(events, self.store.current_revision());
     }
 }

@@ -1,0 +1,372 @@
+//! The global flags (also read from `ETCDCTL_*` variables), the output printer they select,
+//! and the connection every command makes: endpoints, TLS, keepalive, user authentication.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions};
+use etcd_transport::TlsInfo;
+
+use crate::cli::{Flags, Kind};
+use crate::exit::{self, EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_BAD_FEATURE, EXIT_ERROR};
+use crate::gofmt;
+use crate::printer::{Format, Printer};
+
+pub const ENV_PREFIX: &str = "ETCDCTL";
+
+pub fn flag_to_env(name: &str) -> String {
+    format!("{ENV_PREFIX}_{}", name.replace('-', "_").to_uppercase())
+}
+
+/// pkg/flags' `SetPflagsFromEnv` for the inherited (global) flags: a variable sets a flag
+/// not given on the command line; one given both ways is fatal; unknown ones are warned about.
+pub fn apply_env(flags: &mut Flags, extra_known: &[&str]) {
+    let names: Vec<&'static str> = flags.inherited.clone();
+    let mut used = Vec::new();
+    let mut shadowed = Vec::new();
+    for name in &names {
+        let key = flag_to_env(name);
+        if flags.changed(name) {
+            shadowed.push(key);
+            continue;
+        }
+        if let Ok(val) = std::env::var(&key)
+            && !val.is_empty()
+        {
+            used.push(key.clone());
+            // pkg/flags' error is ignored by etcdctl 3.4: the flag keeps its default.
+            let _ = flags.set(name, &val);
+        }
+    }
+    for (k, v) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if used.contains(&k) {
+            continue;
+        }
+        if shadowed.contains(&k) {
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            eprintln!(
+                "{} C | pkg/flags: conflicting environment variable {} is shadowed by corresponding command-line flag (either unset environment variable or disable flag)",
+                log_time(),
+                gofmt::quote(&k)
+            );
+            std::process::exit(1);
+        }
+        let known = extra_known.iter().any(|e| flag_to_env(e) == k);
+        if k.starts_with("ETCDCTL_") && !known {
+            eprintln!(
+                "{} W | pkg/flags: unrecognized environment variable {}={}",
+                log_time(),
+                k,
+                v.to_string_lossy()
+            );
+        }
+    }
+}
+
+/// capnslog's timestamp, in UTC.
+fn log_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        now.subsec_micros()
+    )
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn printer_from(flags: &Flags) -> Printer {
+    let Some(format) = Format::parse(&flags.str("write-out")) else {
+        exit::fail(EXIT_BAD_FEATURE, "unsupported output format")
+    };
+    Printer::new(format, flags.bool("hex"))
+}
+
+/// Security settings of one client (etcdctl's `secureCfg`).
+#[derive(Clone, Debug, Default)]
+pub struct SecureCfg {
+    pub cert: String,
+    pub key: String,
+    pub cacert: String,
+    pub server_name: String,
+    pub insecure_transport: bool,
+    pub insecure_skip_verify: bool,
+}
+
+impl SecureCfg {
+    pub fn from_flags(flags: &Flags) -> SecureCfg {
+        for name in ["cert", "key", "cacert"] {
+            if flags.changed(name) && flags.str(name).is_empty() {
+                exit::fail(
+                    EXIT_BAD_ARGS,
+                    &format!("empty string is passed to --{name} option"),
+                );
+            }
+        }
+        let mut server_name = flags.str("discovery-srv");
+        if flags.bool("insecure-discovery") {
+            server_name.clear();
+        }
+        SecureCfg {
+            cert: flags.str("cert"),
+            key: flags.str("key"),
+            cacert: flags.str("cacert"),
+            server_name,
+            insecure_transport: flags.bool("insecure-transport"),
+            insecure_skip_verify: flags.bool("insecure-skip-tls-verify"),
+        }
+    }
+
+    fn uses_tls(&self) -> bool {
+        !self.cert.is_empty()
+            || !self.key.is_empty()
+            || !self.cacert.is_empty()
+            || !self.server_name.is_empty()
+            || !self.insecure_transport
+    }
+
+    /// The rustls configuration, or the error etcdctl exits with (code 128).
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+        let info = TlsInfo {
+            cert_file: (!self.cert.is_empty()).then(|| self.cert.clone().into()),
+            key_file: (!self.key.is_empty()).then(|| self.key.clone().into()),
+            trusted_ca_file: (!self.cacert.is_empty()).then(|| self.cacert.clone().into()),
+            insecure_skip_verify: self.insecure_skip_verify,
+            server_name: (!self.server_name.is_empty()).then(|| self.server_name.clone()),
+            ..Default::default()
+        };
+        let any = self.uses_tls() || self.insecure_skip_verify;
+        if !any {
+            // https:// endpoints still get TLS, with the system roots.
+            return info.client_config(&[b"h2"]).map(Some).or(Ok(None));
+        }
+        info.client_config(&[b"h2"])
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuthCfg {
+    pub user: String,
+    pub password: String,
+}
+
+pub fn auth_from_flags(flags: &Flags) -> Option<AuthCfg> {
+    let user = flags.str("user");
+    let password = flags.str("password");
+    if user.is_empty() {
+        return None;
+    }
+    if !password.is_empty() {
+        return Some(AuthCfg { user, password });
+    }
+    match user.split_once(':') {
+        Some((u, p)) => Some(AuthCfg {
+            user: u.to_string(),
+            password: p.to_string(),
+        }),
+        None => {
+            let password = crate::prompt::ask_password("Password: ")
+                .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+            Some(AuthCfg { user, password })
+        }
+    }
+}
+
+/// Everything needed to open clients: etcdctl's `clientConfig`.
+#[derive(Clone)]
+pub struct ClientCfg {
+    pub endpoints: Vec<String>,
+    pub dial_timeout: Duration,
+    pub keepalive_time: Duration,
+    pub keepalive_timeout: Duration,
+    pub secure: SecureCfg,
+    pub auth: Option<AuthCfg>,
+}
+
+impl ClientCfg {
+    pub fn from_flags(flags: &Flags) -> ClientCfg {
+        let mut endpoints: Vec<String> = flags
+            .slice("endpoints")
+            .iter()
+            .map(|e| e.trim().to_string())
+            .collect();
+        if !flags.str("discovery-srv").is_empty() {
+            match crate::srv::discover(
+                &flags.str("discovery-srv"),
+                &flags.str("discovery-srv-name"),
+                flags.bool("insecure-discovery"),
+            ) {
+                Ok(eps) if !eps.is_empty() => endpoints = eps,
+                Ok(_) => {}
+                Err(e) => exit::fail(EXIT_ERROR, &e),
+            }
+        }
+        ClientCfg {
+            endpoints,
+            dial_timeout: flags.dur("dial-timeout"),
+            keepalive_time: flags.dur("keepalive-time"),
+            keepalive_timeout: flags.dur("keepalive-timeout"),
+            secure: SecureCfg::from_flags(flags),
+            auth: auth_from_flags(flags),
+        }
+    }
+
+    fn endpoint_urls(&self) -> Vec<String> {
+        let tls = self.secure.uses_tls();
+        self.endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else if tls {
+                    format!("https://{e}")
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect()
+    }
+
+    /// Opens a client, waiting for a connection until `deadline` (none: for ever), then
+    /// authenticates. Fails as etcdctl does: connection errors at the deadline as
+    /// `context deadline exceeded`, auth errors with exit code 2.
+    pub async fn connect(&self, deadline: Option<Instant>) -> Result<Ctl, (i32, String)> {
+        let tls = self.secure.tls().map_err(|e| (EXIT_BAD_ARGS, e))?;
+        let urls = self.endpoint_urls();
+        let mut opts = ConnectOptions {
+            tls,
+            dial_timeout: self.dial_timeout,
+            ..Default::default()
+        };
+        if !self.keepalive_time.is_zero() {
+            opts.keepalive_interval = Some(self.keepalive_time);
+            opts.keepalive_timeout = Some(self.keepalive_timeout.max(Duration::from_secs(1)));
+        }
+        let client = loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return Err((EXIT_ERROR, "context deadline exceeded".to_string()));
+            }
+            let per_try = match (remaining, self.dial_timeout.is_zero()) {
+                (Some(r), true) => r,
+                (Some(r), false) => r.min(self.dial_timeout),
+                (None, true) => Duration::from_secs(3600),
+                (None, false) => self.dial_timeout,
+            };
+            opts.dial_timeout = per_try;
+            match etcd_client::connect_channel(&urls, &opts).await {
+                Ok(ch) => break Client::from_channel(ch),
+                Err(etcd_client::ClientError::InvalidEndpoint { .. }) if deadline.is_some() => {
+                    // Go dials the bad address for ever; the request then times out.
+                    sleep_until_deadline(deadline).await;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let mut ctl = Ctl {
+            client,
+            token: None,
+            deadline,
+        };
+        if let Some(auth) = &self.auth {
+            let req = etcd_api::etcdserverpb::AuthenticateRequest {
+                name: auth.user.clone(),
+                password: auth.password.clone(),
+            };
+            let mut a = ctl.client.auth.clone();
+            match ctl.unary(a.authenticate(req)).await {
+                Ok(resp) => ctl.token = Some(resp.token),
+                Err(e) if e == "etcdserver: authentication is not enabled" => {}
+                Err(e) => return Err((EXIT_BAD_CONNECTION, e)),
+            }
+        }
+        Ok(ctl)
+    }
+
+    /// `connect` for commands: exits on failure.
+    pub async fn must_connect(&self, deadline: Option<Instant>) -> Ctl {
+        match self.connect(deadline).await {
+            Ok(c) => c,
+            Err((code, msg)) => exit::fail(code, &msg),
+        }
+    }
+}
+
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep(d.saturating_duration_since(Instant::now())).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// A connected client with its auth token and the deadline of the running command.
+#[derive(Clone)]
+pub struct Ctl {
+    pub client: Client,
+    pub token: Option<String>,
+    pub deadline: Option<Instant>,
+}
+
+impl Ctl {
+    /// Wraps a message with the auth token.
+    pub fn req<T>(&self, m: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(m);
+        if let Some(t) = &self.token
+            && let Ok(v) = t.parse()
+        {
+            r.metadata_mut().insert("token", v);
+        }
+        r
+    }
+
+    /// Runs one call under the command's deadline, turning errors into etcdctl's text.
+    pub async fn unary<T, F>(&self, f: F) -> Result<T, String>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let res = match self.deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), f).await {
+                Ok(r) => r,
+                Err(_) => return Err("context deadline exceeded".to_string()),
+            },
+            None => f.await,
+        };
+        res.map(|r| r.into_inner())
+            .map_err(|s| exit::status_text(&s))
+    }
+}
+
+/// The deadline of a short command: `--command-timeout` from now.
+pub fn command_deadline(flags: &Flags) -> Option<Instant> {
+    Some(Instant::now() + flags.dur("command-timeout"))
+}
+
+/// `--debug`: every global flag as its environment variable.
+pub fn print_debug(flags: &Flags) {
+    for name in &flags.inherited {
+        if flags.kind(name) == Some(Kind::Bool) || flags.has(name) {
+            eprintln!("{}={}", flag_to_env(name), flags.display(name));
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! A minimal reader and writer of bbolt files (etcd 3.4's backend, `member/snap/db`).
+//!
+//! Layout: pages of `page_size` bytes, each starting with a 16-byte header (id u64, flags u16,
+//! count u16, overflow u32). Pages 0 and 1 are meta pages (magic, version, page size, root
+//! bucket, freelist page, high-water page id, txid, FNV-1a checksum); the newer valid one
+//! wins. Buckets are B+trees of branch (0x01) and leaf (0x02) pages; a leaf element with flag
+//! 0x01 is a sub-bucket whose value is `{root u64, sequence u64}`, followed by an inline leaf
+//! page when `root` is 0. Everything read from the file is bounds-checked: no panic on any
+//! content.
+//!
+//! The writer lays out a fresh, compact file (what `bbolt compact` or a defrag produce).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+const MAGIC: u32 = 0xED0C_DAED;
+const VERSION: u32 = 2;
+const PAGE_HEADER: usize = 16;
+const BRANCH: u16 = 0x01;
+const LEAF: u16 = 0x02;
+const META: u16 = 0x04;
+const FREELIST: u16 = 0x10;
+const BUCKET_LEAF_FLAG: u32 = 0x01;
+const ELEM: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoltError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid database")]
+    Invalid,
+    #[error("version mismatch")]
+    Version,
+    #[error("checksum error")]
+    Checksum,
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// One bucket's keys and values (etcd has no nested buckets under its buckets).
+pub type Bucket = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// (key, value, is a sub-bucket) of one tree, in key order.
+type Items = Vec<(Vec<u8>, Vec<u8>, bool)>;
+
+/// The top-level buckets and the ids of the pages their trees use.
+type Contents = (Vec<(Vec<u8>, Bucket)>, Vec<u64>);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    pub page_size: u32,
+    pub flags: u32,
+    pub root: u64,
+    pub freelist: u64,
+    pub pgid: u64,
+    pub txid: u64,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+fn fnv64a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn read_meta(page: &[u8]) -> Result<Meta, BoltError> {
+    let m = page
+        .get(PAGE_HEADER..PAGE_HEADER + 64)
+        .ok_or(BoltError::Invalid)?;
+    let magic = u32_at(m, 0).ok_or(BoltError::Invalid)?;
+    if magic != MAGIC {
+        return Err(BoltError::Invalid);
+    }
+    if u32_at(m, 4) != Some(VERSION) {
+        return Err(BoltError::Version);
+    }
+    let checksum = u64_at(m, 56).ok_or(BoltError::Invalid)?;
+    if checksum != fnv64a(&m[..56]) {
+        return Err(BoltError::Checksum);
+    }
+    Ok(Meta {
+        page_size: u32_at(m, 8).ok_or(BoltError::Invalid)?,
+        flags: u32_at(m, 12).ok_or(BoltError::Invalid)?,
+        root: u64_at(m, 16).ok_or(BoltError::Invalid)?,
+        freelist: u64_at(m, 32).ok_or(BoltError::Invalid)?,
+        pgid: u64_at(m, 40).ok_or(BoltError::Invalid)?,
+        txid: u64_at(m, 48).ok_or(BoltError::Invalid)?,
+    })
+}
+
+/// An opened file, read fully into memory.
+pub struct Db {
+    data: Vec<u8>,
+    pub meta: Meta,
+}
+
+impl Db {
+    pub fn open(path: &std::path::Path) -> Result<Db, BoltError> {
+        Db::from_bytes(std::fs::read(path)?)
+    }
+
+    pub fn from_bytes(data: Vec<u8>) -> Result<Db, BoltError> {
+        // The page size is in meta 0; fall back to 4096 to find meta 1 if meta 0 is bad.
+        let m0 = read_meta(&data);
+        let ps = match &m0 {
+            Ok(m) => m.page_size as usize,
+            Err(_) => 4096,
+        };
+        if !(512..=(1 << 20)).contains(&ps) {
+            return Err(BoltError::Invalid);
+        }
+        let m1 = data
+            .get(ps..)
+            .map(read_meta)
+            .unwrap_or(Err(BoltError::Invalid));
+        let meta = match (m0, m1) {
+            (Ok(a), Ok(b)) => {
+                if b.txid > a.txid {
+                    b
+                } else {
+                    a
+                }
+            }
+            (Ok(a), Err(_)) => a,
+            (Err(_), Ok(b)) => b,
+            (Err(e), Err(_)) => return Err(e),
+        };
+        Ok(Db { data, meta })
+    }
+
+    /// The size bbolt reports for a read transaction: high-water page id times page size.
+    pub fn size(&self) -> u64 {
+        self.meta.pgid * u64::from(self.meta.page_size)
+    }
+
+    fn page(&self, id: u64) -> Result<&[u8], BoltError> {
+        let ps = self.meta.page_size as usize;
+        let start = (id as usize).checked_mul(ps).ok_or(BoltError::Invalid)?;
+        let hdr = self
+            .data
+            .get(start..start + PAGE_HEADER)
+            .ok_or_else(|| BoltError::Corrupt(format!("page {id}: out of bounds")))?;
+        let overflow = u32_at(hdr, 12).unwrap_or(0) as usize;
+        let len = (overflow + 1).checked_mul(ps).ok_or(BoltError::Invalid)?;
+        Ok(self
+            .data
+            .get(start..start + len)
+            .unwrap_or(&self.data[start..]))
+    }
+
+    /// Every (key, value, is_bucket) of the tree rooted at `root` (a page id, or an inline
+    /// page given as bytes), in key order.
+    fn walk(
+        &self,
+        node: &[u8],
+        out: &mut Vec<(Vec<u8>, Vec<u8>, bool)>,
+        pages: &mut Vec<u64>,
+        depth: usize,
+    ) -> Result<(), BoltError> {
+        if depth > 64 {
+            return Err(BoltError::Corrupt("tree too deep".into()));
+        }
+        let flags = u16_at(node, 8).ok_or(BoltError::Invalid)?;
+        let count = u16_at(node, 10).ok_or(BoltError::Invalid)? as usize;
+        for i in 0..count {
+            let e = PAGE_HEADER + i * ELEM;
+            if flags & LEAF != 0 {
+                let eflags = u32_at(node, e).ok_or(BoltError::Invalid)?;
+                let pos = u32_at(node, e + 4).ok_or(BoltError::Invalid)? as usize;
+                let ks = u32_at(node, e + 8).ok_or(BoltError::Invalid)? as usize;
+                let vs = u32_at(node, e + 12).ok_or(BoltError::Invalid)? as usize;
+                let k0 = e + pos;
+                let key = node.get(k0..k0 + ks).ok_or(BoltError::Invalid)?;
+                let val = node.get(k0 + ks..k0 + ks + vs).ok_or(BoltError::Invalid)?;
+                out.push((key.to_vec(), val.to_vec(), eflags & BUCKET_LEAF_FLAG != 0));
+            } else if flags & BRANCH != 0 {
+                let child = u64_at(node, e + 8).ok_or(BoltError::Invalid)?;
+                if child >= self.meta.pgid {
+                    return Err(BoltError::Corrupt(format!(
+                        "page {child}: out of bounds: {}",
+                        self.meta.pgid
+                    )));
+                }
+                pages.push(child);
+                let p = self.page(child)?;
+                self.walk(p, out, pages, depth + 1)?;
+            } else {
+                return Err(BoltError::Corrupt(format!("invalid page type: {flags}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn tree(
+        &self,
+        root: u64,
+        inline: Option<&[u8]>,
+        pages: &mut Vec<u64>,
+    ) -> Result<Items, BoltError> {
+        let mut out = Vec::new();
+        match inline {
+            Some(p) => self.walk(p, &mut out, pages, 0)?,
+            None => {
+                if root >= self.meta.pgid {
+                    return Err(BoltError::Corrupt(format!(
+                        "page {root}: out of bounds: {}",
+                        self.meta.pgid
+                    )));
+                }
+                pages.push(root);
+                let p = self.page(root)?;
+                self.walk(p, &mut out, pages, 0)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The top-level buckets with their contents, in name order, plus the ids of every page
+    /// the trees use.
+    pub fn read_all(&self) -> Result<Contents, BoltError> {
+        let mut pages = Vec::new();
+        let top = self.tree(self.meta.root, None, &mut pages)?;
+        let mut buckets = Vec::new();
+        for (name, val, is_bucket) in top {
+            if !is_bucket {
+                continue;
+            }
+            let root = u64_at(&val, 0).ok_or(BoltError::Invalid)?;
+            let items = if root == 0 {
+                let inline = val.get(16..).ok_or(BoltError::Invalid)?;
+                self.tree(0, Some(inline), &mut pages)?
+            } else {
+                self.tree(root, None, &mut pages)?
+            };
+            let mut b = Bucket::new();
+            for (k, v, sub) in items {
+                b.insert(k, if sub { Vec::new() } else { v });
+            }
+            buckets.push((name, b));
+        }
+        Ok((buckets, pages))
+    }
+
+    /// A subset of bbolt's `tx.Check()`: page references in bounds, none used twice, every
+    /// page either reachable or free.
+    pub fn check(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        let pages = match self.read_all() {
+            Ok((_, p)) => p,
+            Err(e) => return vec![e.to_string()],
+        };
+        let ps = self.meta.page_size as usize;
+        let mut used: BTreeSet<u64> = [0u64, 1].into_iter().collect();
+        let mut mark = |id: u64, n: u64, errs: &mut Vec<String>| {
+            for i in id..id + n {
+                if !used.insert(i) {
+                    errs.push(format!("page {i}: multiple references"));
+                }
+            }
+        };
+        for id in pages {
+            let Ok(p) = self.page(id) else {
+                errs.push(format!("page {id}: out of bounds: {}", self.meta.pgid));
+                continue;
+            };
+            let overflow = u32_at(p, 12).unwrap_or(0) as u64;
+            let flags = u16_at(p, 8).unwrap_or(0);
+            if flags & (BRANCH | LEAF) == 0 {
+                errs.push(format!("page {id}: invalid type: unknown<{flags:02x}>"));
+            }
+            mark(id, overflow + 1, &mut errs);
+        }
+        match self.freelist_ids() {
+            Ok((fl_pages, ids)) => {
+                mark(self.meta.freelist, fl_pages, &mut errs);
+                for id in ids {
+                    mark(id, 1, &mut errs);
+                }
+            }
+            Err(e) => errs.push(e.to_string()),
+        }
+        // Without a synced freelist (etcd's NoFreelistSync), bbolt treats every unreached
+        // page as free.
+        let synced = self.meta.freelist != u64::MAX && self.meta.freelist < self.meta.pgid;
+        for i in 0..self.meta.pgid {
+            if synced && !used.contains(&i) {
+                errs.push(format!("page {i}: unreachable unfreed"));
+            }
+        }
+        if self.data.len() < (self.meta.pgid as usize).saturating_mul(ps) && errs.is_empty() {
+            errs.push(format!(
+                "file size {} is smaller than {} pages",
+                self.data.len(),
+                self.meta.pgid
+            ));
+        }
+        errs
+    }
+
+    /// (pages the freelist occupies, free page ids).
+    fn freelist_ids(&self) -> Result<(u64, Vec<u64>), BoltError> {
+        if self.meta.freelist == u64::MAX || self.meta.freelist >= self.meta.pgid {
+            return Ok((0, Vec::new()));
+        }
+        let p = self.page(self.meta.freelist)?;
+        let overflow = u32_at(p, 12).unwrap_or(0) as u64;
+        if u16_at(p, 8).unwrap_or(0) & FREELIST == 0 {
+            return Err(BoltError::Corrupt(format!(
+                "page {}: invalid freelist page",
+                self.meta.freelist
+            )));
+        }
+        let mut count = u16_at(p, 10).unwrap_or(0) as usize;
+        let mut off = PAGE_HEADER;
+        if count == 0xFFFF {
+            count = u64_at(p, off).ok_or(BoltError::Invalid)? as usize;
+            off += 8;
+        }
+        let mut ids = Vec::with_capacity(count.min(1 << 20));
+        for i in 0..count {
+            ids.push(u64_at(p, off + i * 8).ok_or(BoltError::Invalid)?);
+        }
+        Ok((overflow + 1, ids))
+    }
+}
+
+/// Writes a fresh bbolt file holding `buckets` (top-level buckets only).
+pub fn write(buckets: &[(Vec<u8>, Bucket)], page_size: usize) -> Vec<u8> {
+    let mut buckets = buckets.to_vec();
+    buckets.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut w = Writer {
+        ps: page_size,
+        pages: Vec::new(),
+        next: 2,
+    };
+    let mut top: Vec<(Vec<u8>, Vec<u8>, u32)> = Vec::new();
+    for (name, b) in &buckets {
+        let items: Vec<(Vec<u8>, Vec<u8>, u32)> =
+            b.iter().map(|(k, v)| (k.clone(), v.clone(), 0)).collect();
+        let root = w.tree(&items);
+        let mut hdr = root.to_le_bytes().to_vec();
+        hdr.extend_from_slice(&0u64.to_le_bytes());
+        top.push((name.clone(), hdr, BUCKET_LEAF_FLAG));
+    }
+    let root = w.tree(&top);
+    let freelist = w.alloc(1);
+    let mut fl = vec![0u8; page_size];
+    fl[..8].copy_from_slice(&freelist.to_le_bytes());
+    fl[8..10].copy_from_slice(&FREELIST.to_le_bytes());
+    w.pages.push((freelist, fl));
+    let pgid = w.next;
+    let mut out = vec![0u8; pgid as usize * page_size];
+    for i in 0..2u64 {
+        let p = &mut out[i as usize * page_size..(i as usize + 1) * page_size];
+        p[..8].copy_from_slice(&i.to_le_bytes());
+        p[8..10].copy_from_slice(&META.to_le_bytes());
+        let m = &mut p[PAGE_HEADER..PAGE_HEADER + 64];
+        m[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        m[4..8].copy_from_slice(&VERSION.to_le_bytes());
+        m[8..12].copy_from_slice(&(page_size as u32).to_le_bytes());
+        m[16..24].copy_from_slice(&root.to_le_bytes());
+        m[32..40].copy_from_slice(&freelist.to_le_bytes());
+        m[40..48].copy_from_slice(&pgid.to_le_bytes());
+        m[48..56].copy_from_slice(&i.to_le_bytes());
+        let sum = fnv64a(&m[..56]);
+        m[56..64].copy_from_slice(&sum.to_le_bytes());
+    }
+    for (id, bytes) in w.pages {
+        let start = id as usize * page_size;
+        out[start..start + bytes.len()].copy_from_slice(&bytes);
+    }
+    out
+}
+
+struct Writer {
+    ps: usize,
+    pages: Vec<(u64, Vec<u8>)>,
+    next: u64,
+}
+
+impl Writer {
+    fn alloc(&mut self, n: u64) -> u64 {
+        let id = self.next;
+        self.next += n;
+        id
+    }
+
+    /// Writes one page of elements; returns its id.
+    fn node(&mut self, leaf: bool, items: &[(Vec<u8>, Vec<u8>, u32)], children: &[u64]) -> u64 {
+        let n = items.len();
+        let mut body = Vec::new();
+        let mut elems = vec![0u8; n * ELEM];
+        let data_start = PAGE_HEADER + n * ELEM;
+        for (i, (k, v, flags)) in items.iter().enumerate() {
+            let e = i * ELEM;
+            let pos = (data_start + body.len() - (PAGE_HEADER + e)) as u32;
+            if leaf {
+                elems[e..e + 4].copy_from_slice(&flags.to_le_bytes());
+                elems[e + 4..e + 8].copy_from_slice(&pos.to_le_bytes());
+                elems[e + 8..e + 12].copy_from_slice(&(k.len() as u32).to_le_bytes());
+                elems[e + 12..e + 16].copy_from_slice(&(v.len() as u32).to_le_bytes());
+                body.extend_from_slice(k);
+                body.extend_from_slice(v);
+            } else {
+                elems[e..e + 4].copy_from_slice(&pos.to_le_bytes());
+                elems[e + 4..e + 8].copy_from_slice(&(k.len() as u32).to_le_bytes());
+                elems[e + 8..e + 16].copy_from_slice(&children[i].to_le_bytes());
+                body.extend_from_slice(k);
+            }
+        }
+        let total = data_start + body.len();
+        let npages = total.div_ceil(self.ps).max(1) as u64;
+        let id = self.alloc(npages);
+        let mut p = vec![0u8; npages as usize * self.ps];
+        p[..8].copy_from_slice(&id.to_le_bytes());
+        p[8..10].copy_from_slice(&(if leaf { LEAF } else { BRANCH }).to_le_bytes());
+        p[10..12].copy_from_slice(&(n as u16).to_le_bytes());
+        p[12..16].copy_from_slice(&((npages - 1) as u32).to_le_bytes());
+        p[PAGE_HEADER..data_start].copy_from_slice(&elems);
+        p[data_start..total].copy_from_slice(&body);
+        self.pages.push((id, p));
+        id
+    }
+
+    /// Splits items into pages filled to about half (bbolt's default fill), bottom-up.
+    fn tree(&mut self, items: &[(Vec<u8>, Vec<u8>, u32)]) -> u64 {
+        let threshold = self.ps / 2;
+        let mut level: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut chunk: Vec<(Vec<u8>, Vec<u8>, u32)> = Vec::new();
+        let mut size = PAGE_HEADER;
+        for it in items {
+            let sz = ELEM + it.0.len() + it.1.len();
+            if !chunk.is_empty() && size + sz > threshold && chunk.len() >= 2 {
+                let first = chunk[0].0.clone();
+                let id = self.node(true, &chunk, &[]);
+                level.push((first, id));
+                chunk.clear();
+                size = PAGE_HEADER;
+            }
+            size += sz;
+            chunk.push(it.clone());
+        }
+        if !chunk.is_empty() || level.is_empty() {
+            let first = chunk.first().map(|c| c.0.clone()).unwrap_or_default();
+            let id = self.node(true, &chunk, &[]);
+            level.push((first, id));
+        }
+        while level.len() > 1 {
+            let mut next = Vec::new();
+            let mut chunk: Vec<(Vec<u8>, u64)> = Vec::new();
+            let mut size = PAGE_HEADER;
+            for it in &level {
+                let sz = ELEM + it.0.len();
+                if !chunk.is_empty() && size + sz > threshold && chunk.len() >= 2 {
+                    next.push(self.branch(&chunk));
+                    chunk.clear();
+                    size = PAGE_HEADER;
+                }
+                size += sz;
+                chunk.push(it.clone());
+            }
+            if !chunk.is_empty() {
+                next.push(self.branch(&chunk));
+            }
+            level = next;
+        }
+        level[0].1
+    }
+
+    fn branch(&mut self, chunk: &[(Vec<u8>, u64)]) -> (Vec<u8>, u64) {
+        let items: Vec<(Vec<u8>, Vec<u8>, u32)> = chunk
+            .iter()
+            .map(|(k, _)| (k.clone(), Vec::new(), 0))
+            .collect();
+        let children: Vec<u64> = chunk.iter().map(|(_, id)| *id).collect();
+        let id = self.node(false, &items, &children);
+        (chunk[0].0.clone(), id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_what_it_reads() {
+        let mut key = Bucket::new();
+        for i in 0..2000u32 {
+            key.insert(i.to_be_bytes().to_vec(), vec![b'v'; (i % 50) as usize]);
+        }
+        key.insert(b"big".to_vec(), vec![7u8; 10000]);
+        let mut meta = Bucket::new();
+        meta.insert(b"consistent_index".to_vec(), 5u64.to_be_bytes().to_vec());
+        let buckets = vec![
+            (b"key".to_vec(), key.clone()),
+            (b"meta".to_vec(), meta.clone()),
+            (b"empty".to_vec(), Bucket::new()),
+        ];
+        let mut sorted = buckets.clone();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let bytes = write(&sorted, 4096);
+        let db = Db::from_bytes(bytes).unwrap();
+        let (got, _) = db.read_all().unwrap();
+        assert_eq!(got, sorted);
+        assert!(db.check().is_empty(), "{:?}", db.check());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Db::from_bytes(vec![0u8; 100]).is_err());
+        let mut bytes = write(&[(b"k".to_vec(), Bucket::new())], 4096);
+        for i in (0..bytes.len()).step_by(7) {
+            bytes[i] ^= 0x5a;
+        }
+        if let Ok(db) = Db::from_bytes(bytes) {
+            let _ = db.read_all();
+            let _ = db.check();
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Offline tools on etcd 3.4 data: reading and writing its bbolt backend files, writing its WAL
+//! and snap files, and the `snapshot status` / `snapshot restore` / `defrag` operations that
+//! both `etcdutl` and `etcdctl` expose.
+
+pub mod bbolt;
+pub mod defrag;
+pub mod pb;
+pub mod snapshot;
+pub mod wal;

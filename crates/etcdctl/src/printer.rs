@@ -638,7 +638,7 @@ impl Printer {
                 r.id,
                 r.ttl
             )),
-            Format::Protobuf => self.pb_unsupported("clientv3.LeaseGrantResponse"),
+            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }
@@ -648,7 +648,21 @@ impl Printer {
             Format::Simple => out(&format!("lease {id:016x} revoked\n")),
             Format::Json => out(&(j_header_only(&r.header) + "\n")),
             Format::Fields => out(&f_hdr(&r.header)),
-            Format::Protobuf => self.pb_unsupported("clientv3.LeaseRevokeResponse"),
+            Format::Protobuf => {
+                let h = r.header.clone().unwrap_or_default();
+                let mut t = String::new();
+                for (k, v) in [
+                    ("cluster_id", h.cluster_id),
+                    ("member_id", h.member_id),
+                    ("revision", h.revision as u64),
+                    ("raft_term", h.raft_term),
+                ] {
+                    if v != 0 {
+                        t.push_str(&format!("{k}:{v} "));
+                    }
+                }
+                self.pb_unsupported(&format!("clientv3.LeaseRevokeResponse ({{{t}}})"))
+            }
             Format::Table => self.unsupported(),
         }
     }
@@ -672,7 +686,7 @@ impl Printer {
                 r.id,
                 r.ttl
             )),
-            Format::Protobuf => self.pb_unsupported("clientv3.LeaseKeepAliveResponse"),
+            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }
@@ -725,7 +739,7 @@ impl Printer {
                 }
                 out(&s);
             }
-            Format::Protobuf => self.pb_unsupported("*clientv3.LeaseTimeToLiveResponse"),
+            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }
@@ -754,7 +768,7 @@ impl Printer {
                 }
                 out(&s);
             }
-            Format::Protobuf => self.pb_unsupported("*clientv3.LeaseLeasesResponse"),
+            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }
@@ -1020,6 +1034,13 @@ impl Printer {
                     .list("alarms", items, true, true)
                     .done()
                     + "\n"));
+            }
+            Format::Fields if r.header.is_none() => {
+                // etcdctl 3.4 dereferences the missing header.
+                eprintln!(
+                    "panic: runtime error: invalid memory address or nil pointer dereference"
+                );
+                exit::exit(2)
             }
             Format::Fields => {
                 let mut s = f_hdr(&r.header);

@@ -638,7 +638,7 @@ impl Printer {
                 r.id,
                 r.ttl
             )),
-            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
+            Format::Protobuf => self.pb(&r.header.unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }
@@ -649,7 +649,7 @@ impl Printer {
             Format::Json => out(&(j_header_only(&r.header) + "\n")),
             Format::Fields => out(&f_hdr(&r.header)),
             Format::Protobuf => {
-                let h = r.header.clone().unwrap_or_default();
+                let h = r.header.unwrap_or_default();
                 let mut t = String::new();
                 for (k, v) in [
                     ("cluster_id", h.cluster_id),
@@ -686,7 +686,7 @@ impl Printer {
                 r.id,
                 r.ttl
             )),
-            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
+            Format::Protobuf => self.pb(&r.header.unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }
@@ -739,7 +739,7 @@ impl Printer {
                 }
                 out(&s);
             }
-            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
+            Format::Protobuf => self.pb(&r.header.unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }
@@ -768,7 +768,7 @@ impl Printer {
                 }
                 out(&s);
             }
-            Format::Protobuf => self.pb(&r.header.clone().unwrap_or_default()),
+            Format::Protobuf => self.pb(&r.header.unwrap_or_default()),
             Format::Table => self.unsupported(),
         }
     }

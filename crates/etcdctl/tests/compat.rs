@@ -140,7 +140,7 @@ fn normalize(s: &[u8]) -> String {
             if let Some(i) = l.find(key) {
                 let start = i + key.len();
                 let end = l[start..]
-                    .find(|c: char| c == '"' || c == ',' || c == ' ')
+                    .find(['"', ',', ' '])
                     .map(|e| start + e)
                     .unwrap_or(l.len());
                 l.replace_range(start..end, "T");

@@ -509,8 +509,15 @@ fn run(inv: Invocation<'_>, os_args: Vec<String>) {
     } else {
         &[]
     };
-    global::apply_env(&mut flags, extra);
-    if flags.bool("debug") {
+    // Commands that open no client never read ETCDCTL_* (clientConfigFromCmd does).
+    let offline = matches!(
+        names.as_slice(),
+        ["version"] | ["migrate"] | ["snapshot", "status"] | ["snapshot", "restore"]
+    );
+    if !offline {
+        global::apply_env(&mut flags, extra);
+    }
+    if flags.bool("debug") && !offline {
         global::print_debug(&flags);
     }
     let printer = global::printer_from(&flags);

@@ -545,3 +545,83 @@ fn snapshot_save_status_and_restore_work_with_real_etcd() {
     assert_eq!(a.status.code(), b.status.code());
     assert_eq!(normalize(&a.stderr), normalize(&b.stderr));
 }
+
+#[test]
+fn environment_variables_act_as_flags() {
+    if !have_reference() {
+        return;
+    }
+    let etcd = start_etcd();
+    assert!(
+        run(REF_CTL, &etcd, &["put", "foo", "bar"], None)
+            .status
+            .success()
+    );
+    let mut diffs = Vec::new();
+    for (env, args) in [
+        (vec![("ETCDCTL_WRITE_OUT", "json")], vec!["get", "foo"]),
+        (vec![("ETCDCTL_HEX", "true")], vec!["get", "foo"]),
+        (
+            vec![
+                ("ETCDCTL_DIAL_TIMEOUT", "3s"),
+                ("ETCDCTL_COMMAND_TIMEOUT", "4s"),
+            ],
+            vec!["get", "foo"],
+        ),
+        (vec![("ETCDCTL_WRITE_OUT", "fields")], vec!["version"]),
+        (vec![("ETCDCTL_WATCH_RANGE_END", "z")], vec!["watch"]),
+    ] {
+        let go = |bin: &std::ffi::OsStr, with_endpoint_flag: bool| {
+            let mut cmd = Command::new(bin);
+            cmd.env("ETCDCTL_API", "3");
+            if with_endpoint_flag {
+                cmd.arg(format!("--endpoints={}", etcd.client_url));
+            } else {
+                cmd.env("ETCDCTL_ENDPOINTS", &etcd.client_url);
+            }
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            cmd.args(&args).stdin(Stdio::null()).output().expect("run")
+        };
+        for flag in [false, true] {
+            let a = go(REF_CTL.as_ref(), flag);
+            let b = go(ours().as_os_str(), flag);
+            let strip_time = |s: &[u8]| {
+                normalize(s)
+                    .lines()
+                    .map(|l| {
+                        l.get(27..)
+                            .filter(|_| l.contains(" | pkg/flags"))
+                            .unwrap_or(l)
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            if normalize(&a.stdout) != normalize(&b.stdout)
+                || strip_time(&a.stderr) != strip_time(&b.stderr)
+                || a.status.code() != b.status.code()
+            {
+                diffs.push(format!("{env:?} {args:?}: etcd's {a:?}\n ours {b:?}"));
+            }
+        }
+    }
+    // A variable shadowed by its flag is fatal.
+    let shadowed = |bin: &std::ffi::OsStr| {
+        Command::new(bin)
+            .env("ETCDCTL_API", "3")
+            .env("ETCDCTL_ENDPOINTS", &etcd.client_url)
+            .arg(format!("--endpoints={}", etcd.client_url))
+            .args(["get", "foo"])
+            .output()
+            .expect("run")
+    };
+    let (a, b) = (shadowed(REF_CTL.as_ref()), shadowed(ours().as_os_str()));
+    assert_eq!(a.status.code(), b.status.code());
+    assert!(
+        String::from_utf8_lossy(&b.stderr)
+            .contains("conflicting environment variable \"ETCDCTL_ENDPOINTS\"")
+    );
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

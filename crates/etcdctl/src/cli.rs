@@ -69,6 +69,8 @@ pub struct Cmd {
     pub persistent: Vec<FlagDef>,
     pub subs: Vec<Cmd>,
     pub runnable: bool,
+    /// cobra's `DisableFlagsInUseLine`.
+    pub no_flags_in_use_line: bool,
 }
 
 impl Cmd {
@@ -83,6 +85,7 @@ impl Cmd {
             persistent: Vec::new(),
             subs: Vec::new(),
             runnable: true,
+            no_flags_in_use_line: false,
         }
     }
     pub fn group(use_line: &'static str, short: &'static str, subs: Vec<Cmd>) -> Cmd {
@@ -533,7 +536,7 @@ pub fn usage(path: &[&Cmd]) -> String {
         use_line = cmd.use_line.to_string();
     }
     let (local, inherited) = all_flags(path);
-    if !local.is_empty() || !inherited.is_empty() {
+    if (!local.is_empty() || !inherited.is_empty()) && !cmd.no_flags_in_use_line {
         use_line.push_str(" [flags]");
     }
     out.push_str(&format!("\t{use_line}\n"));

@@ -331,6 +331,7 @@ fn tree() -> Cmd {
             ),
         ],
     );
+    root.subs.push(commands::completion::tree());
     root.use_line = "etcdctl";
     root.persistent = vec![
         flag("endpoints", Slice, "127.0.0.1:2379", "gRPC endpoints"),

@@ -427,6 +427,14 @@ fn bad_input_fails_the_same() {
         (vec!["lock"], None),
         (vec!["member"], None),
         (vec!["memb", "list", "-w", "table"], None),
+        (vec!["--help"], None),
+        (vec![], None),
+        (vec!["get", "--help"], None),
+        (vec!["help", "member", "add"], None),
+        (vec!["lease", "keep-alive", "-h"], None),
+        (vec!["snapshot", "restore", "-h"], None),
+        (vec!["completion", "zsh", "-h"], None),
+        (vec!["check"], None),
     ] {
         if let Some(d) = compare(&etcd, &args, stdin) {
             diffs.push(d);

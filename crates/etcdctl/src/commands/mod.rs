@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod check;
+pub mod completion;
 pub mod concurrency;
 pub mod endpoint;
 pub mod kv;
@@ -61,6 +62,10 @@ pub async fn dispatch(cx: Cx) -> i32 {
         ["role", sub] => {
             let sub = sub.to_string();
             auth::role(cx, &sub).await
+        }
+        ["completion", shell] => {
+            let shell = shell.to_string();
+            completion::run(&shell)
         }
         ["check", "perf"] => check::perf(cx).await,
         ["check", "datascale"] => check::datascale(cx).await,

@@ -4,6 +4,7 @@
 
 pub mod bbolt;
 pub mod defrag;
+pub mod migrate;
 pub mod pb;
 pub mod snapshot;
 pub mod wal;

@@ -81,6 +81,11 @@ async fn serve(cfg: ServerConfig) -> ExitCode {
     };
     tokio::select! {
         e = running.fatal() => {
+            if matches!(e, etcd_server::ServerError::Removed) {
+                // Being removed is a normal end for a member: etcd exits 0 then.
+                tracing::warn!("{e}; stopping");
+                return ExitCode::SUCCESS;
+            }
             tracing::error!(error = %e, "stopping after a fatal error");
             eprintln!("etcd: {e}");
             ExitCode::FAILURE

@@ -210,7 +210,17 @@ async fn run_peer_stream(mut p: PeerStream) {
             Ok(c) => c,
             Err(e) => {
                 if was_connected {
-                    tracing::warn!(peer = format!("{:x}", p.peer_id), error = %e, "peer is unreachable");
+                    let text = e.to_string();
+                    if text.contains("BadCertificate") {
+                        // The peer refused our certificate; say it in etcd's (Go's) words.
+                        tracing::warn!(
+                            peer = format!("{:x}", p.peer_id),
+                            error = %text,
+                            "peer rejected our certificate: remote error: tls: bad certificate"
+                        );
+                    } else {
+                        tracing::warn!(peer = format!("{:x}", p.peer_id), error = %text, "peer is unreachable");
+                    }
                     was_connected = false;
                 }
                 if drain_as_unreachable(&mut p, backoff).await {

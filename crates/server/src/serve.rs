@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use etcd_transport::{ListenOptions, ListenUrl, Listener};
+use etcd_transport::{AuthorityRepair, ListenOptions, ListenUrl, Listener};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -81,7 +81,9 @@ async fn accept_loop(mut listener: Listener, router: Router) {
             let service = TowerToHyperService::new(router);
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(conn), service)
+                // etcdctl 3.4 sends `:authority` with a scheme (`http://host:port`) on some
+                // calls; Go accepts it, h2 would reset the stream. See `AuthorityRepair`.
+                .serve_connection_with_upgrades(TokioIo::new(AuthorityRepair::new(conn)), service)
                 .await
             {
                 tracing::debug!(error = %e, "connection closed with an error");

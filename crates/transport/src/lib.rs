@@ -8,9 +8,12 @@
 //! - [`listener`]: bind a URL and accept connections, with TLS handshakes that run
 //!   concurrently under a deadline, as a [`futures_core::Stream`] for hyper and tonic.
 //! - [`identity`]: what a peer certificate names, and etcd's checks on it.
+//! - [`h2_authority`]: [`AuthorityRepair`], which lets hyper serve etcdctl 3.4's requests
+//!   whose HTTP/2 `:authority` is a URL (`http://127.0.0.1:2379`).
 //!
 //! Architecture invariant: this crate knows nothing of etcd's API, Raft or storage; it deals
-//! only in sockets, certificates and URLs. It targets Unix (Unix sockets, file modes).
+//! only in sockets, certificates and URLs, and (in [`h2_authority`]) in HTTP/2 frames below
+//! hyper. It targets Unix (Unix sockets, file modes).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), etcd_transport::TransportError> {
@@ -28,6 +31,7 @@
 
 mod cipher;
 pub mod error;
+pub mod h2_authority;
 pub mod identity;
 mod keypair;
 pub mod listener;
@@ -38,6 +42,7 @@ pub mod url;
 mod verify;
 
 pub use error::TransportError;
+pub use h2_authority::AuthorityRepair;
 pub use identity::{AllowedIdentity, CertIdentity, check_cert_san};
 pub use listener::{Conn, Incoming, ListenOptions, Listener, RemoteAddr, TlsConnInfo};
 pub use selfcert::self_signed;

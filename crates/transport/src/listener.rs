@@ -510,7 +510,17 @@ where
             None
         }
         Ok(Err(e)) => {
-            tracing::warn!(remote_addr = %remote, error = %e, "rejected connection");
+            let text = e.to_string();
+            if text.to_ascii_lowercase().contains("certificate") {
+                // etcd's wording, which operators (and etcd's own tests) search logs for.
+                tracing::warn!(
+                    remote_addr = %remote,
+                    error = %text,
+                    "rejected connection: client certificate authentication failed"
+                );
+            } else {
+                tracing::warn!(remote_addr = %remote, error = %text, "rejected connection");
+            }
             None
         }
         Err(_) => {

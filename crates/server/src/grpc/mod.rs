@@ -2,8 +2,10 @@
 //! (after a linearizable barrier unless serializable) or propose through Raft and wait.
 
 mod cluster;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod unimplemented;
 pub mod validate;
@@ -60,8 +62,12 @@ pub fn routes(server: &Arc<EtcdServer>) -> Routes {
         server: server.clone(),
     }))
     .add_service(AuthServer::new(unimplemented::Unimplemented))
-    .add_service(LockServer::new(unimplemented::Unimplemented))
-    .add_service(ElectionServer::new(unimplemented::Unimplemented))
+    .add_service(LockServer::new(lock::LockService {
+        server: server.clone(),
+    }))
+    .add_service(ElectionServer::new(election::ElectionService {
+        server: server.clone(),
+    }))
 }
 
 /// etcd's backend quota: a write that would take the stored data past `--quota-backend-bytes`

@@ -136,6 +136,11 @@ pub fn check_strict(
             let size_after = voters.len() + 1;
             let started_count = voters.iter().filter(|id| started(**id)).count();
             if started_count < quorum(size_after) {
+                tracing::warn!(
+                    started = started_count,
+                    voters = voters.len(),
+                    "refusing to add a voting member: too few members started"
+                );
                 return Err(ServerError::NotEnoughStartedMembers);
             }
             if voters.iter().any(|id| !active(*id)) {

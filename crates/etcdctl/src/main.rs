@@ -9,6 +9,7 @@ mod gofmt;
 mod json;
 mod printer;
 mod prompt;
+mod rawarg;
 mod srv;
 mod table;
 mod tabwriter;
@@ -471,13 +472,18 @@ fn main() {
     unsafe { std::env::remove_var("ETCDCTL_API") };
     if !(api.is_empty() || api == "3") {
         if api == "2" {
-            let code = commands::v2::run(std::env::args().skip(1).collect());
+            let code = commands::v2::run(
+                std::env::args_os()
+                    .skip(1)
+                    .map(|a| rawarg::decode(&a))
+                    .collect(),
+            );
             exit::exit(code);
         }
         eprintln!("unsupported API version {api}");
         exit::exit(1);
     }
-    let os_args: Vec<String> = std::env::args().collect();
+    let os_args: Vec<String> = std::env::args_os().map(|a| rawarg::decode(&a)).collect();
     let root = tree();
     let inv = match cli::parse(&root, &os_args[1..]) {
         Ok(inv) => inv,

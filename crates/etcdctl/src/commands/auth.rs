@@ -18,14 +18,15 @@ pub async fn enable(cx: Cx) -> i32 {
     let c = cx.client().await;
     let mut a = c.client.auth.clone();
     loop {
-        match c.unary(a.auth_enable(c.req(AuthEnableRequest {}))).await {
+        match crate::call!(c, a.auth_enable(AuthEnableRequest {})) {
             Ok(_) => break,
             Err(e) if e == ERR_ROOT_ROLE_NOT_EXIST => {
-                let r = c
-                    .unary(a.role_add(c.req(AuthRoleAddRequest {
+                let r = crate::call!(
+                    c,
+                    a.role_add(AuthRoleAddRequest {
                         name: "root".into(),
-                    })))
-                    .await;
+                    })
+                );
                 if let Err(e) = r {
                     exit::fail(EXIT_ERROR, &e);
                 }
@@ -33,7 +34,7 @@ pub async fn enable(cx: Cx) -> i32 {
                     user: "root".into(),
                     role: "root".into(),
                 };
-                if let Err(e) = c.unary(a.user_grant_role(c.req(g))).await {
+                if let Err(e) = crate::call!(c, a.user_grant_role(g)) {
                     exit::fail(EXIT_ERROR, &e);
                 }
             }
@@ -53,8 +54,7 @@ pub async fn disable(cx: Cx) -> i32 {
     }
     let c = cx.client().await;
     let mut a = c.client.auth.clone();
-    c.unary(a.auth_disable(c.req(AuthDisableRequest {})))
-        .await
+    crate::call!(c, a.auth_disable(AuthDisableRequest {}))
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     println!("Authentication Disabled");
     0
@@ -126,10 +126,7 @@ pub async fn user(cx: Cx, sub: &str) -> i32 {
                 options: Some(authpb::UserAddOptions { no_password }),
                 ..Default::default()
             };
-            let r = c
-                .unary(a.user_add(c.req(req)))
-                .await
-                .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+            let r = crate::call!(c, a.user_add(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only(&format!("User {user} created\n"), &r.header, &r, true);
         }
         "delete" => {
@@ -138,27 +135,21 @@ pub async fn user(cx: Cx, sub: &str) -> i32 {
             let req = AuthUserDeleteRequest {
                 name: args[0].clone(),
             };
-            let r = c
-                .unary(a.user_delete(c.req(req)))
-                .await
-                .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+            let r =
+                crate::call!(c, a.user_delete(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only(&format!("User {} deleted\n", args[0]), &r.header, &r, true);
         }
         "get" => {
             let c = cx.client().await;
             let mut a = c.client.auth.clone();
             let name = args[0].clone();
-            let r = c
-                .unary(a.user_get(c.req(AuthUserGetRequest { name: name.clone() })))
-                .await
+            let r = crate::call!(c, a.user_get(AuthUserGetRequest { name: name.clone() }))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             if cx.flags.bool("detail") {
                 println!("User: {name}");
                 for role in &r.roles {
                     println!();
-                    let rr = c
-                        .unary(a.role_get(c.req(AuthRoleGetRequest { role: role.clone() })))
-                        .await
+                    let rr = crate::call!(c, a.role_get(AuthRoleGetRequest { role: role.clone() }))
                         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
                     p.role_get(role, &rr.header, &rr.perm, &rr);
                 }
@@ -169,9 +160,7 @@ pub async fn user(cx: Cx, sub: &str) -> i32 {
         "list" => {
             let c = cx.client().await;
             let mut a = c.client.auth.clone();
-            let r = c
-                .unary(a.user_list(c.req(AuthUserListRequest {})))
-                .await
+            let r = crate::call!(c, a.user_list(AuthUserListRequest {}))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.names("users", &r.header, &r.users, &r, false);
         }
@@ -188,9 +177,7 @@ pub async fn user(cx: Cx, sub: &str) -> i32 {
                 password,
                 ..Default::default()
             };
-            let r = c
-                .unary(a.user_change_password(c.req(req)))
-                .await
+            let r = crate::call!(c, a.user_change_password(req))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only("Password updated\n", &r.header, &r, true);
         }
@@ -201,9 +188,7 @@ pub async fn user(cx: Cx, sub: &str) -> i32 {
                 user: args[0].clone(),
                 role: args[1].clone(),
             };
-            let r = c
-                .unary(a.user_grant_role(c.req(req)))
-                .await
+            let r = crate::call!(c, a.user_grant_role(req))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only(
                 &format!("Role {} is granted to user {}\n", args[1], args[0]),
@@ -219,9 +204,7 @@ pub async fn user(cx: Cx, sub: &str) -> i32 {
                 name: args[0].clone(),
                 role: args[1].clone(),
             };
-            let r = c
-                .unary(a.user_revoke_role(c.req(req)))
-                .await
+            let r = crate::call!(c, a.user_revoke_role(req))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only(
                 &format!("Role {} is revoked from user {}\n", args[1], args[0]),
@@ -253,7 +236,7 @@ fn range_end_from_perm_flags(
             if from_key {
                 return Err("--from-key and --prefix flags are mutually exclusive".into());
             }
-            return Ok(etcd_client::prefix_end(args[0].as_bytes()));
+            return Ok(etcd_client::prefix_end(&crate::rawarg::bytes(&args[0])));
         }
         if from_key {
             return Ok(vec![0]);
@@ -266,7 +249,7 @@ fn range_end_from_perm_flags(
     if from_key {
         return Err("unexpected endkey argument with --from-key flag".into());
     }
-    Ok(args[1].as_bytes().to_vec())
+    Ok(crate::rawarg::bytes(&args[1]))
 }
 
 fn perm_range(args: &[String], prefix: bool, from_key: bool) -> (Vec<u8>, Vec<u8>) {
@@ -286,7 +269,7 @@ fn perm_range(args: &[String], prefix: bool, from_key: bool) -> (Vec<u8>, Vec<u8
     }
     let end = range_end_from_perm_flags(args, prefix, from_key)
         .unwrap_or_else(|e| exit::fail(EXIT_BAD_ARGS, &e));
-    (args[0].as_bytes().to_vec(), end)
+    (crate::rawarg::bytes(&args[0]), end)
 }
 
 pub async fn role(cx: Cx, sub: &str) -> i32 {
@@ -329,36 +312,37 @@ pub async fn role(cx: Cx, sub: &str) -> i32 {
     let mut a = c.client.auth.clone();
     match sub {
         "add" => {
-            let r = c
-                .unary(a.role_add(c.req(AuthRoleAddRequest {
+            let r = crate::call!(
+                c,
+                a.role_add(AuthRoleAddRequest {
                     name: args[0].clone(),
-                })))
-                .await
-                .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+                })
+            )
+            .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only(&format!("Role {} created\n", args[0]), &r.header, &r, true);
         }
         "delete" => {
-            let r = c
-                .unary(a.role_delete(c.req(AuthRoleDeleteRequest {
+            let r = crate::call!(
+                c,
+                a.role_delete(AuthRoleDeleteRequest {
                     role: args[0].clone(),
-                })))
-                .await
-                .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+                })
+            )
+            .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only(&format!("Role {} deleted\n", args[0]), &r.header, &r, true);
         }
         "get" => {
-            let r = c
-                .unary(a.role_get(c.req(AuthRoleGetRequest {
+            let r = crate::call!(
+                c,
+                a.role_get(AuthRoleGetRequest {
                     role: args[0].clone(),
-                })))
-                .await
-                .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+                })
+            )
+            .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.role_get(&args[0], &r.header, &r.perm, &r);
         }
         "list" => {
-            let r = c
-                .unary(a.role_list(c.req(AuthRoleListRequest {})))
-                .await
+            let r = crate::call!(c, a.role_list(AuthRoleListRequest {}))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.names("roles", &r.header, &r.roles, &r, true);
         }
@@ -372,9 +356,7 @@ pub async fn role(cx: Cx, sub: &str) -> i32 {
                     range_end: end,
                 }),
             };
-            let r = c
-                .unary(a.role_grant_permission(c.req(req)))
-                .await
+            let r = crate::call!(c, a.role_grant_permission(req))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             p.header_only(&format!("Role {} updated\n", args[0]), &r.header, &r, true);
         }
@@ -385,9 +367,7 @@ pub async fn role(cx: Cx, sub: &str) -> i32 {
                 key,
                 range_end: end.clone(),
             };
-            let r = c
-                .unary(a.role_revoke_permission(c.req(req)))
-                .await
+            let r = crate::call!(c, a.role_revoke_permission(req))
                 .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
             let end_s = String::from_utf8_lossy(&end).into_owned();
             let text = if end.is_empty() {

@@ -60,10 +60,7 @@ async fn ensure_empty(c: &Ctl, prefix: &str) {
         limit: 1,
         ..Default::default()
     };
-    let r = c
-        .unary(kv.range(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let r = crate::call!(c, kv.range(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     if !r.kvs.is_empty() {
         exit::fail(
             EXIT_INVALID_INPUT,
@@ -83,19 +80,17 @@ async fn cleanup(cx: &Cx, c: &Ctl, prefix: &str) {
         range_end: etcd_client::prefix_end(prefix.as_bytes()),
         ..Default::default()
     };
-    let d = c
-        .unary(kv.delete_range(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let d = crate::call!(c, kv.delete_range(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     if cx.flags.bool("auto-compact") {
         let rev = d.header.as_ref().map(|h| h.revision).unwrap_or(0);
         println!("Compacting with revision {rev}");
-        let r = c
-            .unary(kv.compact(c.req(CompactionRequest {
+        let r = crate::call!(
+            c,
+            kv.compact(CompactionRequest {
                 revision: rev,
                 physical: true,
-            })))
-            .await;
+            })
+        );
         if let Err(e) = r {
             exit::fail(EXIT_ERROR, &e);
         }
@@ -105,7 +100,7 @@ async fn cleanup(cx: &Cx, c: &Ctl, prefix: &str) {
         for ep in cx.flags.slice("endpoints") {
             println!("Defragmenting {}", crate::gofmt::quote(&ep));
             let mut m = c.client.maintenance.clone();
-            if let Err(e) = c.unary(m.defragment(c.req(DefragmentRequest {}))).await {
+            if let Err(e) = crate::call!(c, m.defragment(DefragmentRequest {})) {
                 exit::fail(EXIT_ERROR, &e);
             }
             println!("Defragmented {}", crate::gofmt::quote(&ep));
@@ -140,10 +135,8 @@ async fn load(c: &Ctl, l: Load<'_>) -> Stats {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let c = Ctl {
-            deadline: None,
-            ..c.clone()
-        };
+        let mut c = c.clone();
+        c.deadline = None;
         let stats = stats.clone();
         let issued = issued.clone();
         let prefix = prefix.to_string();
@@ -171,7 +164,7 @@ async fn load(c: &Ctl, l: Load<'_>) -> Stats {
                     ..Default::default()
                 };
                 let st = Instant::now();
-                let r = c.unary(kv.put(c.req(req))).await;
+                let r = crate::call!(c, kv.put(req));
                 let mut s = stats.lock().await;
                 match r {
                     Ok(_) => s.lat.push(st.elapsed().as_secs_f64()),

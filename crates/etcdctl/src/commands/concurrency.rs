@@ -15,9 +15,7 @@ use crate::global::Ctl;
 /// concurrency.NewSession: a lease with `ttl` kept alive until the process ends.
 async fn session(c: &Ctl, ttl: i64) -> Result<(i64, mpsc::Receiver<()>), String> {
     let mut l = c.client.lease.clone();
-    let resp = c
-        .unary(l.lease_grant(c.req(LeaseGrantRequest { ttl, id: 0 })))
-        .await?;
+    let resp = crate::call!(c, l.lease_grant(LeaseGrantRequest { ttl, id: 0 }))?;
     let done = keep_alive_forever(c.clone(), resp.id, resp.ttl);
     Ok((resp.id, done))
 }
@@ -50,7 +48,7 @@ pub async fn lock(cx: Cx) -> i32 {
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     let mut lk = c.client.lock.clone();
     let req = LockRequest {
-        name: cx.args[0].as_bytes().to_vec(),
+        name: crate::rawarg::bytes(&cx.args[0]),
         lease,
     };
     let locked = tokio::select! {
@@ -61,9 +59,7 @@ pub async fn lock(cx: Cx) -> i32 {
     let key = locked.key.clone();
     let unlock = |c: Ctl, key: Vec<u8>| async move {
         let mut lk = c.client.lock.clone();
-        c.unary(lk.unlock(c.req(UnlockRequest { key })))
-            .await
-            .map(|_| ())
+        crate::call!(c, lk.unlock(UnlockRequest { key })).map(|_| ())
     };
     if cx.args.len() > 1 {
         let rev = locked.header.as_ref().map(|h| h.revision).unwrap_or(0);
@@ -93,13 +89,14 @@ pub async fn lock(cx: Cx) -> i32 {
         return 0;
     }
     let mut kv = c.client.kv.clone();
-    let k = c
-        .unary(kv.range(c.req(RangeRequest {
+    let k = crate::call!(
+        c,
+        kv.range(RangeRequest {
             key: key.clone(),
             ..Default::default()
-        })))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+        })
+    )
+    .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     if k.kvs.is_empty() {
         exit::fail(EXIT_ERROR, "lock lost on init");
     }
@@ -138,9 +135,9 @@ pub async fn elect(cx: Cx) -> i32 {
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     let mut el = c.client.election.clone();
     let req = CampaignRequest {
-        name: cx.args[0].as_bytes().to_vec(),
+        name: crate::rawarg::bytes(&cx.args[0]),
         lease,
-        value: cx.args[1].as_bytes().to_vec(),
+        value: crate::rawarg::bytes(&cx.args[1]),
     };
     let resp = tokio::select! {
         r = c.unary(el.campaign(c.req(req))) => r.unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e)),
@@ -148,23 +145,25 @@ pub async fn elect(cx: Cx) -> i32 {
     };
     let leader = resp.leader.unwrap_or_default();
     let mut kv = c.client.kv.clone();
-    let got = c
-        .unary(kv.range(c.req(RangeRequest {
+    let got = crate::call!(
+        c,
+        kv.range(RangeRequest {
             key: leader.key.clone(),
             ..Default::default()
-        })))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+        })
+    )
+    .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.get(&got);
     tokio::select! {
         _ = interrupted() => {}
         _ = done.recv() => exit::fail(EXIT_ERROR, "elect: session expired"),
     }
-    let r = c
-        .unary(el.resign(c.req(ResignRequest {
+    let r = crate::call!(
+        c,
+        el.resign(ResignRequest {
             leader: Some(leader),
-        })))
-        .await;
+        })
+    );
     if let Err(e) = r {
         exit::fail(EXIT_ERROR, &e);
     }
@@ -174,7 +173,7 @@ pub async fn elect(cx: Cx) -> i32 {
 async fn observe(cx: &Cx, c: &Ctl) -> i32 {
     let mut el = c.client.election.clone();
     let req = LeaderRequest {
-        name: cx.args[0].as_bytes().to_vec(),
+        name: crate::rawarg::bytes(&cx.args[0]),
     };
     let work = async {
         let mut stream = match el.observe(c.req(req)).await {

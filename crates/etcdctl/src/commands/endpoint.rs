@@ -26,15 +26,12 @@ pub async fn endpoints_from_cluster(cx: &Cx) -> Vec<String> {
         Err((_, e)) => exit::fail(EXIT_ERROR, &e),
     };
     let mut cl = c.client.cluster.clone();
-    let resp = c
-        .unary(cl.member_list(c.req(MemberListRequest::default())))
-        .await
-        .unwrap_or_else(|e| {
-            exit::fail(
-                EXIT_ERROR,
-                &format!("failed to fetch endpoints from etcd cluster member list: {e}"),
-            )
-        });
+    let resp = crate::call!(c, cl.member_list(MemberListRequest::default())).unwrap_or_else(|e| {
+        exit::fail(
+            EXIT_ERROR,
+            &format!("failed to fetch endpoints from etcd cluster member list: {e}"),
+        )
+    });
     resp.members
         .into_iter()
         .flat_map(|m| m.client_ur_ls)
@@ -65,7 +62,7 @@ pub async fn health(cx: Cx) -> i32 {
                         key: b"health".to_vec(),
                         ..Default::default()
                     };
-                    c.unary(kv.range(c.req(req))).await.map(|_| ())
+                    crate::call!(c, kv.range(req)).map(|_| ())
                 }
                 Err(e) => Err(e),
             };
@@ -115,7 +112,7 @@ pub async fn status(cx: Cx) -> i32 {
         let res = match one(&cfg, &ep, deadline).await {
             Ok(c) => {
                 let mut m = c.client.maintenance.clone();
-                c.unary(m.status(c.req(StatusRequest {}))).await
+                crate::call!(c, m.status(StatusRequest {}))
             }
             Err(e) => Err(e),
         };
@@ -143,8 +140,7 @@ pub async fn hashkv(cx: Cx) -> i32 {
         let res = match one(&cfg, &ep, cx.deadline()).await {
             Ok(c) => {
                 let mut m = c.client.maintenance.clone();
-                c.unary(m.hash_kv(c.req(HashKvRequest { revision: rev })))
-                    .await
+                crate::call!(c, m.hash_kv(HashKvRequest { revision: rev }))
             }
             Err(e) => Err(e),
         };

@@ -74,7 +74,7 @@ pub fn get_op(flags: &Flags, args: &[String]) -> RangeRequest {
             &format!("unknown consistency flag {}", gofmt::quote(other)),
         ),
     }
-    let mut key = args[0].as_bytes().to_vec();
+    let mut key = crate::rawarg::bytes(&args[0]);
     if args.len() > 1 {
         if prefix || from_key {
             exit::fail(
@@ -82,7 +82,7 @@ pub fn get_op(flags: &Flags, args: &[String]) -> RangeRequest {
                 "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
             );
         }
-        req.range_end = args[1].as_bytes().to_vec();
+        req.range_end = crate::rawarg::bytes(&args[1]);
     }
     req.limit = flags.int("limit");
     let rev = flags.int("rev");
@@ -139,7 +139,7 @@ pub fn put_op(flags: &Flags, args: &[String]) -> PutRequest {
     let mut value = Vec::new();
     if !ignore_value {
         if args.len() > 1 {
-            value = args[1].as_bytes().to_vec();
+            value = crate::rawarg::bytes(&args[1]);
         } else {
             let mut buf = Vec::new();
             let _ = std::io::stdin().read_to_end(&mut buf);
@@ -160,7 +160,7 @@ pub fn put_op(flags: &Flags, args: &[String]) -> PutRequest {
         )
     });
     PutRequest {
-        key: args[0].as_bytes().to_vec(),
+        key: crate::rawarg::bytes(&args[0]),
         value,
         lease: id,
         prev_kv: flags.bool("prev-kv"),
@@ -185,7 +185,7 @@ pub fn del_op(flags: &Flags, args: &[String]) -> DeleteRangeRequest {
         );
     }
     let mut req = DeleteRangeRequest::default();
-    let mut key = args[0].as_bytes().to_vec();
+    let mut key = crate::rawarg::bytes(&args[0]);
     if args.len() > 1 {
         if prefix || from_key {
             exit::fail(
@@ -193,7 +193,7 @@ pub fn del_op(flags: &Flags, args: &[String]) -> DeleteRangeRequest {
                 "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
             );
         }
-        req.range_end = args[1].as_bytes().to_vec();
+        req.range_end = crate::rawarg::bytes(&args[1]);
     }
     if let Some(end) = prefix_or_from_key(&mut key, prefix, from_key) {
         req.range_end = end;
@@ -207,10 +207,7 @@ pub async fn get(cx: Cx) -> i32 {
     let req = get_op(&cx.flags, &cx.args);
     let c = cx.client().await;
     let mut kv = c.client.kv.clone();
-    let resp = c
-        .unary(kv.range(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let resp = crate::call!(c, kv.range(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     let mut p = cx.printer;
     if cx.flags.bool("print-value-only") {
         if p.format != crate::printer::Format::Simple {
@@ -229,10 +226,7 @@ pub async fn put(cx: Cx) -> i32 {
     let req = put_op(&cx.flags, &cx.args);
     let c = cx.client().await;
     let mut kv = c.client.kv.clone();
-    let resp = c
-        .unary(kv.put(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let resp = crate::call!(c, kv.put(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.put(&resp);
     0
 }
@@ -241,10 +235,7 @@ pub async fn del(cx: Cx) -> i32 {
     let req = del_op(&cx.flags, &cx.args);
     let c = cx.client().await;
     let mut kv = c.client.kv.clone();
-    let resp = c
-        .unary(kv.delete_range(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let resp = crate::call!(c, kv.delete_range(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.del(&resp);
     0
 }
@@ -260,9 +251,7 @@ pub async fn compaction(cx: Cx) -> i32 {
         revision: rev,
         physical: cx.flags.bool("physical"),
     };
-    c.unary(kv.compact(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    crate::call!(c, kv.compact(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     println!("compacted revision {rev}");
     0
 }
@@ -500,10 +489,7 @@ pub async fn txn(cx: Cx) -> i32 {
         Err(e) => exit::fail(EXIT_ERROR, &e.to_string()),
     };
     let mut kv = c.client.kv.clone();
-    let resp = c
-        .unary(kv.txn(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let resp = crate::call!(c, kv.txn(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.txn(&resp);
     0
 }

@@ -32,9 +32,7 @@ pub async fn grant(cx: Cx) -> i32 {
         .unwrap_or_else(|e| exit::fail(EXIT_BAD_ARGS, &format!("bad TTL ({e})")));
     let c = cx.client().await;
     let mut l = c.client.lease.clone();
-    let resp = c
-        .unary(l.lease_grant(c.req(LeaseGrantRequest { ttl, id: 0 })))
-        .await
+    let resp = crate::call!(c, l.lease_grant(LeaseGrantRequest { ttl, id: 0 }))
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &format!("failed to grant lease ({e})")));
     cx.printer.grant(&resp);
     0
@@ -47,9 +45,7 @@ pub async fn revoke(cx: Cx) -> i32 {
     let id = lease_from_arg(&cx.args[0]);
     let c = cx.client().await;
     let mut l = c.client.lease.clone();
-    let resp = c
-        .unary(l.lease_revoke(c.req(LeaseRevokeRequest { id })))
-        .await
+    let resp = crate::call!(c, l.lease_revoke(LeaseRevokeRequest { id }))
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &format!("failed to revoke lease ({e})")));
     cx.printer.revoke(id, &resp);
     0
@@ -66,9 +62,7 @@ pub async fn time_to_live(cx: Cx) -> i32 {
     let keys = cx.flags.bool("keys");
     let c = cx.client_forever().await;
     let mut l = c.client.lease.clone();
-    let resp = c
-        .unary(l.lease_time_to_live(c.req(LeaseTimeToLiveRequest { id, keys })))
-        .await
+    let resp = crate::call!(c, l.lease_time_to_live(LeaseTimeToLiveRequest { id, keys }))
         .unwrap_or_else(|e| exit::fail(EXIT_BAD_CONNECTION, &e));
     cx.printer.time_to_live(&resp, keys);
     0
@@ -77,9 +71,7 @@ pub async fn time_to_live(cx: Cx) -> i32 {
 pub async fn list(cx: Cx) -> i32 {
     let c = cx.client_forever().await;
     let mut l = c.client.lease.clone();
-    let resp = c
-        .unary(l.lease_leases(c.req(LeaseLeasesRequest {})))
-        .await
+    let resp = crate::call!(c, l.lease_leases(LeaseLeasesRequest {}))
         .unwrap_or_else(|e| exit::fail(EXIT_BAD_CONNECTION, &e));
     cx.printer.leases(&resp);
     0
@@ -90,26 +82,37 @@ pub struct KeepAlive {
     tx: mpsc::Sender<LeaseKeepAliveRequest>,
     rx: tonic::Streaming<LeaseKeepAliveResponse>,
     id: i64,
+    /// A request is out whose answer has not been read.
+    sent: bool,
 }
 
 impl KeepAlive {
     pub async fn open(c: &Ctl, id: i64) -> Result<KeepAlive, String> {
         let (tx, rx) = mpsc::channel(2);
-        let mut l = c.client.lease.clone();
-        let stream = l
-            .lease_keep_alive(c.req(ReceiverStream::new(rx)))
+        // etcd answers the stream's headers with its first response: send before waiting.
+        tx.send(LeaseKeepAliveRequest { id })
             .await
-            .map_err(|s| exit::status_text(&s))?
-            .into_inner();
-        Ok(KeepAlive { tx, rx: stream, id })
+            .map_err(|_| "keep-alive stream closed".to_string())?;
+        let mut l = c.client.lease.clone();
+        let call = l.lease_keep_alive(c.req(ReceiverStream::new(rx)));
+        let stream = c.unary(call).await?;
+        Ok(KeepAlive {
+            tx,
+            rx: stream,
+            id,
+            sent: true,
+        })
     }
 
     /// One round; `Ok(None)` when the lease is gone.
     pub async fn once(&mut self) -> Result<Option<LeaseKeepAliveResponse>, String> {
-        self.tx
-            .send(LeaseKeepAliveRequest { id: self.id })
-            .await
-            .map_err(|_| "keep-alive stream closed".to_string())?;
+        if !self.sent {
+            self.tx
+                .send(LeaseKeepAliveRequest { id: self.id })
+                .await
+                .map_err(|_| "keep-alive stream closed".to_string())?;
+        }
+        self.sent = false;
         match self.rx.next().await {
             Some(Ok(r)) if r.ttl <= 0 => Ok(None),
             Some(Ok(r)) => Ok(Some(r)),

@@ -26,10 +26,7 @@ pub async fn alarm_list(cx: Cx) -> i32 {
         member_id: 0,
         alarm: 0,
     };
-    let resp = c
-        .unary(m.alarm(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let resp = crate::call!(c, m.alarm(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.alarm(&resp);
     0
 }
@@ -41,14 +38,15 @@ pub async fn alarm_disarm(cx: Cx) -> i32 {
     let c = cx.client().await;
     let mut m = c.client.maintenance.clone();
     // clientv3 disarms every listed alarm one by one; the answer has no header.
-    let list = c
-        .unary(m.alarm(c.req(AlarmRequest {
+    let list = crate::call!(
+        c,
+        m.alarm(AlarmRequest {
             action: alarm_request::AlarmAction::Get as i32,
             member_id: 0,
             alarm: 0,
-        })))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+        })
+    )
+    .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     let mut ret = AlarmResponse::default();
     for a in list.alarms {
         let req = AlarmRequest {
@@ -56,10 +54,7 @@ pub async fn alarm_disarm(cx: Cx) -> i32 {
             member_id: a.member_id,
             alarm: a.alarm,
         };
-        let r = c
-            .unary(m.alarm(c.req(req)))
-            .await
-            .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+        let r = crate::call!(c, m.alarm(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
         ret.alarms.extend(r.alarms);
     }
     cx.printer.alarm(&ret);
@@ -85,9 +80,7 @@ pub async fn defrag(cx: Cx) -> i32 {
         let res = match one(&cfg, &ep, cx.deadline()).await {
             Ok(c) => {
                 let mut m = c.client.maintenance.clone();
-                c.unary(m.defragment(c.req(DefragmentRequest {})))
-                    .await
-                    .map(|_| ())
+                crate::call!(c, m.defragment(DefragmentRequest {})).map(|_| ())
             }
             Err(e) => Err(e),
         };
@@ -120,9 +113,7 @@ pub async fn move_leader(cx: Cx) -> i32 {
             .await
             .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
         let mut m = c.client.maintenance.clone();
-        let resp = c
-            .unary(m.status(c.req(StatusRequest {})))
-            .await
+        let resp = crate::call!(c, m.status(StatusRequest {}))
             .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
         let member_id = resp.header.as_ref().map(|h| h.member_id).unwrap_or(0);
         if member_id == resp.leader {
@@ -137,9 +128,7 @@ pub async fn move_leader(cx: Cx) -> i32 {
         )
     };
     let mut m = c.client.maintenance.clone();
-    let resp = c
-        .unary(m.move_leader(c.req(MoveLeaderRequest { target_id: target })))
-        .await
+    let resp = crate::call!(c, m.move_leader(MoveLeaderRequest { target_id: target }))
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.move_leader(leader_id, target, &resp);
     0

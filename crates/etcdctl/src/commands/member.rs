@@ -50,10 +50,7 @@ pub async fn add(cx: Cx) -> i32 {
         peer_ur_ls: urls,
         is_learner: cx.flags.bool("learner"),
     };
-    let resp = c
-        .unary(cl.member_add(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let resp = crate::call!(c, cl.member_add(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.member_add(&resp);
     if cx.printer.format == Format::Simple {
         let new_id = resp.member.as_ref().map(|m| m.id).unwrap_or(0);
@@ -84,9 +81,7 @@ pub async fn remove(cx: Cx) -> i32 {
     let id = member_id(&cx);
     let c = cx.client().await;
     let mut cl = c.client.cluster.clone();
-    let resp = c
-        .unary(cl.member_remove(c.req(MemberRemoveRequest { id })))
-        .await
+    let resp = crate::call!(c, cl.member_remove(MemberRemoveRequest { id }))
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.member_remove(id, &resp);
     0
@@ -104,10 +99,8 @@ pub async fn update(cx: Cx) -> i32 {
         id,
         peer_ur_ls: peer_urls.split(',').map(String::from).collect(),
     };
-    let resp = c
-        .unary(cl.member_update(c.req(req)))
-        .await
-        .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
+    let resp =
+        crate::call!(c, cl.member_update(req)).unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.member_update(id, &resp);
     0
 }
@@ -115,9 +108,7 @@ pub async fn update(cx: Cx) -> i32 {
 pub async fn list(cx: Cx) -> i32 {
     let c = cx.client().await;
     let mut cl = c.client.cluster.clone();
-    let resp = c
-        .unary(cl.member_list(c.req(MemberListRequest::default())))
-        .await
+    let resp = crate::call!(c, cl.member_list(MemberListRequest::default()))
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.member_list(&resp);
     0
@@ -127,9 +118,7 @@ pub async fn promote(cx: Cx) -> i32 {
     let id = member_id(&cx);
     let c = cx.client().await;
     let mut cl = c.client.cluster.clone();
-    let resp = c
-        .unary(cl.member_promote(c.req(MemberPromoteRequest { id })))
-        .await
+    let resp = crate::call!(c, cl.member_promote(MemberPromoteRequest { id }))
         .unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     cx.printer.member_promote(id, &resp);
     0

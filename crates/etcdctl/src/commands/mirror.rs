@@ -102,7 +102,7 @@ async fn mirror(c: &Ctl, dc: &Ctl, prefix: &[u8], dest: &[u8], total: &AtomicI64
             revision: rev,
             ..Default::default()
         };
-        let r = match c.unary(kv.range(c.req(req))).await {
+        let r = match crate::call!(c, kv.range(req)) {
             Ok(r) => r,
             Err(e) => return e,
         };
@@ -115,7 +115,7 @@ async fn mirror(c: &Ctl, dc: &Ctl, prefix: &[u8], dest: &[u8], total: &AtomicI64
                 value: item.value.clone(),
                 ..Default::default()
             };
-            if let Err(e) = dc.unary(dkv.put(dc.req(put))).await {
+            if let Err(e) = crate::call!(dc, dkv.put(put)) {
                 return e;
             }
             total.fetch_add(1, Ordering::Relaxed);
@@ -163,7 +163,7 @@ async fn mirror(c: &Ctl, dc: &Ctl, prefix: &[u8], dest: &[u8], total: &AtomicI64
                     success: std::mem::take(&mut ops),
                     ..Default::default()
                 };
-                if let Err(e) = dc.unary(dkv.txn(dc.req(t))).await {
+                if let Err(e) = crate::call!(dc, dkv.txn(t)) {
                     return e;
                 }
             }
@@ -188,7 +188,7 @@ async fn mirror(c: &Ctl, dc: &Ctl, prefix: &[u8], dest: &[u8], total: &AtomicI64
                 success: ops,
                 ..Default::default()
             };
-            if let Err(e) = dc.unary(dkv.txn(dc.req(t))).await {
+            if let Err(e) = crate::call!(dc, dkv.txn(t)) {
                 return e;
             }
         }

@@ -165,13 +165,13 @@ fn create_request(args: &[String], opts: Opts) -> Result<WatchCreateRequest, Str
     if args.is_empty() {
         return Err(ERR_BAD_ARGS_NUM.into());
     }
-    let mut key = args[0].as_bytes().to_vec();
+    let mut key = crate::rawarg::bytes(&args[0]);
     let mut range_end = Vec::new();
     if args.len() == 2 {
         if opts.prefix {
             return Err("`range_end` and `--prefix` are mutually exclusive".into());
         }
-        range_end = args[1].as_bytes().to_vec();
+        range_end = crate::rawarg::bytes(&args[1]);
     }
     if opts.prefix {
         if key.is_empty() {
@@ -250,7 +250,12 @@ async fn print_watch(
                 return;
             }
         };
-        if r.created && !r.canceled && r.events.is_empty() {
+        if r.created && r.events.is_empty() {
+            // clientv3 consumes the creation; a watch refused at creation (no permission)
+            // just ends.
+            if r.canceled {
+                return;
+            }
             continue;
         }
         if r.canceled {

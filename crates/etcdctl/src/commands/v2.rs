@@ -133,6 +133,12 @@ pub fn run(args: Vec<String>) -> i32 {
         &body,
     ) {
         Ok(b) => {
+            if !b.trim_start().starts_with('{') {
+                eprintln!(
+                    "Error:  client: response is invalid json. The endpoint is probably not valid etcd cluster endpoint"
+                );
+                return 4;
+            }
             if let Some(code) = json_field(&b, "errorCode") {
                 let message = json_field(&b, "message").unwrap_or_default();
                 let cause = json_field(&b, "cause").unwrap_or_default();

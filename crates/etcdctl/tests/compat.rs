@@ -633,3 +633,55 @@ fn environment_variables_act_as_flags() {
     );
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// Runs a watch for a while, then stops it; returns what it printed.
+fn watch_output(bin: &std::ffi::OsStr, etcd: &Etcd, args: &[&str]) -> String {
+    let mut child = Command::new(bin)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.client_url))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn watch_history_prints_the_same() {
+    if !have_reference() {
+        return;
+    }
+    let etcd = start_etcd();
+    for (args, stdin) in [
+        (vec!["put", "w/a", "1"], None),
+        (vec!["put", "w/b", "2"], None),
+        (vec!["put", "w/a", "3"], None),
+        (vec!["del", "w/b"], None),
+        (vec!["txn"], Some("\nput w/c x\nput w/d y\n\n\n")),
+    ] {
+        assert!(run(REF_CTL, &etcd, &args, stdin).status.success());
+    }
+    let mut diffs = Vec::new();
+    for f in FORMATS {
+        for args in [
+            vec!["watch", "w/", "--prefix", "--rev", "1"],
+            vec!["watch", "w/a", "--rev", "1", "--prev-kv"],
+            vec!["watch", "w/a", "w/c", "--rev", "2"],
+            vec!["watch", "w/", "--prefix", "--rev", "1", "--hex"],
+        ] {
+            let mut full = vec!["-w", f];
+            full.extend(args.iter().copied());
+            let a = watch_output(REF_CTL.as_ref(), &etcd, &full);
+            let b = watch_output(ours().as_os_str(), &etcd, &full);
+            if a != b {
+                diffs.push(format!("{full:?}:\n  etcd's {a:?}\n  ours   {b:?}"));
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -27,11 +27,27 @@ fn path_encode(s: &str) -> String {
 
 /// One HTTP/1.1 request; returns the body.
 fn request(endpoint: &str, method: &str, path: &str, body: &str) -> Result<String, String> {
+    request_typed(
+        endpoint,
+        method,
+        path,
+        body,
+        "application/x-www-form-urlencoded",
+    )
+}
+
+fn request_typed(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    ctype: &str,
+) -> Result<String, String> {
     let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(host).map_err(|e| e.to_string())?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
@@ -105,6 +121,10 @@ pub fn run(args: Vec<String>) -> i32 {
         }
     }
     let endpoint = endpoints.split(',').next().unwrap_or("").to_string();
+    let words_all: Vec<&str> = rest.iter().map(String::as_str).collect();
+    if let Some(code) = auth_command(&endpoint, &words_all) {
+        return code;
+    }
     let words: Vec<&str> = rest
         .iter()
         .map(String::as_str)
@@ -160,6 +180,78 @@ pub fn run(args: Vec<String>) -> i32 {
                 "Error:  client: etcd cluster is unavailable or misconfigured; error #0: {e}"
             );
             4
+        }
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// v2 `user add NAME[:PASS]`, `role add NAME`, `auth enable|disable`.
+fn auth_command(endpoint: &str, words: &[&str]) -> Option<i32> {
+    let (method, path, body, ok) = match words {
+        ["user", "add", spec] => {
+            let (user, pass) = match spec.split_once(':') {
+                Some((u, p)) => (u.to_string(), p.to_string()),
+                None => (
+                    spec.to_string(),
+                    crate::prompt::ask_password("New password: ").unwrap_or_default(),
+                ),
+            };
+            (
+                "PUT",
+                format!("/v2/auth/users/{}", url_encode(&user)),
+                format!(
+                    "{{\"user\":{},\"password\":{}}}",
+                    json_str(&user),
+                    json_str(&pass)
+                ),
+                format!("User {user} created"),
+            )
+        }
+        ["role", "add", role] => (
+            "PUT",
+            format!("/v2/auth/roles/{}", url_encode(role)),
+            format!("{{\"role\":{}}}", json_str(role)),
+            format!("Role {role} created"),
+        ),
+        ["auth", "enable"] => (
+            "PUT",
+            "/v2/auth/enable".to_string(),
+            String::new(),
+            "Authentication Enabled".to_string(),
+        ),
+        ["auth", "disable"] => (
+            "DELETE",
+            "/v2/auth/enable".to_string(),
+            String::new(),
+            "Authentication Disabled".to_string(),
+        ),
+        _ => return None,
+    };
+    match request_typed(endpoint, method, &path, &body, "application/json") {
+        Ok(b) if b.contains("\"message\"") => {
+            eprintln!("Error:  {}", json_field(&b, "message").unwrap_or_default());
+            Some(1)
+        }
+        Ok(_) => {
+            println!("{ok}");
+            Some(0)
+        }
+        Err(e) => {
+            eprintln!("Error:  {e}");
+            Some(1)
         }
     }
 }

@@ -265,6 +265,7 @@ pub struct TlsConfig {
 
 impl TlsConfig {
     /// etcd's `TLSInfo.Empty()`: no certificate configured.
+    #[allow(dead_code)] // kept for the default-host and auto-compaction work; tested
     pub fn is_empty(&self) -> bool {
         self.cert_file.is_none() && self.key_file.is_none()
     }
@@ -333,6 +334,7 @@ pub enum AutoCompaction {
 }
 
 impl AutoCompaction {
+    #[allow(dead_code)] // kept for the default-host and auto-compaction work; tested
     pub fn is_enabled(&self) -> bool {
         match self {
             AutoCompaction::Periodic(d) => !d.is_zero(),
@@ -442,6 +444,7 @@ impl Config {
     }
 
     /// `--election-timeout` in heartbeat ticks (etcd's `ElectionTicks`).
+    #[allow(dead_code)] // kept for the default-host and auto-compaction work; tested
     pub fn election_ticks(&self) -> u64 {
         self.election_timeout_ms / self.heartbeat_interval_ms.max(1)
     }

@@ -48,6 +48,27 @@ fn main() -> ExitCode {
     for warning in &parsed.warnings {
         tracing::warn!("{warning}");
     }
+    // etcd's start-up checks of the cluster flags, for a member without a WAL yet (with one,
+    // the data dir decides and these flags are ignored).
+    let wal_dir = cfg
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("member").join("wal"));
+    let has_wal = std::fs::read_dir(&wal_dir)
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))))
+        .unwrap_or(false);
+    if !has_wal {
+        let checked = if cfg.initial_cluster_state == config::ClusterState::New {
+            cfg.verify_bootstrap(&|a, b| a == b)
+        } else {
+            cfg.verify_join_existing()
+        };
+        if let Err(e) = checked {
+            tracing::error!(error = %e, "invalid cluster configuration");
+            eprintln!("etcd: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let server_cfg = server_config(&cfg);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -348,6 +348,67 @@ impl Store {
         Ok(stats.allocated_pages() * stats.page_size() as u64)
     }
 
+    /// Writes a consistent copy of the backend to `dest`, for sending to a member that is too
+    /// far behind. Makes the backend durable first, then copies the file while holding the
+    /// writer lock (no commit can change the file meanwhile; readers go on). Returns the
+    /// applied index the copy contains.
+    pub fn snapshot_to(&self, dest: &Path) -> Result<u64, MvccError> {
+        let mut writer = self.inner.lock_writer();
+        if writer.dirty {
+            self.inner.durable_commit(&mut writer)?;
+        }
+        let index = self.inner.read_state().consistent_index;
+        std::fs::copy(&self.inner.path, dest)?;
+        let file = std::fs::File::open(dest)?;
+        file.sync_all()?;
+        Ok(index)
+    }
+
+    /// Replaces the whole store with the backend file at `src` (a snapshot received from the
+    /// leader): the file is moved into place and the key index rebuilt from it. Readers see
+    /// either the old store or the new one.
+    pub fn restore_from(&self, src: &Path) -> Result<(), MvccError> {
+        // Check the file opens as a store before touching ours.
+        let (index, last_main, stored_bytes, meta) = {
+            let candidate = Database::builder().create(src)?;
+            let rtxn = candidate.begin_read()?;
+            let meta = read_meta(&rtxn.open_table(META_TABLE)?)?;
+            let (index, last_main, stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
+            (index, last_main, stored_bytes, meta)
+        };
+        let mut writer = self.inner.lock_writer();
+        let mut db = unpoison(self.inner.db.write());
+        std::fs::rename(src, &self.inner.path)?;
+        if let Some(dir) = self.inner.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        *db = Database::builder().create(&self.inner.path)?;
+        let compact_rev = meta.compact_rev.unwrap_or(-1);
+        let current_rev = last_main.max(compact_rev).max(1);
+        {
+            let mut st = self.inner.write_state();
+            st.index = index;
+            st.current_rev = current_rev;
+            st.compact_rev = compact_rev;
+            st.consistent_index = meta.consistent_index;
+            st.term = meta.term;
+        }
+        self.inner
+            .stored_bytes
+            .store(stored_bytes, Ordering::Relaxed);
+        writer.dirty = false;
+        writer.ops_since_durable = 0;
+        writer.last_durable = Instant::now();
+        drop(db);
+        *unpoison(self.inner.in_use_cache.lock()) = None;
+        tracing::info!(
+            current_revision = current_rev,
+            consistent_index = meta.consistent_index,
+            "restored mvcc store from a snapshot"
+        );
+        Ok(())
+    }
+
     /// Compacts the database file. Blocks writers and new readers while it runs.
     pub fn defragment(&self) -> Result<(), MvccError> {
         let mut writer = self.inner.lock_writer();

@@ -15,6 +15,7 @@ mod peer;
 pub mod raft;
 mod serve;
 pub mod server;
+pub mod snapshot;
 mod start;
 mod tls;
 mod wait;

@@ -15,8 +15,9 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_api::internalpb::raft_peer_client::RaftPeerClient;
 use etcd_api::internalpb::raft_peer_server::{RaftPeer, RaftPeerServer};
-use etcd_api::internalpb::{MembersRequest, MembersResponse, PeerAck, PeerMessages};
+use etcd_api::internalpb::{MembersRequest, MembersResponse, PeerAck, PeerMessages, SnapshotChunk};
 use etcd_client::ConnectOptions;
+use etcd_mvcc::Store;
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
@@ -31,6 +32,7 @@ use crate::raft::RaftInput;
 use crate::raft::node::MessageSender;
 use crate::serve;
 use crate::server::EtcdServer;
+use crate::snapshot::SnapshotInbox;
 
 /// Messages queued for one peer before further ones are dropped.
 const PEER_QUEUE_CAPACITY: usize = 4096;
@@ -48,13 +50,23 @@ pub async fn start(
     cluster: &ClusterState,
     inputs: SyncSender<RaftInput>,
     server: Arc<OnceLock<Arc<EtcdServer>>>,
+    store: Arc<Store>,
+    inbox: SnapshotInbox,
 ) -> Result<Box<dyn MessageSender>, ServerError> {
+    let snap_dir = cfg
+        .backend_path()
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
     let service = PeerService {
         cluster_id,
         member_id,
         inputs: inputs.clone(),
         cluster: cluster.clone(),
         server,
+        inbox,
+        snap_dir: snap_dir.clone(),
+        snapshot_bytes_max: cfg.quota_bytes().saturating_mul(2),
     };
     let routes = tonic::service::Routes::new(
         RaftPeerServer::new(service).max_decoding_message_size(PEER_FRAME_BYTES_MAX),
@@ -69,6 +81,8 @@ pub async fn start(
         cluster_id,
         tls: serve::peer_client_tls(cfg)?,
         runtime: tokio::runtime::Handle::current(),
+        store,
+        snap_dir,
     };
     sender.update_peers(&cluster.membership.peer_urls());
     Ok(Box::new(sender))
@@ -131,6 +145,43 @@ struct PeerSender {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Membership changes arrive on the Raft thread, outside the runtime.
     runtime: tokio::runtime::Handle,
+    /// Snapshots carry a copy of the backend, staged in `snap_dir`.
+    store: Arc<Store>,
+    snap_dir: std::path::PathBuf,
+}
+
+impl PeerSender {
+    /// Streams a snapshot on its own connection, so a large backend does not hold up the
+    /// ordered message stream; Raft hears how it went.
+    fn send_snapshot(&self, msg: Message) {
+        let to = msg.to;
+        let Some((urls, _)) = self.queues.get(&to) else {
+            return;
+        };
+        let urls = urls.clone();
+        let (tls, store, snap_dir) = (self.tls.clone(), self.store.clone(), self.snap_dir.clone());
+        let (cluster_id, inputs) = (self.cluster_id, self.inputs.clone());
+        self.runtime.spawn(async move {
+            let options = ConnectOptions {
+                tls,
+                dial_timeout: Duration::from_secs(2),
+                ..ConnectOptions::default()
+            };
+            let result = match etcd_client::connect_channel(&urls, &options).await {
+                Ok(channel) => {
+                    let client = RaftPeerClient::new(channel)
+                        .max_encoding_message_size(PEER_FRAME_BYTES_MAX)
+                        .max_decoding_message_size(PEER_FRAME_BYTES_MAX);
+                    crate::snapshot::send(client, store, snap_dir, cluster_id, msg).await
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(to = format!("{to:x}"), error = %e, "failed to send a snapshot");
+            }
+            let _ = inputs.try_send(RaftInput::SnapshotStatus(to, result.is_ok()));
+        });
+    }
 }
 
 impl MessageSender for PeerSender {
@@ -167,11 +218,7 @@ impl MessageSender for PeerSender {
                 continue;
             };
             if msg.get_msg_type() == MessageType::MsgSnapshot {
-                // Snapshot transfer arrives with log compaction; until then none is produced.
-                tracing::warn!(
-                    to = format!("{to:x}"),
-                    "cannot send a snapshot yet; dropping it"
-                );
+                self.send_snapshot(msg);
                 continue;
             }
             if queue.try_send(msg).is_err() {
@@ -300,6 +347,9 @@ struct PeerService {
     cluster: ClusterState,
     /// Set once the member has started; lease calls before that find no leader here.
     server: Arc<OnceLock<Arc<EtcdServer>>>,
+    inbox: SnapshotInbox,
+    snap_dir: std::path::PathBuf,
+    snapshot_bytes_max: u64,
 }
 
 impl PeerService {
@@ -352,6 +402,31 @@ impl RaftPeer for PeerService {
                 let _ = self.inputs.try_send(RaftInput::Peer(msg));
             }
         }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        request: tonic::Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let (msg, path) = crate::snapshot::receive(
+            request.into_inner(),
+            self.cluster_id,
+            self.member_id,
+            &self.snap_dir,
+            self.snapshot_bytes_max,
+        )
+        .await?;
+        let index = msg.get_snapshot().get_metadata().index;
+        tracing::info!(
+            from = format!("{:x}", msg.from),
+            snapshot_index = index,
+            "received snapshot"
+        );
+        self.inbox.put(index, path);
+        self.inputs
+            .try_send(RaftInput::Peer(msg))
+            .map_err(|_| Status::unavailable("raft loop busy; retry the snapshot"))?;
         Ok(Response::new(PeerAck {}))
     }
 

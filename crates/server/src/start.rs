@@ -104,6 +104,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     lease::load(&store, &mut lessor)?;
     let lessor = SharedLessor::new(lessor);
     let server_slot = Arc::new(OnceLock::new());
+    let snapshot_inbox = crate::snapshot::SnapshotInbox::default();
     let watch_hub = crate::watch::WatchHub::start(&cfg, store.clone())?;
 
     let peers = peer::start(
@@ -113,6 +114,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         &boot.cluster,
         inputs_tx.clone(),
         server_slot.clone(),
+        store.clone(),
+        snapshot_inbox.clone(),
     )
     .await?;
     let raft_loop = RaftLoop::new(
@@ -128,6 +131,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             cluster_view: cluster_view.clone(),
             lessor: lessor.clone(),
             watch_hub: watch_hub.clone(),
+            snapshot_inbox,
         },
     )?;
     let (fatal_tx, fatal_rx) = mpsc::channel(1);

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use etcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
-    TxnResponse, compare, range_request, request_op, response_op,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse,
+    compare, range_request, request_op, response_op,
 };
 use etcd_api::internalpb::internal_request::Request;
 use etcd_api::mvccpb::KeyValue;
@@ -179,13 +179,6 @@ pub async fn wait_until_first(
         }
         applied.changed().await.map_err(|_| ServerError::Stopped)?;
     }
-}
-
-pub fn header_or_current(
-    server: &EtcdServer,
-    header: Option<ResponseHeader>,
-) -> Option<ResponseHeader> {
-    header.or_else(|| server.current_header())
 }
 
 pub struct LockService {

@@ -28,6 +28,8 @@ pub struct Bootstrapped {
     pub cluster: ClusterState,
     /// True when this start created the data dir.
     pub fresh: bool,
+    /// The Raft index of the latest snapshot (0 when none).
+    pub snapshot_index: u64,
 }
 
 /// The cluster as a running member described it, for a member joining with
@@ -96,6 +98,7 @@ pub fn bootstrap(
         applied: entries.len() as u64,
         cluster,
         fresh: true,
+        snapshot_index: 0,
     })
 }
 
@@ -186,6 +189,7 @@ fn join(cfg: &ServerConfig, remote: RemoteCluster) -> Result<Bootstrapped, Serve
             learners: Vec::new(),
         },
         fresh: true,
+        snapshot_index: 0,
     })
 }
 
@@ -235,10 +239,34 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
             cluster.voters.clone(),
             cluster.learners.clone(),
         )));
+        let log_start = match &recovered.snapshot {
+            Some(marker) => {
+                if consistent_index < marker.index {
+                    return Err(ServerError::Config(format!(
+                        "the WAL has a snapshot at index {} but the backend only reaches {}; \
+                         the backend lost data: restore this member from a snapshot",
+                        marker.index, consistent_index
+                    )));
+                }
+                let mut snap = raft::prelude::Snapshot::default();
+                let meta = snap.mut_metadata();
+                meta.index = marker.index;
+                meta.term = marker.term;
+                meta.set_conf_state(ConfState::from((
+                    cluster.voters.clone(),
+                    cluster.learners.clone(),
+                )));
+                core.apply_snapshot(snap)
+                    .map_err(|e| ServerError::Raft(e.to_string()))?;
+                marker.index + 1
+            }
+            None => 1,
+        };
         if let Some(first) = recovered.entries.first() {
-            if first.index != 1 {
+            if first.index != log_start {
                 return Err(ServerError::Config(format!(
-                    "wal: entries start at index {} without a snapshot; the log is incomplete",
+                    "wal: entries start at index {} but the log should start at {log_start}; \
+                     the log is incomplete",
                     first.index
                 )));
             }
@@ -262,6 +290,7 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
         applied: consistent_index,
         cluster,
         fresh: false,
+        snapshot_index: recovered.snapshot.as_ref().map_or(0, |s| s.index),
     })
 }
 

@@ -44,6 +44,8 @@ pub fn apply_entry(
         Ok(cs) => {
             cluster.voters = cs.voters.clone();
             cluster.learners = cs.learners.clone();
+            // Snapshots taken from the storage carry the configuration as of now.
+            node.mut_store().wl().set_conf_state(cs);
         }
         // A change raft-rs refuses (removing an unknown member) changes nothing anywhere.
         Err(e) => return Err(format!("ConfChange at index {} refused: {e}", entry.index)),
@@ -135,7 +137,10 @@ pub fn check_strict(
         ConfChangeType::AddNode => {
             let size_after = voters.len() + 1;
             let started_count = voters.iter().filter(|id| started(**id)).count();
-            if started_count < quorum(size_after) {
+            // Growing a one-member cluster to two is allowed although the new member cannot
+            // be started yet: it is how a cluster is rebuilt from one restored member.
+            let growing_from_one = size_after == 2 && started_count == 1;
+            if !growing_from_one && started_count < quorum(size_after) {
                 tracing::warn!(
                     started = started_count,
                     voters = voters.len(),

@@ -26,12 +26,16 @@ use crate::apply::{
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::lease::SharedLessor;
+use crate::snapshot::SnapshotInbox;
 use crate::wait::Wait;
 use crate::watch::WatchHub;
 
 /// Most inputs handled before the loop looks at `Ready` again: bounds the latency a burst of
 /// proposals can add to ticks and to persisting the previous batch.
 const INPUT_BATCH_MAX: usize = 4096;
+/// Entries kept in the log after a snapshot, so a slightly slow follower catches up from the
+/// log rather than needing a whole snapshot (etcd's value).
+const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 
 /// What other tasks ask of the Raft loop.
 pub enum RaftInput {
@@ -49,6 +53,8 @@ pub enum RaftInput {
     ProposeConfChange(ConfChange),
     /// Hand leadership to this member (we are the leader).
     TransferLeader(u64),
+    /// How sending a snapshot to this peer went (true: it has it).
+    SnapshotStatus(u64, bool),
 }
 
 /// Raft facts other tasks read without asking the loop.
@@ -97,6 +103,10 @@ pub struct RaftLoop {
     cluster_view: Arc<RwLock<ClusterState>>,
     lessor: SharedLessor,
     watch_hub: Arc<WatchHub>,
+    snapshot_inbox: SnapshotInbox,
+    /// Applied entries between snapshots (`--snapshot-count`).
+    snapshot_count: u64,
+    last_snapshot_index: u64,
     election_timeout: Duration,
     strict_reconfig_check: bool,
     member_id: u64,
@@ -116,6 +126,7 @@ pub struct RaftLoopParts {
     pub cluster_view: Arc<RwLock<ClusterState>>,
     pub lessor: SharedLessor,
     pub watch_hub: Arc<WatchHub>,
+    pub snapshot_inbox: SnapshotInbox,
 }
 
 impl RaftLoop {
@@ -177,6 +188,9 @@ impl RaftLoop {
             cluster_view: parts.cluster_view,
             lessor: parts.lessor,
             watch_hub: parts.watch_hub,
+            snapshot_inbox: parts.snapshot_inbox,
+            snapshot_count: cfg.snapshot_count.max(1),
+            last_snapshot_index: boot.snapshot_index,
             election_timeout: cfg.election_timeout,
             strict_reconfig_check: cfg.strict_reconfig_check,
             member_id: boot.member_id,
@@ -250,9 +264,101 @@ impl RaftLoop {
             RaftInput::Unreachable(peer) => self.node.report_unreachable(peer),
             RaftInput::ProposeConfChange(cc) => self.propose_conf_change(cc),
             RaftInput::TransferLeader(target) => self.node.transfer_leader(target),
+            RaftInput::SnapshotStatus(peer, delivered) => {
+                let status = if delivered {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(peer, status);
+            }
             // Handled by the loop before it gets here.
             RaftInput::Stop(done) => drop(done),
         }
+    }
+
+    /// A snapshot from the leader: the backend file that came with it replaces ours, and the
+    /// log restarts after it.
+    fn apply_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), ServerError> {
+        let meta = snap.get_metadata().clone();
+        let (applied, _) = self.store.consistent_index();
+        if meta.index > applied {
+            let path = self.snapshot_inbox.take(meta.index).ok_or_else(|| {
+                ServerError::Internal(format!(
+                    "raft snapshot at index {} arrived without its backend file",
+                    meta.index
+                ))
+            })?;
+            self.store.restore_from(&path)?;
+            let mut cluster = super::bootstrap::load_cluster_state(&self.store)?
+                .unwrap_or_else(|| self.cluster.clone());
+            cluster.voters = meta.get_conf_state().voters.clone();
+            cluster.learners = meta.get_conf_state().learners.clone();
+            let peers_before = self.cluster.membership.peer_urls();
+            self.cluster = cluster;
+            *self.cluster_view.write().unwrap_or_else(|e| e.into_inner()) = self.cluster.clone();
+            let peers_after = self.cluster.membership.peer_urls();
+            if peers_after != peers_before {
+                self.sender.update_peers(&peers_after);
+            }
+            let mut lessor =
+                crate::lease::Lessor::new(crate::lease::Lessor::min_ttl_for(self.election_timeout));
+            crate::lease::load(&self.store, &mut lessor)?;
+            *self.lessor.lock() = lessor;
+            let (restored, _) = self.store.consistent_index();
+            tracing::info!(
+                snapshot_index = meta.index,
+                backend_applied_index = restored,
+                "restored the backend from the leader's snapshot"
+            );
+            self.applied_tx.send_replace(restored);
+        }
+        self.wal.save_snapshot(etcd_wal::SnapshotMarker {
+            index: meta.index,
+            term: meta.term,
+        })?;
+        self.node
+            .mut_store()
+            .wl()
+            .apply_snapshot(snap)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        self.last_snapshot_index = meta.index;
+        Ok(())
+    }
+
+    /// Every `--snapshot-count` applied entries: make the backend durable, record a snapshot
+    /// marker in the WAL, and drop log entries (keeping some for slow followers, as etcd).
+    fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
+        let (applied, _) = self.store.consistent_index();
+        if applied < self.last_snapshot_index + self.snapshot_count {
+            return Ok(());
+        }
+        let term = raft::Storage::term(self.node.store(), applied)
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        // The WAL may drop entries only once the backend durably has them.
+        self.store.force_commit()?;
+        self.wal.save_snapshot(etcd_wal::SnapshotMarker {
+            index: applied,
+            term,
+        })?;
+        let compact_to = applied.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES);
+        let first = raft::Storage::first_index(self.node.store())
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        if compact_to > first {
+            self.node
+                .mut_store()
+                .wl()
+                .compact(compact_to)
+                .map_err(|e| ServerError::Raft(e.to_string()))?;
+            self.wal.release_to(compact_to)?;
+        }
+        tracing::info!(
+            applied_index = applied,
+            compacted_to = compact_to,
+            "snapshot taken"
+        );
+        self.last_snapshot_index = applied;
+        Ok(())
     }
 
     /// Checks (on the leader, with Raft's view of who is up) and proposes a membership change.
@@ -355,9 +461,7 @@ impl RaftLoop {
         // A leader may send before persisting (Raft paper §10.2.1); followers' replies wait.
         self.sender.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            // Snapshots are produced and sent once log compaction lands; until then no peer
-            // has a reason to send one.
-            tracing::error!("received a Raft snapshot, which this version cannot apply yet");
+            self.apply_snapshot(ready.snapshot().clone())?;
         }
         self.apply(ready.take_committed_entries())?;
         self.wal.save(ready.hs(), ready.entries())?;
@@ -380,6 +484,7 @@ impl RaftLoop {
         self.sender.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.maybe_snapshot()?;
         self.status
             .commit_index
             .store(self.node.raft.raft_log.committed, Ordering::Release);

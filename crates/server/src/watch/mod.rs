@@ -214,6 +214,7 @@ struct HubState {
     streams: HashMap<u64, StreamEntry>,
     next_stream_id: u64,
     next_epoch: u64,
+    overflows: u64,
     /// Where the next catch-up round starts in `unsynced`, so every watcher gets its turn.
     catch_up_cursor: Option<WatcherKey>,
 }
@@ -272,6 +273,8 @@ pub struct HubStats {
     pub synced: usize,
     pub unsynced: usize,
     pub notified_rev: i64,
+    /// Times a synced watcher's outbox was full and it left the live path.
+    pub overflows: u64,
 }
 
 pub struct WatchHub {
@@ -294,6 +297,7 @@ impl WatchHub {
                 streams: HashMap::new(),
                 next_stream_id: 1,
                 next_epoch: 1,
+                overflows: 0,
                 catch_up_cursor: None,
             }),
             signal: Arc::new(SyncSignal::new()),
@@ -332,6 +336,7 @@ impl WatchHub {
             synced: st.synced.len(),
             unsynced: st.unsynced.len(),
             notified_rev: st.notified_rev,
+            overflows: st.overflows,
         }
     }
 
@@ -373,13 +378,14 @@ impl WatchHub {
                     header_revision: rev,
                     fragment: w.fragment,
                 };
-                if w.queue.try_push_events(out).is_ok() {
+                if w.queue.try_push_events(out) {
                     w.min_rev = rev + 1;
                     w.progress_due = false;
                 } else {
                     // The client is not keeping up: catch it up from history later rather
                     // than hold its events here.
                     st.make_unsynced(wk, rev);
+                    st.overflows += 1;
                     starved = true;
                 }
             }
@@ -390,6 +396,36 @@ impl WatchHub {
         if starved {
             self.shared.signal.wake();
         }
+    }
+
+    /// After the store was replaced wholesale (a Raft snapshot installed), the revisions between
+    /// what watchers were sent and the new store's revision were never notified: every synced
+    /// watcher that wants them catches up from the new store's history (etcd's
+    /// `watchableStore.Restore`). Watchers waiting for a later revision stay synced.
+    pub fn restore(&self) {
+        let mut st = self.shared.lock();
+        let new_rev = self.shared.store.current_revision();
+        let sent_up_to = st.notified_rev;
+        let synced: Vec<WatcherKey> = st
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.synced)
+            .map(|(wk, _)| *wk)
+            .collect();
+        for wk in synced {
+            let Some(w) = st.watchers.get_mut(&wk) else {
+                continue;
+            };
+            // A synced watcher was sent everything up to the notified revision.
+            w.min_rev = w.min_rev.max(sent_up_to + 1);
+            let min_rev = w.min_rev;
+            if min_rev <= new_rev {
+                st.make_unsynced(wk, min_rev);
+            }
+        }
+        st.notified_rev = st.notified_rev.max(new_rev);
+        drop(st);
+        self.shared.signal.wake();
     }
 
     /// Opens a stream: its outbox and its watch-id space.
@@ -582,7 +618,7 @@ impl WatchHub {
                     header_revision: rev,
                     fragment: false,
                 };
-                let _ = w.queue.try_push_events(out);
+                w.queue.try_push_events(out);
             }
             w.progress_due = true;
         }

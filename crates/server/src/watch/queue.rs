@@ -74,21 +74,21 @@ impl StreamQueue {
     }
 
     /// Queues an event response unless the outbox is full (a lone response always fits, so
-    /// one larger than the byte limit still goes out).
-    pub(crate) fn try_push_events(&self, out: Outgoing) -> Result<(), Outgoing> {
+    /// one larger than the byte limit still goes out). Returns false if it was refused.
+    pub(crate) fn try_push_events(&self, out: Outgoing) -> bool {
         let size = out.response.encoded_len();
         let mut inner = self.lock();
         if inner.closed {
-            return Ok(()); // Nobody will read it; the watcher goes with the stream.
+            return true; // Nobody will read it; the watcher goes with the stream.
         }
         let full = inner.items.len() >= self.limits.responses_max
             || (!inner.items.is_empty() && inner.bytes + size > self.limits.bytes_max);
         if full {
             inner.starved = true;
-            return Err(out);
+            return false;
         }
         Self::push(&mut inner, out, size);
-        Ok(())
+        true
     }
 
     /// Queues a control response (created, canceled, progress): always accepted.

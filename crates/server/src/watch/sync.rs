@@ -169,7 +169,10 @@ fn round(shared: &Shared) -> Outcome {
     };
     let caught_up: Vec<CaughtUp> = candidates
         .into_iter()
-        .map(|c| catch_up(store, c, &history, read_to, cfg.catch_up_response_bytes_max))
+        .map(|c| {
+            let bytes_max = cfg.catch_up_response_bytes_max;
+            catch_up(store, c, &history, (read_to, current), bytes_max)
+        })
         .collect();
 
     let mut more = false;
@@ -201,7 +204,7 @@ fn round(shared: &Shared) -> Outcome {
                 header_revision: reached,
                 fragment: c.fragment,
             };
-            if w.queue.try_push_events(out).is_err() {
+            if !w.queue.try_push_events(out) {
                 continue; // Its outbox filled meanwhile: same revisions next time.
             }
             w.progress_due = false;
@@ -234,20 +237,23 @@ fn after_inclusive(after: Bound<WatcherKey>) -> Bound<WatcherKey> {
     }
 }
 
-/// One watcher's events in `history` from its `min_rev`, cut at a revision boundary once the
-/// response passes `bytes_max`.
+/// One watcher's events in `history` (read up to `read_to` of `current`) from its `min_rev`,
+/// cut at a revision boundary once the response passes `bytes_max`.
 fn catch_up(
     store: &Store,
     candidate: Candidate,
     history: &[(i64, Vec<Event>)],
-    read_to: i64,
+    (read_to, current): (i64, i64),
     bytes_max: usize,
 ) -> CaughtUp {
     if candidate.min_rev > read_to {
+        // Nothing of its range was read. If the read went to the end, it waits for a future
+        // revision (after a snapshot restore) and nothing before `min_rev` concerns it.
+        let reached = (read_to == current).then_some(candidate.min_rev - 1);
         return CaughtUp {
             candidate,
             events: Vec::new(),
-            reached: None,
+            reached,
         };
     }
     let mut events = Vec::new();

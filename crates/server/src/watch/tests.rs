@@ -442,6 +442,43 @@ fn progress_request_and_progress_notify() {
     assert_eq!(next(&s).header_revision, 3);
 }
 
+/// A snapshot install jumps the store ahead without notifications: `restore` catches synced
+/// watchers up from the new store's history; one waiting for a later revision keeps waiting.
+#[test]
+fn restore_catches_up_revisions_that_were_never_notified() {
+    let f = fixture(WatchConfig::default());
+    let s = f.hub.open_stream();
+    f.hub.create(&s, &watch("a"));
+    created(&s);
+    f.hub.create(
+        &s,
+        &WatchCreateRequest {
+            start_revision: 5,
+            ..watch("a")
+        },
+    );
+    created(&s);
+    f.put("a", "1"); // rev 2, notified
+    assert_eq!(summary(&next(&s))[0].3, 2);
+    // Revisions 3 and 4 land without a notification, as a snapshot would bring them.
+    for v in ["2", "3"] {
+        f.store
+            .apply(|b| b.put(&put_req("a", v), &no_leases).unwrap())
+            .unwrap();
+    }
+    f.hub.restore();
+    let caught_up = next(&s);
+    assert_eq!(caught_up.response.watch_id, 0);
+    let revs: Vec<i64> = summary(&caught_up).iter().map(|e| e.3).collect();
+    assert_eq!(revs, vec![3, 4]);
+    assert_quiet(&s);
+    f.put("a", "4"); // rev 5: both watchers, once each
+    let mut ids = vec![next(&s).response.watch_id, next(&s).response.watch_id];
+    ids.sort();
+    assert_eq!(ids, vec![0, 1]);
+    assert_quiet(&s);
+}
+
 #[test]
 fn closing_a_stream_removes_its_watchers() {
     let f = fixture(WatchConfig::default());
@@ -598,6 +635,7 @@ fn concurrent_writers_and_watchers_see_every_revision_once_in_order() {
     let mut readers = Vec::new();
     for r in 0..4u64 {
         let f = f.clone();
+        let done = done.clone();
         readers.push(std::thread::spawn(move || {
             let s = f.hub.open_stream();
             let mut expected_from: BTreeMap<i64, (String, i64)> = BTreeMap::new();
@@ -633,6 +671,10 @@ fn concurrent_writers_and_watchers_see_every_revision_once_in_order() {
                     record(&mut seen, &out);
                 }
             }
+            // The last reader stops reading until the writer is done: its outbox overflows.
+            while r == 3 && !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let deadline = Instant::now() + Duration::from_secs(30);
             let final_rev = 1 + WRITES as i64;
             loop {
@@ -658,6 +700,10 @@ fn concurrent_writers_and_watchers_see_every_revision_once_in_order() {
     }
     writer.join().unwrap();
     assert!(done.load(Ordering::Acquire));
+    assert!(
+        f.hub.stats().overflows > 0,
+        "the slow path was not exercised"
+    );
     let final_rev = 1 + WRITES as i64;
     for reader in readers {
         let (expected_from, seen) = reader.join().unwrap();
@@ -679,7 +725,10 @@ fn concurrent_writers_and_watchers_see_every_revision_once_in_order() {
 fn record(seen: &mut BTreeMap<i64, Vec<i64>>, out: &Outgoing) {
     let revs: Vec<i64> = summary(out).iter().map(|e| e.3).collect();
     assert!(!revs.is_empty(), "unexpected non-event response {out:?}");
-    assert!(revs.len() % 2 == 0, "a revision was split: {revs:?}");
+    assert!(
+        revs.len().is_multiple_of(2),
+        "a revision was split: {revs:?}"
+    );
     for pair in revs.chunks(2) {
         assert_eq!(pair[0], pair[1]);
         seen.entry(out.response.watch_id).or_default().push(pair[0]);

@@ -56,6 +56,28 @@ pub fn restore_flags() -> Vec<FlagDef> {
     ]
 }
 
+/// A zap info line as clientv3/snapshot writes them (epoch-seconds or ISO time).
+fn info(caller: &str, msg: &str, fields: &[(&str, String)], iso: bool) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ts = if iso {
+        crate::json::string(&crate::global::iso_time())
+    } else {
+        format!("{}", now.as_secs_f64())
+    };
+    let mut s = format!(
+        "{{\"level\":\"info\",\"ts\":{ts},\"caller\":{},\"msg\":{}",
+        crate::json::string(caller),
+        crate::json::string(msg)
+    );
+    for (k, v) in fields {
+        s.push_str(&format!(",{}:{v}", crate::json::string(k)));
+    }
+    s.push('}');
+    eprintln!("{s}");
+}
+
 pub async fn save(cx: Cx) -> i32 {
     if cx.args.len() != 1 {
         exit::fail(EXIT_BAD_ARGS, "snapshot save expects one argument");
@@ -86,17 +108,58 @@ pub async fn save(cx: Cx) -> i32 {
             .truncate(true)
             .open(&part)
             .map_err(|e| e.to_string())?;
+        info(
+            "snapshot/v3_snapshot.go:119",
+            "created temporary db file",
+            &[("path", crate::json::string(&part))],
+            false,
+        );
+        let started = std::time::Instant::now();
+        let endpoint = cfg.endpoints[0].clone();
         let download = async {
             let mut stream = m
                 .snapshot(c.req(SnapshotRequest {}))
                 .await
                 .map_err(|s| exit::status_text(&s))?
                 .into_inner();
+            info(
+                "clientv3/maintenance.go:200",
+                "opened snapshot stream; downloading",
+                &[],
+                true,
+            );
+            info(
+                "snapshot/v3_snapshot.go:127",
+                "fetching snapshot",
+                &[("endpoint", crate::json::string(&endpoint))],
+                false,
+            );
+            let mut size = 0u64;
             while let Some(item) = stream.next().await {
                 let chunk = item.map_err(|s| exit::status_text(&s))?;
                 f.write_all(&chunk.blob).map_err(|e| e.to_string())?;
+                size += chunk.blob.len() as u64;
             }
+            info(
+                "clientv3/maintenance.go:208",
+                "completed snapshot read; closing",
+                &[],
+                true,
+            );
             f.sync_all().map_err(|e| e.to_string())?;
+            info(
+                "snapshot/v3_snapshot.go:142",
+                "fetched snapshot",
+                &[
+                    ("endpoint", crate::json::string(&endpoint)),
+                    (
+                        "size",
+                        crate::json::string(&crate::gofmt::humanize_bytes(size)),
+                    ),
+                    ("took", format!("{}", started.elapsed().as_secs_f64())),
+                ],
+                false,
+            );
             Ok::<(), String>(())
         };
         match deadline {
@@ -106,6 +169,12 @@ pub async fn save(cx: Cx) -> i32 {
             None => download.await?,
         }
         std::fs::rename(&part, &path).map_err(|e| e.to_string())?;
+        info(
+            "snapshot/v3_snapshot.go:152",
+            "saved",
+            &[("path", crate::json::string(&path))],
+            false,
+        );
         Ok::<(), String>(())
     }
     .await;

@@ -244,7 +244,7 @@ struct PeerStream {
 async fn run_peer_stream(mut p: PeerStream) {
     let mut backoff = Duration::from_millis(50);
     let mut url_index = 0;
-    let mut was_connected = true;
+    let mut problem = PeerProblem::default();
     loop {
         let url = &p.urls[url_index % p.urls.len()];
         url_index += 1;
@@ -253,75 +253,110 @@ async fn run_peer_stream(mut p: PeerStream) {
             dial_timeout: Duration::from_secs(1),
             ..ConnectOptions::default()
         };
-        let channel = match etcd_client::connect_channel(&[url], &options).await {
-            Ok(c) => c,
-            Err(e) => {
-                if was_connected {
-                    let text = e.to_string();
-                    if text.contains("BadCertificate") {
-                        // The peer refused our certificate; say it in etcd's (Go's) words.
-                        tracing::warn!(
-                            peer = format!("{:x}", p.peer_id),
-                            error = %text,
-                            "peer rejected our certificate: remote error: tls: bad certificate"
-                        );
-                    } else {
-                        tracing::warn!(peer = format!("{:x}", p.peer_id), error = %text, "peer is unreachable");
-                    }
-                    was_connected = false;
-                }
-                if drain_as_unreachable(&mut p, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
+        let started = tokio::time::Instant::now();
+        let failure = match etcd_client::connect_channel(&[url], &options).await {
+            Ok(channel) => stream_to_peer(&mut p, channel).await,
+            Err(e) => Some(e.to_string()),
         };
-        backoff = Duration::from_millis(50);
-        if !was_connected {
-            tracing::info!(peer = format!("{:x}", p.peer_id), "peer became active");
-            was_connected = true;
+        let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
+        let Some(failure) = failure else {
+            return; // the member is stopping
+        };
+        problem.report(p.peer_id, &failure);
+        // Only a stream that stayed up resets the backoff: with TLS 1.3 a peer that refuses our
+        // certificate does so after the handshake "succeeded", so connecting is no proof.
+        if started.elapsed() > Duration::from_secs(1) {
+            backoff = Duration::from_millis(50);
         }
-        let mut client = RaftPeerClient::new(channel)
-            .max_encoding_message_size(PEER_FRAME_BYTES_MAX)
-            .max_decoding_message_size(PEER_FRAME_BYTES_MAX);
-        let (frame_tx, frame_rx) = mpsc::channel::<PeerMessages>(16);
-        let call = client.stream(ReceiverStream::new(frame_rx));
-        tokio::pin!(call);
-        loop {
-            tokio::select! {
-                result = &mut call => {
-                    if let Err(status) = result {
-                        tracing::debug!(peer = format!("{:x}", p.peer_id), error = %status, "peer stream closed");
-                        if status.code() == tonic::Code::FailedPrecondition {
-                            tracing::error!(peer = format!("{:x}", p.peer_id), error = %status.message(), "peer refused our stream");
+        if drain_as_unreachable(&mut p, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Logs each distinct peer problem once, rather than once per retry.
+#[derive(Default)]
+struct PeerProblem {
+    last: Option<&'static str>,
+}
+
+impl PeerProblem {
+    fn report(&mut self, peer_id: u64, error: &str) {
+        let kind = if error.contains("BadCertificate")
+            || error.contains("CertificateUnknown")
+            || error.contains("bad certificate")
+        {
+            "certificate"
+        } else if error.contains("cluster ID mismatch") {
+            "cluster"
+        } else {
+            "unreachable"
+        };
+        if self.last == Some(kind) {
+            return;
+        }
+        self.last = Some(kind);
+        let peer = format!("{peer_id:x}");
+        match kind {
+            // The peer refused our certificate; say it in etcd's (Go's) words.
+            "certificate" => tracing::warn!(
+                peer,
+                error,
+                "peer rejected our certificate: remote error: tls: bad certificate"
+            ),
+            "cluster" => tracing::error!(peer, error, "peer refused our stream"),
+            _ => tracing::warn!(peer, error, "peer is unreachable"),
+        }
+    }
+}
+
+/// Sends queued messages on one stream until it fails (returns the reason) or the queue
+/// closes (returns `None`).
+async fn stream_to_peer(p: &mut PeerStream, channel: tonic::transport::Channel) -> Option<String> {
+    let mut client = RaftPeerClient::new(channel)
+        .max_encoding_message_size(PEER_FRAME_BYTES_MAX)
+        .max_decoding_message_size(PEER_FRAME_BYTES_MAX);
+    let (frame_tx, frame_rx) = mpsc::channel::<PeerMessages>(16);
+    let call = client.stream(ReceiverStream::new(frame_rx));
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            result = &mut call => {
+                return Some(match result {
+                    Err(status) => {
+                        let mut text = status.message().to_string();
+                        let mut source = std::error::Error::source(&status);
+                        while let Some(s) = source {
+                            text = format!("{text}: {s}");
+                            source = s.source();
                         }
+                        text
                     }
-                    break;
+                    Ok(_) => "peer closed the stream".to_string(),
+                });
+            }
+            first = p.queue.recv() => {
+                let first = first?;
+                let mut batch = vec![first];
+                while batch.len() < FRAME_MESSAGES_MAX {
+                    match p.queue.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
                 }
-                first = p.queue.recv() => {
-                    let Some(first) = first else { return };
-                    let mut batch = vec![first];
-                    while batch.len() < FRAME_MESSAGES_MAX {
-                        match p.queue.try_recv() {
-                            Ok(m) => batch.push(m),
-                            Err(_) => break,
-                        }
-                    }
-                    let frame = PeerMessages {
-                        cluster_id: p.cluster_id,
-                        from: p.member_id,
-                        to: p.peer_id,
-                        messages: batch.iter().filter_map(|m| m.write_to_bytes().ok()).collect(),
-                    };
-                    if frame_tx.send(frame).await.is_err() {
-                        let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
-                        break;
-                    }
+                let frame = PeerMessages {
+                    cluster_id: p.cluster_id,
+                    from: p.member_id,
+                    to: p.peer_id,
+                    messages: batch.iter().filter_map(|m| m.write_to_bytes().ok()).collect(),
+                };
+                if frame_tx.send(frame).await.is_err() {
+                    // The call ended; its result says why.
+                    continue;
                 }
             }
         }
-        let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
     }
 }
 

@@ -82,7 +82,7 @@ async fn errors_carry_etcds_codes_and_messages() {
     let mut c = etcd.client().await;
 
     let expect = |r: Result<_, tonic::Status>, code: Code, msg: &str| {
-        let status = r.err().expect("an error");
+        let status = r.expect_err("an error");
         assert_eq!((status.code(), status.message()), (code, msg));
     };
     expect(
@@ -184,7 +184,7 @@ async fn oversized_request_is_refused() {
     )
     .await;
     let mut c = etcd.client().await;
-    let status = c.put("big", vec![b'x'; 4096]).await.err().expect("refused");
+    let status = c.put("big", vec![b'x'; 4096]).await.expect_err("refused");
     assert!(
         status
             .to_string()

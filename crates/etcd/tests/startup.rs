@@ -94,15 +94,13 @@ async fn config_file_is_used() {
     for _ in 0..200 {
         if let Ok(mut c) =
             etcd_client::Client::connect(&[client.as_str()], Default::default()).await
-        {
-            if let Ok(resp) = c
+            && let Ok(resp) = c
                 .cluster
                 .member_list(etcd_api::etcdserverpb::MemberListRequest::default())
                 .await
-            {
-                ok = resp.into_inner().members[0].name == "fromfile";
-                break;
-            }
+        {
+            ok = resp.into_inner().members[0].name == "fromfile";
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -43,6 +43,7 @@ const PEER_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Starts the peer listeners and one sender per peer. A single-member cluster still listens
 /// (members may be added later) but sends nowhere.
+#[allow(clippy::too_many_arguments)] // each is a distinct piece of the member being wired up
 pub async fn start(
     cfg: &ServerConfig,
     member_id: u64,

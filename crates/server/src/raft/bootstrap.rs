@@ -262,14 +262,14 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
             }
             None => 1,
         };
-        if let Some(first) = recovered.entries.first() {
-            if first.index != log_start {
-                return Err(ServerError::Config(format!(
-                    "wal: entries start at index {} but the log should start at {log_start}; \
-                     the log is incomplete",
-                    first.index
-                )));
-            }
+        if let Some(first) = recovered.entries.first()
+            && first.index != log_start
+        {
+            return Err(ServerError::Config(format!(
+                "wal: entries start at index {} but the log should start at {log_start}; \
+                 the log is incomplete",
+                first.index
+            )));
         }
         core.append(&recovered.entries)
             .map_err(|e| ServerError::Raft(e.to_string()))?;

@@ -290,6 +290,8 @@ impl RaftLoop {
                 ))
             })?;
             self.store.restore_from(&path)?;
+            // Watchers never heard of the revisions the snapshot brought: they catch up.
+            self.watch_hub.restore();
             let mut cluster = super::bootstrap::load_cluster_state(&self.store)?
                 .unwrap_or_else(|| self.cluster.clone());
             cluster.voters = meta.get_conf_state().voters.clone();
@@ -365,11 +367,12 @@ impl RaftLoop {
     fn propose_conf_change(&mut self, cc: ConfChange) {
         let request_id = cc.id;
         let is_leader = self.node.raft.state == StateRole::Leader;
-        if self.strict_reconfig_check && is_leader {
-            if let Err(e) = confchange::check_strict(&self.node, &self.cluster, &cc) {
-                self.wait.trigger(request_id, Err(e));
-                return;
-            }
+        if self.strict_reconfig_check
+            && is_leader
+            && let Err(e) = confchange::check_strict(&self.node, &self.cluster, &cc)
+        {
+            self.wait.trigger(request_id, Err(e));
+            return;
         }
         if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
             let err = if self.node.raft.leader_id == raft::INVALID_ID {

@@ -350,6 +350,34 @@ fn find_sub<'a>(cmd: &'a Cmd, name: &str) -> Option<&'a Cmd> {
     }
 }
 
+/// Levenshtein distance, ignoring case (cobra's `ld`).
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// cobra's "Did you mean this?": commands within edit distance 2 or starting with the word.
+fn suggestions_for(cmd: &Cmd, typed: &str) -> Vec<String> {
+    let mut names: Vec<&str> = cmd.subs.iter().map(|c| c.name).collect();
+    names.push("help");
+    names.sort_unstable();
+    names
+        .into_iter()
+        .filter(|n| distance(typed, n) <= 2 || n.to_lowercase().starts_with(&typed.to_lowercase()))
+        .map(String::from)
+        .collect()
+}
+
 /// Finds the command named by `args` and parses its flags.
 pub fn parse<'a>(
     root: &'a Cmd,
@@ -372,7 +400,11 @@ pub fn parse<'a>(
             }
             None => {
                 if path.len() == 1 && !cur.subs.is_empty() {
-                    if next == "help" {
+                    // cobra's help command takes part in prefix matching ("hel").
+                    let help_prefix = "help".starts_with(next.as_str())
+                        && !next.is_empty()
+                        && !cur.subs.iter().any(|c| c.name.starts_with(next.as_str()));
+                    if next == "help" || help_prefix {
                         // cobra's help command: `etcdctl help member add`.
                         let mut hp = vec![root];
                         for w in words.iter().skip(1) {
@@ -393,13 +425,15 @@ pub fn parse<'a>(
                             help: true,
                         });
                     }
-                    return Err((
-                        path,
-                        CliError::UnknownCommand(format!(
-                            "unknown command {} for \"etcdctl\"",
-                            gofmt::quote(next)
-                        )),
-                    ));
+                    let mut msg = format!("unknown command {} for \"etcdctl\"", gofmt::quote(next));
+                    let suggestions = suggestions_for(cur, next);
+                    if !suggestions.is_empty() {
+                        msg.push_str(&format!(
+                            "\n\nDid you mean this?\n\t{}\n",
+                            suggestions.join("\n\t")
+                        ));
+                    }
+                    return Err((path, CliError::UnknownCommand(msg)));
                 }
                 break;
             }

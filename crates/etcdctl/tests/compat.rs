@@ -435,6 +435,9 @@ fn bad_input_fails_the_same() {
         (vec!["snapshot", "restore", "-h"], None),
         (vec!["completion", "zsh", "-h"], None),
         (vec!["check"], None),
+        (vec!["gte", "x"], None),
+        (vec!["membr", "list"], None),
+        (vec!["hel", "member"], None),
     ] {
         if let Some(d) = compare(&etcd, &args, stdin) {
             diffs.push(d);

@@ -166,6 +166,9 @@ impl Flags {
     pub fn display(&self, name: &str) -> String {
         match self.kinds.get(name) {
             Some(Kind::Slice) => format!("[{}]", self.slice(name).join(",")),
+            Some(Kind::Dur) => gofmt::format_duration(self.dur(name)),
+            Some(Kind::Int) => self.int(name).to_string(),
+            Some(Kind::Bool) => self.bool(name).to_string(),
             Some(_) => self.str(name),
             None => String::new(),
         }

@@ -223,6 +223,7 @@ fn server_config(cfg: &Config) -> ServerConfig {
         } else {
             cfg.backend_batch_limit as usize
         },
+        watch_progress_notify_interval: cfg.experimental_watch_progress_notify_interval,
         client_tls: tls(&cfg.client_tls, false),
         peer_tls: tls(&cfg.peer_tls, true),
     }

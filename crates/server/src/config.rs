@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub pre_vote: bool,
     pub backend_batch_interval: Duration,
     pub backend_batch_limit: usize,
+    /// `--experimental-watch-progress-notify-interval` (etcd: 10 minutes).
+    pub watch_progress_notify_interval: Duration,
     pub client_tls: TlsSettings,
     pub peer_tls: TlsSettings,
 }
@@ -80,6 +82,7 @@ impl ServerConfig {
             pre_vote: false,
             backend_batch_interval: Duration::from_millis(100),
             backend_batch_limit: 10_000,
+            watch_progress_notify_interval: Duration::from_secs(600),
             client_tls: TlsSettings::default(),
             peer_tls: TlsSettings::default(),
         }

@@ -319,6 +319,7 @@ impl WatchHub {
     pub fn start(cfg: &ServerConfig, store: Arc<Store>) -> Result<Arc<WatchHub>, ServerError> {
         let watch_cfg = WatchConfig {
             fragment_bytes: (cfg.max_request_bytes as usize).saturating_add(GRPC_OVERHEAD_BYTES),
+            progress_notify_interval: cfg.watch_progress_notify_interval,
             ..WatchConfig::default()
         };
         WatchHub::new(store, watch_cfg)

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -83,15 +84,15 @@ impl EtcdProcess {
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("etcd exited early with {status}; log:\n{}", self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("etcd exited early with {status}; log:\n{}", self.log());
             }
-            if let Ok(mut c) = self.try_client().await {
-                if c.get("readiness-probe").await.is_ok() {
-                    return;
-                }
+            if let Ok(mut c) = self.try_client().await
+                && c.get("readiness-probe").await.is_ok()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

@@ -436,6 +436,10 @@ impl RaftLoop {
             return Ok(());
         }
         let mut ready = self.node.ready();
+        // The term first: a reader that sees a new leader then also sees its term.
+        self.status
+            .term
+            .store(self.node.raft.term, Ordering::Release);
         if let Some(ss) = ready.ss() {
             self.status.leader.store(ss.leader_id, Ordering::Release);
             let was_leader = self.status.is_leader.load(Ordering::Acquire);
@@ -458,9 +462,6 @@ impl RaftLoop {
                 );
             }
         }
-        self.status
-            .term
-            .store(self.node.raft.term, Ordering::Release);
         // A leader may send before persisting (Raft paper §10.2.1); followers' replies wait.
         self.sender.send(ready.take_messages());
         if !ready.snapshot().is_empty() {

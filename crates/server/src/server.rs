@@ -49,12 +49,20 @@ impl EtcdServer {
             self.wait.cancel(id);
             return Err(ServerError::RequestTooLarge);
         }
-        if let Err(e) = self.raft_inputs.try_send(RaftInput::Propose(data)) {
+        self.submit_and_wait(id, rx, RaftInput::Propose(data)).await
+    }
+
+    /// Hands `input` (whose waiter `id` is registered) to the Raft loop and waits for the
+    /// apply result, or the request timeout. The waiter is removed on every failure path.
+    async fn submit_and_wait(
+        &self,
+        id: u64,
+        rx: oneshot::Receiver<crate::apply::ApplyResult>,
+        input: RaftInput,
+    ) -> Result<Applied, ServerError> {
+        if let Err(e) = self.raft_inputs.try_send(input) {
             self.wait.cancel(id);
-            return Err(match e {
-                TrySendError::Full(_) => ServerError::TooManyRequests,
-                TrySendError::Disconnected(_) => ServerError::Stopped,
-            });
+            return Err(input_error(e));
         }
         match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
             Ok(Ok(result)) => result,
@@ -74,10 +82,7 @@ impl EtcdServer {
             let (tx, rx) = oneshot::channel();
             self.raft_inputs
                 .try_send(RaftInput::ReadIndex(tx))
-                .map_err(|e| match e {
-                    TrySendError::Full(_) => ServerError::TooManyRequests,
-                    TrySendError::Disconnected(_) => ServerError::Stopped,
-                })?;
+                .map_err(input_error)?;
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(Ok(index))) => return self.wait_applied(index, deadline).await,
                 Ok(Ok(Err(e))) => return Err(e),
@@ -153,6 +158,14 @@ impl EtcdServer {
             .unwrap_or_else(|e| e.into_inner())
             .learners
             .contains(&self.member_id)
+    }
+}
+
+/// A full Raft input queue means the member is overloaded: the client should back off.
+fn input_error<T>(e: TrySendError<T>) -> ServerError {
+    match e {
+        TrySendError::Full(_) => ServerError::TooManyRequests,
+        TrySendError::Disconnected(_) => ServerError::Stopped,
     }
 }
 
@@ -293,21 +306,8 @@ impl EtcdServer {
     ) -> Result<crate::apply::Applied, ServerError> {
         let (id, rx) = self.wait.register();
         let cc = crate::raft::confchange::conf_change(change, record, id);
-        if let Err(e) = self.raft_inputs.try_send(RaftInput::ProposeConfChange(cc)) {
-            self.wait.cancel(id);
-            return Err(match e {
-                TrySendError::Full(_) => ServerError::TooManyRequests,
-                TrySendError::Disconnected(_) => ServerError::Stopped,
-            });
-        }
-        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ServerError::Stopped),
-            Err(_) => {
-                self.wait.cancel(id);
-                Err(self.timeout_error())
-            }
-        }
+        self.submit_and_wait(id, rx, RaftInput::ProposeConfChange(cc))
+            .await
     }
 
     /// Promotes a learner; only the leader can tell whether it caught up, so a follower

@@ -1,0 +1,235 @@
+//! Flags, as etcd 3.4's benchmark declares them (cobra/pflag: `--flag value` or
+//! `--flag=value`; durations in Go's syntax such as `500ms` or `1m30s`).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "benchmark", about = "A low-level benchmark tool for etcd3")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// gRPC endpoints
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+    /// Total number of gRPC connections
+    #[arg(long, global = true, default_value_t = 1)]
+    pub conns: usize,
+    /// Total number of gRPC clients
+    #[arg(long, global = true, default_value_t = 1)]
+    pub clients: usize,
+    /// Benchmark only the leader
+    #[arg(long = "target-leader", global = true)]
+    pub target_leader: bool,
+    /// Use full float precision
+    #[arg(long, global = true)]
+    pub precise: bool,
+    /// 'true' to sample requests for every second
+    #[arg(long, global = true)]
+    pub sample: bool,
+    /// dial timeout for client connections (0 uses the client's default of 2s)
+    #[arg(long = "dial-timeout", global = true, value_parser = parse_go_duration, default_value = "0s")]
+    pub dial_timeout: Duration,
+    /// Server TLS CA file
+    #[arg(long, global = true)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Identify HTTPS client using this SSL certificate file
+    #[arg(long, global = true)]
+    pub cert: Option<std::path::PathBuf>,
+    /// Identify HTTPS client using this SSL key file
+    #[arg(long = "key", id = "tls_key", global = true)]
+    pub key: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Benchmark put
+    Put(PutArgs),
+    /// Benchmark range
+    Range(RangeArgs),
+    /// Benchmark put with transactions
+    #[command(name = "txn-put")]
+    TxnPut(TxnPutArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// Key size of put request
+    #[arg(long = "key-size", default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size of put request
+    #[arg(long = "val-size", default_value_t = 8)]
+    pub val_size: usize,
+    /// Maximum puts per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Total number of put requests
+    #[arg(long, default_value_t = 10000)]
+    pub total: usize,
+    /// Maximum possible keys
+    #[arg(long = "key-space-size", default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Use sequential keys
+    #[arg(long = "sequential-keys")]
+    pub sequential_keys: bool,
+    /// Interval to compact database (do not duplicate this with etcd's 'auto-compaction-retention' flag) (e.g. --compact-interval=5m compacts every 5-minute)
+    #[arg(long = "compact-interval", value_parser = parse_go_duration, default_value = "0s")]
+    pub compact_interval: Duration,
+    /// Delta between current revision and compact revision (e.g. current revision 10000, compact at 9000)
+    #[arg(long = "compact-index-delta", default_value_t = 1000)]
+    pub compact_index_delta: i64,
+}
+
+#[derive(Args, Debug)]
+pub struct RangeArgs {
+    /// The key to range
+    pub key: String,
+    /// The end of the range (exclusive)
+    pub end: Option<String>,
+    /// Maximum range requests per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Total number of range requests
+    #[arg(long, default_value_t = 10000)]
+    pub total: usize,
+    /// Linearizable(l) or Serializable(s)
+    #[arg(long, default_value = "l")]
+    pub consistency: String,
+    /// Maximum number of results to return from range request (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub limit: i64,
+    /// Only returns the count of keys
+    #[arg(long = "count-only")]
+    pub count_only: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TxnPutArgs {
+    /// Key size of txn put
+    #[arg(long = "key-size", default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size of txn put
+    #[arg(long = "val-size", default_value_t = 8)]
+    pub val_size: usize,
+    /// Number of puts per txn
+    #[arg(long = "txn-ops", default_value_t = 1)]
+    pub txn_ops: usize,
+    /// Maximum txns per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Total number of txn requests
+    #[arg(long, default_value_t = 10000)]
+    pub total: usize,
+    /// Maximum possible keys
+    #[arg(long = "key-space-size", default_value_t = 1)]
+    pub key_space_size: u64,
+}
+
+/// Parses a Go duration (`time.ParseDuration`): a sequence of decimal numbers with units
+/// `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, or plain `0`.
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("time: invalid duration \"{text}\"");
+    let s = text.strip_prefix('+').unwrap_or(text);
+    if s.starts_with('-') {
+        return Err(bad());
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = s;
+    let mut total_ns = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("time: missing unit in duration \"{text}\""))?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit_ns = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            unit => {
+                return Err(format!(
+                    "time: unknown unit \"{unit}\" in duration \"{text}\""
+                ));
+            }
+        };
+        rest = &rest[unit_len..];
+        total_ns += number * unit_ns;
+    }
+    Ok(Duration::from_nanos(total_ns.round() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_go_duration("5").is_err());
+        assert!(parse_go_duration("5x").is_err());
+        assert!(parse_go_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn global_flags_and_defaults() {
+        let cli = Cli::try_parse_from(["benchmark", "put"]).unwrap();
+        assert_eq!(cli.global.endpoints, vec!["127.0.0.1:2379"]);
+        assert_eq!((cli.global.conns, cli.global.clients), (1, 1));
+        let Command::Put(put) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!((put.key_size, put.val_size, put.total), (8, 8, 10000));
+        assert_eq!(put.key_space_size, 1);
+
+        let cli = Cli::try_parse_from([
+            "benchmark",
+            "--endpoints=a:1,b:2",
+            "--conns",
+            "3",
+            "range",
+            "foo",
+            "fop",
+            "--clients=7",
+            "--consistency",
+            "s",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.endpoints, vec!["a:1", "b:2"]);
+        assert_eq!((cli.global.conns, cli.global.clients), (3, 7));
+        let Command::Range(range) = cli.command else {
+            panic!("not range")
+        };
+        assert_eq!(
+            (range.key.as_str(), range.end.as_deref()),
+            ("foo", Some("fop"))
+        );
+        assert_eq!(range.consistency, "s");
+    }
+}

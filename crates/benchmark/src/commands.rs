@@ -1,0 +1,159 @@
+//! The benchmarks: each turns its flags into a stream of requests for [`run::run`].
+
+use etcd_api::etcdserverpb::{
+    PutRequest, RangeRequest, RequestOp, TxnRequest, request_op::Request,
+};
+use etcd_client::Client;
+use rand::SeedableRng;
+
+use crate::cli::{PutArgs, RangeArgs, TxnPutArgs};
+use crate::keys::{KeyGen, random_bytes};
+use crate::report::Stats;
+use crate::run::{self, BenchError, Op};
+
+pub async fn put(clients: Vec<Client>, args: PutArgs) -> Result<Stats, BenchError> {
+    let mut keys = KeyGen::new(args.key_size, args.key_space_size, args.sequential_keys)
+        .map_err(|e| BenchError::Usage(e.to_string()))?;
+    let value = random_bytes(args.val_size, &mut rand::rng());
+    let compactor = (!args.compact_interval.is_zero()).then(|| {
+        run::spawn_compactor(
+            clients[0].clone(),
+            args.compact_interval,
+            args.compact_index_delta,
+        )
+    });
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let stats = run::run(clients, args.total, args.rate, move |_| {
+        Op::Put(PutRequest {
+            key: keys.next_key(&mut rng),
+            value: value.clone(),
+            ..Default::default()
+        })
+    })
+    .await;
+    if let Some(c) = compactor {
+        c.abort();
+    }
+    Ok(stats)
+}
+
+/// The range request the `range` benchmark repeats.
+pub fn range_request(args: &RangeArgs) -> Result<RangeRequest, BenchError> {
+    let serializable = match args.consistency.as_str() {
+        "l" => false,
+        "s" => true,
+        other => {
+            return Err(BenchError::Usage(format!(
+                "unknown consistency flag {other:?}"
+            )));
+        }
+    };
+    Ok(RangeRequest {
+        key: args.key.as_bytes().to_vec(),
+        range_end: args.end.clone().unwrap_or_default().into_bytes(),
+        limit: args.limit,
+        serializable,
+        count_only: args.count_only,
+        ..Default::default()
+    })
+}
+
+pub async fn range(clients: Vec<Client>, args: RangeArgs) -> Result<Stats, BenchError> {
+    let request = range_request(&args)?;
+    if request.serializable {
+        println!("bench with serializable range");
+    } else {
+        println!("bench with linearizable range");
+    }
+    Ok(run::run(clients, args.total, args.rate, move |_| {
+        Op::Range(request.clone())
+    })
+    .await)
+}
+
+/// Txn `i` puts keys `i*ops .. i*ops+ops` modulo the key space, as etcd's `txn-put`.
+pub fn txn_put_request(
+    keys: &KeyGen,
+    i: usize,
+    ops: usize,
+    key_space_size: u64,
+    value: &[u8],
+) -> TxnRequest {
+    let success = (0..ops)
+        .map(|j| {
+            let number = ((i * ops + j) as u64) % key_space_size;
+            RequestOp {
+                request: Some(Request::RequestPut(PutRequest {
+                    // KeyGen::new checked every number below the key space fits.
+                    key: keys.key_for(number).unwrap_or_default(),
+                    value: value.to_vec(),
+                    ..Default::default()
+                })),
+            }
+        })
+        .collect();
+    TxnRequest {
+        success,
+        ..Default::default()
+    }
+}
+
+pub async fn txn_put(clients: Vec<Client>, args: TxnPutArgs) -> Result<Stats, BenchError> {
+    let keys = KeyGen::new(args.key_size, args.key_space_size, true)
+        .map_err(|e| BenchError::Usage(e.to_string()))?;
+    let value = random_bytes(args.val_size, &mut rand::rng());
+    let (ops, space) = (args.txn_ops, args.key_space_size);
+    Ok(run::run(clients, args.total, args.rate, move |i| {
+        Op::Txn(txn_put_request(&keys, i, ops, space, &value))
+    })
+    .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range_args(consistency: &str) -> RangeArgs {
+        RangeArgs {
+            key: "a".into(),
+            end: Some("b".into()),
+            rate: 0,
+            total: 1,
+            consistency: consistency.into(),
+            limit: 5,
+            count_only: true,
+        }
+    }
+
+    #[test]
+    fn range_flags_map_to_request() {
+        let r = range_request(&range_args("s")).unwrap();
+        assert!(r.serializable && r.count_only);
+        assert_eq!(
+            (r.key.as_slice(), r.range_end.as_slice(), r.limit),
+            (&b"a"[..], &b"b"[..], 5)
+        );
+        assert!(!range_request(&range_args("l")).unwrap().serializable);
+        assert!(range_request(&range_args("x")).is_err());
+    }
+
+    #[test]
+    fn txn_put_keys_advance_and_wrap() {
+        let keys = KeyGen::new(8, 5, true).unwrap();
+        let txn = txn_put_request(&keys, 1, 3, 5, b"v");
+        let got: Vec<Vec<u8>> = txn
+            .success
+            .iter()
+            .map(|op| match &op.request {
+                Some(Request::RequestPut(p)) => p.key.clone(),
+                _ => panic!("not a put"),
+            })
+            .collect();
+        // Txn 1 with 3 ops covers numbers 3, 4, 0 (wrapping at 5).
+        let want: Vec<Vec<u8>> = [3, 4, 0]
+            .iter()
+            .map(|n| keys.key_for(*n).unwrap())
+            .collect();
+        assert_eq!(got, want);
+    }
+}

@@ -1,0 +1,80 @@
+//! `benchmark`: etcd 3.4's low-level benchmark tool for the v3 API. Global flags say how to
+//! reach the cluster and how many connections and clients to use; each subcommand generates
+//! one kind of request; the run ends with etcd's report (`report.rs`).
+
+mod cli;
+mod commands;
+mod keys;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use etcd_client::ConnectOptions;
+
+use crate::cli::{Cli, Command, Global};
+use crate::report::Precision;
+use crate::run::{BenchError, ConnectConfig};
+
+fn connect_config(global: &Global) -> Result<ConnectConfig, BenchError> {
+    let mut options = ConnectOptions::default();
+    if !global.dial_timeout.is_zero() {
+        options.dial_timeout = global.dial_timeout;
+    }
+    let tls = global.cacert.is_some() || global.cert.is_some() || global.key.is_some();
+    if tls {
+        let info = etcd_transport::TlsInfo {
+            cert_file: global.cert.clone(),
+            key_file: global.key.clone(),
+            trusted_ca_file: global.cacert.clone(),
+            ..Default::default()
+        };
+        let config = info
+            .client_config(&[b"h2"])
+            .map_err(|e| BenchError::Usage(e.to_string()))?;
+        options.tls = Some(config);
+    }
+    Ok(ConnectConfig {
+        endpoints: run::normalize_endpoints(&global.endpoints, tls),
+        conns: global.conns,
+        clients: global.clients,
+        target_leader: global.target_leader,
+        options,
+    })
+}
+
+async fn benchmark(cli: Cli) -> Result<(), BenchError> {
+    let config = connect_config(&cli.global)?;
+    let clients = run::make_clients(&config).await?;
+    let stats = match cli.command {
+        Command::Put(args) => commands::put(clients, args).await?,
+        Command::Range(args) => commands::range(clients, args).await?,
+        Command::TxnPut(args) => commands::txn_put(clients, args).await?,
+    };
+    let precision = if cli.global.precise {
+        Precision::Full
+    } else {
+        Precision::Fixed4
+    };
+    println!("{}", stats.render(precision));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("benchmark: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(benchmark(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchmark: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The report printed at the end of a run, computed as etcd's `pkg/report` does: summary
+//! (total, slowest, fastest, average, population standard deviation, requests per second), a
+//! ten-bucket response time histogram and a latency distribution at fixed percentiles.
+//! Pure: it takes latencies in seconds and returns text, so it is tested without a server.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Percentiles of the latency distribution, as etcd prints them.
+pub const PERCENTILES: [f64; 8] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9];
+/// Number of histogram buckets between fastest and slowest (plus one for the slowest).
+const HISTOGRAM_BUCKETS: usize = 10;
+/// Length of the longest histogram bar.
+const BAR_LEN_MAX: usize = 40;
+const BAR_CHAR: char = '∎';
+
+/// How numbers are printed: etcd's `%4.4f` by default, `%g` (full precision) with `--precise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Fixed4,
+    Full,
+}
+
+impl Precision {
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Precision::Fixed4 => format!("{value:4.4}"),
+            Precision::Full => go_g(value),
+        }
+    }
+}
+
+/// Go's `%g` for a float64: the shortest representation, in exponent form when the decimal
+/// exponent is below -4 or at least 21.
+pub fn go_g(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    let exp = value.abs().log10().floor() as i32;
+    if !(-4..21).contains(&exp) {
+        // Rust prints `1.5e-5`; Go prints `1.5e-05`.
+        let s = format!("{value:e}");
+        match s.split_once('e') {
+            Some((mantissa, exponent)) => {
+                let (sign, digits) = match exponent.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', exponent),
+                };
+                format!("{mantissa}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The outcome of one request.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// Statistics over the successful requests of a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Sorted latencies of successful requests, in seconds.
+    pub latencies: Vec<f64>,
+    pub total: Duration,
+    pub fastest: f64,
+    pub slowest: f64,
+    pub average: f64,
+    pub stddev: f64,
+    pub rps: f64,
+    /// Error message to count, sorted by message.
+    pub errors: BTreeMap<String, usize>,
+}
+
+impl Stats {
+    pub fn new(samples: &[Sample], total: Duration) -> Stats {
+        let mut latencies = Vec::with_capacity(samples.len());
+        let mut errors = BTreeMap::new();
+        for sample in samples {
+            match &sample.error {
+                Some(e) => *errors.entry(e.clone()).or_insert(0) += 1,
+                None => latencies.push(sample.latency.as_secs_f64()),
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        let mut stats = Stats {
+            total,
+            errors,
+            ..Stats::default()
+        };
+        if !latencies.is_empty() {
+            let n = latencies.len() as f64;
+            stats.fastest = latencies[0];
+            stats.slowest = latencies[latencies.len() - 1];
+            stats.average = latencies.iter().sum::<f64>() / n;
+            let variance = latencies
+                .iter()
+                .map(|l| (l - stats.average).powi(2))
+                .sum::<f64>()
+                / n;
+            stats.stddev = variance.sqrt();
+            let total_secs = total.as_secs_f64();
+            if total_secs > 0.0 {
+                stats.rps = n / total_secs;
+            }
+        }
+        stats.latencies = latencies;
+        stats
+    }
+
+    /// Latency at each of [`PERCENTILES`]: the first sorted latency whose rank (as a
+    /// percentage of the count) reaches the percentile, as etcd computes it; 0 when none does.
+    pub fn percentiles(&self) -> [f64; PERCENTILES.len()] {
+        let mut out = [0.0; PERCENTILES.len()];
+        let n = self.latencies.len();
+        let mut j = 0;
+        for (i, latency) in self.latencies.iter().enumerate() {
+            if j >= PERCENTILES.len() {
+                break;
+            }
+            let current = i as f64 * 100.0 / n as f64;
+            if current >= PERCENTILES[j] {
+                out[j] = *latency;
+                j += 1;
+            }
+        }
+        out
+    }
+
+    /// Histogram buckets: upper bounds from fastest to slowest in ten equal steps (the first
+    /// bound is the fastest latency itself) and the number of latencies in each.
+    pub fn histogram(&self) -> Vec<(f64, usize)> {
+        let step = (self.slowest - self.fastest) / HISTOGRAM_BUCKETS as f64;
+        let mut buckets: Vec<(f64, usize)> = (0..HISTOGRAM_BUCKETS)
+            .map(|i| (self.fastest + step * i as f64, 0))
+            .collect();
+        buckets.push((self.slowest, 0));
+        let mut b = 0;
+        for latency in &self.latencies {
+            while *latency > buckets[b].0 && b < buckets.len() - 1 {
+                b += 1;
+            }
+            buckets[b].1 += 1;
+        }
+        buckets
+    }
+
+    /// The report as etcd prints it.
+    pub fn render(&self, precision: Precision) -> String {
+        let secs = |v: f64| format!("{} secs", precision.format(v));
+        let mut s = String::new();
+        let _ = writeln!(s, "\nSummary:");
+        let _ = writeln!(s, "  Total:\t{}.", secs(self.total.as_secs_f64()));
+        let _ = writeln!(s, "  Slowest:\t{}.", secs(self.slowest));
+        let _ = writeln!(s, "  Fastest:\t{}.", secs(self.fastest));
+        let _ = writeln!(s, "  Average:\t{}.", secs(self.average));
+        let _ = writeln!(s, "  Stddev:\t{}.", secs(self.stddev));
+        let _ = writeln!(s, "  Requests/sec:\t{}", precision.format(self.rps));
+        if !self.latencies.is_empty() {
+            let _ = writeln!(s, "\nResponse time histogram:");
+            let buckets = self.histogram();
+            let max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
+            for (bound, count) in buckets {
+                let bar_len = (count * BAR_LEN_MAX).checked_div(max).unwrap_or(0);
+                let bar: String = std::iter::repeat_n(BAR_CHAR, bar_len).collect();
+                let _ = writeln!(s, "  {} [{count}]\t|{bar}", precision.format(bound));
+            }
+            let _ = writeln!(s, "\nLatency distribution:");
+            for (p, latency) in PERCENTILES.iter().zip(self.percentiles()) {
+                if latency > 0.0 {
+                    let _ = writeln!(s, "  {}% in {}.", go_g(*p), secs(latency));
+                }
+            }
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(s, "\nError distribution:");
+            for (message, count) in &self.errors {
+                let _ = writeln!(s, "  [{count}]\t{message}");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(ms: u64) -> Sample {
+        Sample {
+            latency: Duration::from_millis(ms),
+            error: None,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn summary_over_successes_only() {
+        let mut samples: Vec<Sample> = [4, 2, 8, 6].into_iter().map(ok).collect();
+        samples.push(Sample {
+            latency: Duration::from_millis(100),
+            error: Some("boom".into()),
+        });
+        let stats = Stats::new(&samples, Duration::from_secs(2));
+        assert_eq!(stats.latencies, vec![0.002, 0.004, 0.006, 0.008]);
+        assert!(close(stats.fastest, 0.002));
+        assert!(close(stats.slowest, 0.008));
+        assert!(close(stats.average, 0.005));
+        // Population stddev of 2,4,6,8 ms is sqrt(5) ms.
+        assert!(close(stats.stddev, 5f64.sqrt() / 1000.0));
+        assert!(close(stats.rps, 2.0));
+        assert_eq!(stats.errors.get("boom"), Some(&1));
+    }
+
+    #[test]
+    fn percentiles_use_etcd_rank_rule() {
+        let samples: Vec<Sample> = (1..=100).map(ok).collect();
+        let stats = Stats::new(&samples, Duration::from_secs(1));
+        let p = stats.percentiles();
+        // Index i has rank i%; the first index reaching p is ceil(p), latency (i+1) ms.
+        let expected = [11, 26, 51, 76, 91, 96, 100];
+        for (got, want) in p.iter().zip(expected) {
+            assert!(close(*got, want as f64 / 1000.0), "{got} != {want}ms");
+        }
+        // 99.9% is never reached with 100 samples (the last rank is 99%).
+        assert_eq!(p[7], 0.0);
+    }
+
+    #[test]
+    fn histogram_buckets_cover_every_latency() {
+        let samples: Vec<Sample> = (0..=10).map(|i| ok(10 + i * 10)).collect();
+        let stats = Stats::new(&samples, Duration::from_secs(1));
+        let h = stats.histogram();
+        assert_eq!(h.len(), 11);
+        assert!(close(h[0].0, 0.010));
+        assert!(close(h[10].0, 0.110));
+        assert_eq!(h.iter().map(|b| b.1).sum::<usize>(), 11);
+        assert_eq!(h[0].1, 1, "fastest lands in the first bucket");
+        // Bounds are every 10 ms, so each bucket holds one latency (up to float rounding
+        // moving one into its neighbour).
+        assert!(h.iter().all(|b| b.1 <= 2));
+    }
+
+    #[test]
+    fn histogram_with_equal_latencies() {
+        let samples: Vec<Sample> = (0..5).map(|_| ok(3)).collect();
+        let stats = Stats::new(&samples, Duration::from_secs(1));
+        let h = stats.histogram();
+        assert_eq!(h[0].1, 5);
+    }
+
+    #[test]
+    fn render_layout() {
+        let samples: Vec<Sample> = (1..=4).map(ok).collect();
+        let text = Stats::new(&samples, Duration::from_millis(500)).render(Precision::Fixed4);
+        assert!(
+            text.starts_with("\nSummary:\n  Total:\t0.5000 secs.\n"),
+            "{text}"
+        );
+        assert!(text.contains("  Slowest:\t0.0040 secs.\n"));
+        assert!(text.contains("  Requests/sec:\t8.0000\n"));
+        assert!(text.contains("\nResponse time histogram:\n  0.0010 [1]\t|"));
+        assert!(text.contains("\nLatency distribution:\n  10% in 0.0020 secs.\n"));
+        // As etcd, each latency fills at most one percentile: 10% and 25% take ranks 25% and
+        // 50%, 50% takes 75%, and the rest are not printed.
+        assert!(text.ends_with("  25% in 0.0030 secs.\n  50% in 0.0040 secs.\n"));
+        assert!(!text.contains("  75% in"));
+        assert!(!text.contains("Error distribution"));
+    }
+
+    #[test]
+    fn render_empty_run() {
+        let text = Stats::new(&[], Duration::from_secs(1)).render(Precision::Fixed4);
+        assert!(text.contains("  Average:\t0.0000 secs.\n"));
+        assert!(!text.contains("histogram"));
+    }
+
+    #[test]
+    fn go_g_matches_go() {
+        assert_eq!(go_g(0.00123), "0.00123");
+        assert_eq!(go_g(0.0000123), "1.23e-05");
+        assert_eq!(go_g(99.9), "99.9");
+        assert_eq!(go_g(10.0), "10");
+        assert_eq!(go_g(0.0), "0");
+    }
+}

@@ -1,0 +1,336 @@
+//! Running a benchmark: connections and clients, the bounded request channel the clients
+//! share, the rate limiter, the progress bar, and collecting each request's latency.
+//!
+//! As etcd's benchmark: `--conns` connections are opened and client `i` uses connection
+//! `i % conns`; a producer task fills a channel bounded to the number of clients, so at most
+//! one request per client waits; each client sends its next request only after the previous
+//! one answered.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use etcd_api::etcdserverpb::{
+    CompactionRequest, PutRequest, RangeRequest, StatusRequest, TxnRequest,
+};
+use etcd_client::{Client, ConnectOptions};
+use tokio::sync::mpsc;
+
+use crate::report::{Sample, Stats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Client(#[from] etcd_client::ClientError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("no leader found among endpoints {0:?}")]
+    NoLeader(Vec<String>),
+}
+
+/// How to reach the cluster (the global flags).
+#[derive(Clone)]
+pub struct ConnectConfig {
+    pub endpoints: Vec<String>,
+    pub conns: usize,
+    pub clients: usize,
+    pub target_leader: bool,
+    pub options: ConnectOptions,
+}
+
+/// Endpoints as given, with `http://` (`https://` when TLS is configured) added to a bare
+/// `host:port`, as etcd's client does.
+pub fn normalize_endpoints(endpoints: &[String], tls: bool) -> Vec<String> {
+    let scheme = if tls { "https" } else { "http" };
+    endpoints
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            if e.contains("://") {
+                e.to_string()
+            } else {
+                format!("{scheme}://{e}")
+            }
+        })
+        .collect()
+}
+
+/// Which client uses which connection: client `i` shares connection `i % conns`.
+pub fn connection_of_client(client: usize, conns: usize) -> usize {
+    client % conns.max(1)
+}
+
+/// The endpoint of the current leader, found by asking each endpoint for its status.
+async fn leader_endpoint(config: &ConnectConfig) -> Result<String, BenchError> {
+    for endpoint in &config.endpoints {
+        let Ok(mut client) = Client::connect(&[endpoint], config.options.clone()).await else {
+            continue;
+        };
+        let Ok(status) = client.maintenance.status(StatusRequest {}).await else {
+            continue;
+        };
+        let status = status.into_inner();
+        let member = status.header.map(|h| h.member_id).unwrap_or(0);
+        if status.leader != 0 && status.leader == member {
+            return Ok(endpoint.clone());
+        }
+    }
+    Err(BenchError::NoLeader(config.endpoints.clone()))
+}
+
+/// Opens `conns` connections and returns `clients` clients over them. Connection `i` tries
+/// the endpoints starting from endpoint `i`, spreading connections over the cluster.
+pub async fn make_clients(config: &ConnectConfig) -> Result<Vec<Client>, BenchError> {
+    if config.conns == 0 || config.clients == 0 {
+        return Err(BenchError::Usage(
+            "--conns and --clients must be positive".into(),
+        ));
+    }
+    let endpoints = if config.target_leader {
+        vec![leader_endpoint(config).await?]
+    } else {
+        config.endpoints.clone()
+    };
+    let mut conns = Vec::with_capacity(config.conns);
+    for i in 0..config.conns {
+        let mut rotated = endpoints.clone();
+        rotated.rotate_left(i % endpoints.len().max(1));
+        conns.push(Client::connect(&rotated, config.options.clone()).await?);
+    }
+    Ok((0..config.clients)
+        .map(|i| conns[connection_of_client(i, config.conns)].clone())
+        .collect())
+}
+
+/// One request of a benchmark.
+pub enum Op {
+    Put(PutRequest),
+    Range(RangeRequest),
+    Txn(TxnRequest),
+}
+
+async fn execute(client: &mut Client, op: Op) -> Result<(), tonic::Status> {
+    match op {
+        Op::Put(r) => client.kv.put(r).await.map(drop),
+        Op::Range(r) => client.kv.range(r).await.map(drop),
+        Op::Txn(r) => client.kv.txn(r).await.map(drop),
+    }
+}
+
+/// Spaces requests `1/rate` apart across all clients; no limit when the rate is 0.
+pub struct Limiter {
+    interval: Option<Duration>,
+    next: std::sync::Mutex<Instant>,
+}
+
+impl Limiter {
+    pub fn new(rate_per_sec: u64) -> Limiter {
+        Limiter {
+            interval: (rate_per_sec > 0).then(|| Duration::from_secs(1) / rate_per_sec as u32),
+            next: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Reserves the next slot and returns when it is due. The lock is released before waiting.
+    pub fn reserve(&self, now: Instant) -> Option<Instant> {
+        let interval = self.interval?;
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = (*next).max(now);
+        *next = slot + interval;
+        Some(slot)
+    }
+
+    pub async fn wait(&self) {
+        if let Some(slot) = self.reserve(Instant::now()) {
+            tokio::time::sleep_until(slot.into()).await;
+        }
+    }
+}
+
+/// A progress bar on stdout, drawn only when stdout is a terminal.
+struct Progress {
+    done: Arc<AtomicUsize>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    total: usize,
+}
+
+const PROGRESS_WIDTH: usize = 50;
+
+fn progress_line(done: usize, total: usize) -> String {
+    let filled = (done * PROGRESS_WIDTH)
+        .checked_div(total)
+        .unwrap_or(PROGRESS_WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "\r {done} / {total} [{}{}] {percent}%",
+        "=".repeat(filled),
+        " ".repeat(PROGRESS_WIDTH - filled.min(PROGRESS_WIDTH))
+    )
+}
+
+impl Progress {
+    fn start(total: usize) -> Progress {
+        let done = Arc::new(AtomicUsize::new(0));
+        let task = std::io::stdout().is_terminal().then(|| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tick.tick().await;
+                    let mut out = std::io::stdout().lock();
+                    let _ = write!(
+                        out,
+                        "{}",
+                        progress_line(done.load(Ordering::Relaxed), total)
+                    );
+                    let _ = out.flush();
+                }
+            })
+        });
+        Progress { done, task, total }
+    }
+
+    fn finish(self) {
+        if let Some(task) = self.task {
+            task.abort();
+            println!(
+                "{}",
+                progress_line(self.done.load(Ordering::Relaxed), self.total)
+            );
+        }
+    }
+}
+
+/// Runs `total` requests made by `make_op` over `clients`, at most `rate` per second, and
+/// returns the statistics.
+pub async fn run(
+    clients: Vec<Client>,
+    total: usize,
+    rate: u64,
+    mut make_op: impl FnMut(usize) -> Op + Send + 'static,
+) -> Stats {
+    let (tx, rx) = mpsc::channel::<Op>(clients.len().max(1));
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let limiter = Arc::new(Limiter::new(rate));
+    let progress = Progress::start(total);
+    let started = Instant::now();
+    let producer = tokio::spawn(async move {
+        for i in 0..total {
+            if tx.send(make_op(i)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut workers = Vec::with_capacity(clients.len());
+    for mut client in clients {
+        let rx = rx.clone();
+        let limiter = limiter.clone();
+        let done = progress.done.clone();
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                // The lock is held only while taking the next request, never across a call.
+                let op = rx.lock().await.recv().await;
+                let Some(op) = op else { break };
+                limiter.wait().await;
+                let start = Instant::now();
+                let result = execute(&mut client, op).await;
+                samples.push(Sample {
+                    latency: start.elapsed(),
+                    error: result.err().map(|e| e.message().to_string()),
+                });
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            samples
+        }));
+    }
+    let _ = producer.await;
+    let mut samples = Vec::with_capacity(total);
+    for worker in workers {
+        if let Ok(s) = worker.await {
+            samples.extend(s);
+        }
+    }
+    let elapsed = started.elapsed();
+    progress.finish();
+    Stats::new(&samples, elapsed)
+}
+
+/// Every `interval`, compacts to the current revision minus `index_delta`, as etcd's
+/// `--compact-interval` does. Returns the task so the caller can stop it.
+pub fn spawn_compactor(
+    mut client: Client,
+    interval: Duration,
+    index_delta: i64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let range = RangeRequest {
+                key: b"foo".to_vec(),
+                ..Default::default()
+            };
+            let revision = match client.kv.range(range).await {
+                Ok(r) => r.into_inner().header.map(|h| h.revision).unwrap_or(0),
+                Err(e) => {
+                    eprintln!("compact: cannot read the current revision: {}", e.message());
+                    continue;
+                }
+            };
+            let compact = CompactionRequest {
+                revision: (revision - index_delta).max(0),
+                physical: false,
+            };
+            if compact.revision == 0 {
+                continue;
+            }
+            if let Err(e) = client.kv.compact(compact).await {
+                eprintln!("compact: {}", e.message());
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_round_robin_over_connections() {
+        let assignment: Vec<usize> = (0..5).map(|c| connection_of_client(c, 2)).collect();
+        assert_eq!(assignment, vec![0, 1, 0, 1, 0]);
+        assert_eq!(connection_of_client(3, 1), 0);
+    }
+
+    #[test]
+    fn endpoints_get_a_scheme() {
+        let given = ["127.0.0.1:2379".into(), " https://a:1".into(), "".into()];
+        let e = normalize_endpoints(&given, false);
+        assert_eq!(e, vec!["http://127.0.0.1:2379", "https://a:1"]);
+        assert_eq!(
+            normalize_endpoints(&given[..1], true),
+            vec!["https://127.0.0.1:2379"]
+        );
+    }
+
+    #[test]
+    fn limiter_spaces_requests() {
+        let limiter = Limiter::new(10);
+        let now = Instant::now();
+        let a = limiter.reserve(now).unwrap();
+        let b = limiter.reserve(now).unwrap();
+        let c = limiter.reserve(now).unwrap();
+        assert_eq!(b - a, Duration::from_millis(100));
+        assert_eq!(c - b, Duration::from_millis(100));
+        assert!(Limiter::new(0).reserve(now).is_none());
+    }
+
+    #[test]
+    fn progress_line_fills() {
+        assert!(progress_line(5, 10).contains("5 / 10 ["));
+        assert!(progress_line(5, 10).ends_with("] 50%"));
+        assert!(progress_line(0, 0).ends_with("] 100%"));
+    }
+}

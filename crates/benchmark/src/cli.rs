@@ -62,6 +62,47 @@ pub enum Command {
     /// Benchmark put with transactions
     #[command(name = "txn-put")]
     TxnPut(TxnPutArgs),
+    /// Benchmark a mixed load of txn-put and txn-range
+    #[command(name = "txn-mixed")]
+    TxnMixed(TxnMixedArgs),
+    /// Benchmark lease keepalive
+    #[command(name = "lease-keepalive")]
+    LeaseKeepalive(LeaseKeepaliveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TxnMixedArgs {
+    /// Key size of mixed txn
+    #[arg(long = "key-size", default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size of mixed txn
+    #[arg(long = "val-size", default_value_t = 8)]
+    pub val_size: usize,
+    /// Maximum txns per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Total number of txn requests
+    #[arg(long, default_value_t = 10000)]
+    pub total: usize,
+    /// Read operation range end key. By default, we do full range query with the default limit of 1000.
+    #[arg(long = "end-key", default_value = "")]
+    pub end_key: String,
+    /// Maximum possible keys
+    #[arg(long = "key-space-size", default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Linearizable(l) or Serializable(s)
+    #[arg(long, default_value = "l")]
+    pub consistency: String,
+    /// Read/write ops ratio
+    #[arg(long = "rw-ratio", default_value_t = 1.0)]
+    pub rw_ratio: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct LeaseKeepaliveArgs {
+    /// Total number of lease keepalive requests
+    #[arg(long, default_value_t = 10000)]
+    pub total: usize,
 }
 
 #[derive(Args, Debug)]

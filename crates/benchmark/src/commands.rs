@@ -4,9 +4,9 @@ use etcd_api::etcdserverpb::{
     PutRequest, RangeRequest, RequestOp, TxnRequest, request_op::Request,
 };
 use etcd_client::Client;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
-use crate::cli::{PutArgs, RangeArgs, TxnPutArgs};
+use crate::cli::{LeaseKeepaliveArgs, PutArgs, RangeArgs, TxnMixedArgs, TxnPutArgs};
 use crate::keys::{KeyGen, random_bytes};
 use crate::report::Stats;
 use crate::run::{self, BenchError, Op};
@@ -109,6 +109,87 @@ pub async fn txn_put(clients: Vec<Client>, args: TxnPutArgs) -> Result<Stats, Be
     .await)
 }
 
+/// Reads in `txn-mixed` return at most this many keys, as etcd's.
+const TXN_MIXED_READ_LIMIT: i64 = 1000;
+/// Tags of `txn-mixed` samples.
+pub const TAG_READ: u8 = 0;
+pub const TAG_WRITE: u8 = 1;
+
+/// The read of `txn-mixed`: from the first key to `--end-key`, or every key when it is empty,
+/// at most [`TXN_MIXED_READ_LIMIT`] of them.
+pub fn txn_mixed_read(end_key: &str, serializable: bool) -> RangeRequest {
+    RangeRequest {
+        key: vec![0],
+        range_end: if end_key.is_empty() {
+            vec![0]
+        } else {
+            end_key.as_bytes().to_vec()
+        },
+        limit: TXN_MIXED_READ_LIMIT,
+        serializable,
+        ..Default::default()
+    }
+}
+
+/// Whether a request with this uniform draw in [0, 1) is a read: reads are
+/// `rw_ratio / (1 + rw_ratio)` of the load.
+pub fn is_read(draw: f64, rw_ratio: f64) -> bool {
+    draw < rw_ratio / (1.0 + rw_ratio)
+}
+
+pub async fn txn_mixed(
+    clients: Vec<Client>,
+    args: TxnMixedArgs,
+) -> Result<(Stats, Stats), BenchError> {
+    let serializable = match args.consistency.as_str() {
+        "l" => false,
+        "s" => true,
+        other => {
+            return Err(BenchError::Usage(format!(
+                "unknown consistency flag {other:?}"
+            )));
+        }
+    };
+    if serializable {
+        println!("bench with serializable range");
+    } else {
+        println!("bench with linearizable range");
+    }
+    let mut keys = KeyGen::new(args.key_size, args.key_space_size, false)
+        .map_err(|e| BenchError::Usage(e.to_string()))?;
+    let value = random_bytes(args.val_size, &mut rand::rng());
+    let read = txn_mixed_read(&args.end_key, serializable);
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let rw_ratio = args.rw_ratio;
+    let (samples, elapsed) = run::run_tagged(clients, args.total, args.rate, move |_| {
+        let (op, tag) = if is_read(rng.random::<f64>(), rw_ratio) {
+            (Request::RequestRange(read.clone()), TAG_READ)
+        } else {
+            let put = PutRequest {
+                key: keys.next_key(&mut rng),
+                value: value.clone(),
+                ..Default::default()
+            };
+            (Request::RequestPut(put), TAG_WRITE)
+        };
+        let txn = TxnRequest {
+            success: vec![RequestOp { request: Some(op) }],
+            ..Default::default()
+        };
+        (Op::Txn(txn), tag)
+    })
+    .await;
+    let (reads, writes): (Vec<_>, Vec<_>) = samples.into_iter().partition(|s| s.tag == TAG_READ);
+    Ok((Stats::new(&reads, elapsed), Stats::new(&writes, elapsed)))
+}
+
+pub async fn lease_keepalive(
+    clients: Vec<Client>,
+    args: LeaseKeepaliveArgs,
+) -> Result<Stats, BenchError> {
+    Ok(run::run(clients, args.total, 0, |_| Op::LeaseKeepAliveOnce).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +216,17 @@ mod tests {
         );
         assert!(!range_request(&range_args("l")).unwrap().serializable);
         assert!(range_request(&range_args("x")).is_err());
+    }
+
+    #[test]
+    fn read_share_follows_rw_ratio() {
+        // rw-ratio 1: half reads; 3: three quarters.
+        assert!(is_read(0.49, 1.0) && !is_read(0.5, 1.0));
+        assert!(is_read(0.74, 3.0) && !is_read(0.75, 3.0));
+        assert!(!is_read(0.0, 0.0), "ratio 0 is writes only");
+        let r = txn_mixed_read("", true);
+        assert_eq!((r.key, r.range_end, r.limit), (vec![0], vec![0], 1000));
+        assert_eq!(txn_mixed_read("k", false).range_end, b"k");
     }
 
     #[test]

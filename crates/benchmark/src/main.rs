@@ -44,20 +44,39 @@ fn connect_config(global: &Global) -> Result<ConnectConfig, BenchError> {
     })
 }
 
+fn error_count(stats: &report::Stats) -> usize {
+    stats.errors.values().sum()
+}
+
 async fn benchmark(cli: Cli) -> Result<(), BenchError> {
     let config = connect_config(&cli.global)?;
     let clients = run::make_clients(&config).await?;
-    let stats = match cli.command {
-        Command::Put(args) => commands::put(clients, args).await?,
-        Command::Range(args) => commands::range(clients, args).await?,
-        Command::TxnPut(args) => commands::txn_put(clients, args).await?,
-    };
     let precision = if cli.global.precise {
         Precision::Full
     } else {
         Precision::Fixed4
     };
-    println!("{}", stats.render(precision));
+    let stats = match cli.command {
+        Command::Put(args) => commands::put(clients, args).await?,
+        Command::Range(args) => commands::range(clients, args).await?,
+        Command::TxnPut(args) => commands::txn_put(clients, args).await?,
+        Command::LeaseKeepalive(args) => commands::lease_keepalive(clients, args).await?,
+        Command::TxnMixed(args) => {
+            let (reads, writes) = commands::txn_mixed(clients, args).await?;
+            print!(
+                "Total Read Ops: {}\nDetails:",
+                reads.latencies.len() + error_count(&reads)
+            );
+            println!("{}", reads.render(precision, cli.global.sample));
+            print!(
+                "Total Write Ops: {}\nDetails:",
+                writes.latencies.len() + error_count(&writes)
+            );
+            println!("{}", writes.render(precision, cli.global.sample));
+            return Ok(());
+        }
+    };
+    println!("{}", stats.render(precision, cli.global.sample));
     Ok(())
 }
 

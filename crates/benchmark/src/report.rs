@@ -56,11 +56,44 @@ pub fn go_g(value: f64) -> String {
     }
 }
 
+/// Go's `time.Duration.String`: `0s`, `850ns`, `1.5µs`, `2.25ms`, `1.5s`, `1m30s`, `1h0m0s`.
+pub fn go_duration(d: Duration) -> String {
+    fn frac(value: u64, digits: u32) -> String {
+        let scale = 10u64.pow(digits);
+        let (whole, rest) = (value / scale, value % scale);
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let fraction = format!("{rest:0width$}", width = digits as usize);
+        format!("{whole}.{}", fraction.trim_end_matches('0'))
+    }
+    let ns = d.as_nanos() as u64;
+    match ns {
+        0 => "0s".to_string(),
+        1..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{}µs", frac(ns, 3)),
+        1_000_000..1_000_000_000 => format!("{}ms", frac(ns, 6)),
+        _ => {
+            let secs = frac(ns % 60_000_000_000, 9);
+            let minutes = ns / 60_000_000_000;
+            match (minutes / 60, minutes % 60) {
+                (0, 0) => format!("{secs}s"),
+                (0, m) => format!("{m}m{secs}s"),
+                (h, m) => format!("{h}h{m}m{secs}s"),
+            }
+        }
+    }
+}
+
 /// The outcome of one request.
 #[derive(Clone, Debug)]
 pub struct Sample {
     pub latency: Duration,
     pub error: Option<String>,
+    /// Which kind of request (e.g. read or write in `txn-mixed`); 0 when there is one kind.
+    pub tag: u8,
+    /// The second (Unix time) the request started, for `--sample`.
+    pub start_unix_secs: u64,
 }
 
 /// Statistics over the successful requests of a run.
@@ -76,6 +109,17 @@ pub struct Stats {
     pub rps: f64,
     /// Error message to count, sorted by message.
     pub errors: BTreeMap<String, usize>,
+    /// Successful requests per second they started in, for `--sample`.
+    pub seconds: BTreeMap<u64, Second>,
+}
+
+/// The successful requests that started in one second.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Second {
+    pub count: u64,
+    pub total: Duration,
+    pub min: Duration,
+    pub max: Duration,
 }
 
 impl Stats {
@@ -88,10 +132,21 @@ impl Stats {
                 None => latencies.push(sample.latency.as_secs_f64()),
             }
         }
+        let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
+        for sample in samples.iter().filter(|s| s.error.is_none()) {
+            let second = seconds.entry(sample.start_unix_secs).or_default();
+            if second.count == 0 || sample.latency < second.min {
+                second.min = sample.latency;
+            }
+            second.max = second.max.max(sample.latency);
+            second.total += sample.latency;
+            second.count += 1;
+        }
         latencies.sort_by(f64::total_cmp);
         let mut stats = Stats {
             total,
             errors,
+            seconds,
             ..Stats::default()
         };
         if !latencies.is_empty() {
@@ -151,8 +206,36 @@ impl Stats {
         buckets
     }
 
+    /// `--sample`'s table: one CSV row per second from the first to the last (seconds without
+    /// a request included, as zeros), latencies as Go prints durations.
+    pub fn time_series(&self) -> String {
+        let mut s = String::from("\nSample in one second (unix latency throughput):\n");
+        s.push_str("UNIX-SECOND,MIN-LATENCY-MS,AVG-LATENCY-MS,MAX-LATENCY-MS,AVG-THROUGHPUT\n");
+        let (Some(first), Some(last)) = (self.seconds.keys().next(), self.seconds.keys().last())
+        else {
+            return s;
+        };
+        let empty = Second::default();
+        for t in *first..=*last {
+            let second = self.seconds.get(&t).unwrap_or(&empty);
+            let average = second
+                .total
+                .checked_div(second.count as u32)
+                .unwrap_or(Duration::ZERO);
+            let _ = writeln!(
+                s,
+                "{t},{},{},{},{}",
+                go_duration(second.min),
+                go_duration(average),
+                go_duration(second.max),
+                second.count
+            );
+        }
+        s
+    }
+
     /// The report as etcd prints it.
-    pub fn render(&self, precision: Precision) -> String {
+    pub fn render(&self, precision: Precision, sample: bool) -> String {
         let secs = |v: f64| format!("{} secs", precision.format(v));
         let mut s = String::new();
         let _ = writeln!(s, "\nSummary:");
@@ -184,6 +267,9 @@ impl Stats {
                 let _ = writeln!(s, "  [{count}]\t{message}");
             }
         }
+        if sample {
+            let _ = writeln!(s, "{}", self.time_series());
+        }
         s
     }
 }
@@ -196,6 +282,8 @@ mod tests {
         Sample {
             latency: Duration::from_millis(ms),
             error: None,
+            tag: 0,
+            start_unix_secs: 0,
         }
     }
 
@@ -209,6 +297,8 @@ mod tests {
         samples.push(Sample {
             latency: Duration::from_millis(100),
             error: Some("boom".into()),
+            tag: 0,
+            start_unix_secs: 0,
         });
         let stats = Stats::new(&samples, Duration::from_secs(2));
         assert_eq!(stats.latencies, vec![0.002, 0.004, 0.006, 0.008]);
@@ -261,7 +351,8 @@ mod tests {
     #[test]
     fn render_layout() {
         let samples: Vec<Sample> = (1..=4).map(ok).collect();
-        let text = Stats::new(&samples, Duration::from_millis(500)).render(Precision::Fixed4);
+        let text =
+            Stats::new(&samples, Duration::from_millis(500)).render(Precision::Fixed4, false);
         assert!(
             text.starts_with("\nSummary:\n  Total:\t0.5000 secs.\n"),
             "{text}"
@@ -279,9 +370,39 @@ mod tests {
 
     #[test]
     fn render_empty_run() {
-        let text = Stats::new(&[], Duration::from_secs(1)).render(Precision::Fixed4);
+        let text = Stats::new(&[], Duration::from_secs(1)).render(Precision::Fixed4, false);
         assert!(text.contains("  Average:\t0.0000 secs.\n"));
         assert!(!text.contains("histogram"));
+    }
+
+    #[test]
+    fn go_duration_matches_go() {
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_nanos(850)), "850ns");
+        assert_eq!(go_duration(Duration::from_nanos(1_500)), "1.5µs");
+        assert_eq!(go_duration(Duration::from_micros(2_250)), "2.25ms");
+        assert_eq!(go_duration(Duration::from_millis(1_500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+    }
+
+    #[test]
+    fn time_series_fills_empty_seconds() {
+        let at = |t: u64, ms: u64| Sample {
+            start_unix_secs: t,
+            ..ok(ms)
+        };
+        let stats = Stats::new(&[at(10, 2), at(10, 4), at(12, 1)], Duration::from_secs(3));
+        let text = stats.render(Precision::Fixed4, true);
+        let table = text
+            .split("Sample in one second (unix latency throughput):\n")
+            .nth(1)
+            .unwrap();
+        assert_eq!(
+            table,
+            "UNIX-SECOND,MIN-LATENCY-MS,AVG-LATENCY-MS,MAX-LATENCY-MS,AVG-THROUGHPUT\n\
+             10,2ms,3ms,4ms,2\n11,0s,0s,0s,0\n12,1ms,1ms,1ms,1\n\n"
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_api::etcdserverpb::{
-    CompactionRequest, PutRequest, RangeRequest, StatusRequest, TxnRequest,
+    CompactionRequest, LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest,
+    StatusRequest, TxnRequest,
 };
 use etcd_client::{Client, ConnectOptions};
 use tokio::sync::mpsc;
@@ -109,13 +110,59 @@ pub enum Op {
     Put(PutRequest),
     Range(RangeRequest),
     Txn(TxnRequest),
+    /// One keep-alive of the client's own lease on a stream opened for it, as etcd's
+    /// `KeepAliveOnce`. The lease is granted (TTL 100 s) before the client's first request,
+    /// outside the measured time.
+    LeaseKeepAliveOnce,
 }
 
-async fn execute(client: &mut Client, op: Op) -> Result<(), tonic::Status> {
+/// TTL of the lease each `lease-keepalive` client keeps alive, as etcd's benchmark.
+const KEEPALIVE_LEASE_TTL_SECS: i64 = 100;
+
+/// State a client keeps between its requests.
+#[derive(Default)]
+struct ClientState {
+    lease_id: Option<i64>,
+}
+
+/// Work done before the clock starts for `op`.
+async fn prepare(
+    client: &mut Client,
+    state: &mut ClientState,
+    op: &Op,
+) -> Result<(), tonic::Status> {
+    if matches!(op, Op::LeaseKeepAliveOnce) && state.lease_id.is_none() {
+        let grant = LeaseGrantRequest {
+            ttl: KEEPALIVE_LEASE_TTL_SECS,
+            id: 0,
+        };
+        state.lease_id = Some(client.lease.lease_grant(grant).await?.into_inner().id);
+    }
+    Ok(())
+}
+
+async fn execute(client: &mut Client, state: &ClientState, op: Op) -> Result<(), tonic::Status> {
     match op {
         Op::Put(r) => client.kv.put(r).await.map(drop),
         Op::Range(r) => client.kv.range(r).await.map(drop),
         Op::Txn(r) => client.kv.txn(r).await.map(drop),
+        Op::LeaseKeepAliveOnce => {
+            let request = LeaseKeepAliveRequest {
+                id: state.lease_id.unwrap_or(0),
+            };
+            let mut responses = client
+                .lease
+                .lease_keep_alive(tokio_stream::once(request))
+                .await?
+                .into_inner();
+            match responses.message().await? {
+                Some(r) if r.ttl > 0 => Ok(()),
+                Some(_) => Err(tonic::Status::not_found(
+                    "etcdserver: requested lease not found",
+                )),
+                None => Err(tonic::Status::unavailable("keep alive stream closed")),
+            }
+        }
     }
 }
 
@@ -211,7 +258,19 @@ pub async fn run(
     rate: u64,
     mut make_op: impl FnMut(usize) -> Op + Send + 'static,
 ) -> Stats {
-    let (tx, rx) = mpsc::channel::<Op>(clients.len().max(1));
+    let (samples, elapsed) = run_tagged(clients, total, rate, move |i| (make_op(i), 0)).await;
+    Stats::new(&samples, elapsed)
+}
+
+/// As [`run`], for requests tagged by `make_op` (e.g. reads and writes), returning every
+/// sample with its tag and the run's duration.
+pub async fn run_tagged(
+    clients: Vec<Client>,
+    total: usize,
+    rate: u64,
+    mut make_op: impl FnMut(usize) -> (Op, u8) + Send + 'static,
+) -> (Vec<Sample>, Duration) {
+    let (tx, rx) = mpsc::channel::<(Op, u8)>(clients.len().max(1));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let limiter = Arc::new(Limiter::new(rate));
     let progress = Progress::start(total);
@@ -230,16 +289,26 @@ pub async fn run(
         let done = progress.done.clone();
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
+            let mut state = ClientState::default();
             loop {
                 // The lock is held only while taking the next request, never across a call.
-                let op = rx.lock().await.recv().await;
-                let Some(op) = op else { break };
+                let next = rx.lock().await.recv().await;
+                let Some((op, tag)) = next else { break };
                 limiter.wait().await;
-                let start = Instant::now();
-                let result = execute(&mut client, op).await;
+                let start_unix_secs = unix_secs();
+                let result = match prepare(&mut client, &mut state, &op).await {
+                    Ok(()) => {
+                        let start = Instant::now();
+                        let result = execute(&mut client, &state, op).await;
+                        (start.elapsed(), result)
+                    }
+                    Err(e) => (Duration::ZERO, Err(e)),
+                };
                 samples.push(Sample {
-                    latency: start.elapsed(),
-                    error: result.err().map(|e| e.message().to_string()),
+                    latency: result.0,
+                    error: result.1.err().map(|e| e.message().to_string()),
+                    tag,
+                    start_unix_secs,
                 });
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -255,7 +324,14 @@ pub async fn run(
     }
     let elapsed = started.elapsed();
     progress.finish();
-    Stats::new(&samples, elapsed)
+    (samples, elapsed)
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Every `interval`, compacts to the current revision minus `index_delta`, as etcd's

@@ -68,6 +68,25 @@ pub enum Command {
     /// Benchmark lease keepalive
     #[command(name = "lease-keepalive")]
     LeaseKeepalive(LeaseKeepaliveArgs),
+    /// Benchmark watch latency
+    #[command(name = "watch-latency")]
+    WatchLatency(WatchLatencyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchLatencyArgs {
+    /// Total number of put requests
+    #[arg(long = "put-total", default_value_t = 1000)]
+    pub put_total: usize,
+    /// Number of keys to put per second
+    #[arg(long = "put-rate", default_value_t = 100)]
+    pub put_rate: u64,
+    /// Key size of watch response
+    #[arg(long = "key-size", default_value_t = 32)]
+    pub key_size: usize,
+    /// Value size of watch response
+    #[arg(long = "val-size", default_value_t = 32)]
+    pub val_size: usize,
 }
 
 #[derive(Args, Debug)]

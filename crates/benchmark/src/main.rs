@@ -7,6 +7,7 @@ mod commands;
 mod keys;
 mod report;
 mod run;
+mod watch_latency;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,25 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
         Command::Range(args) => commands::range(clients, args).await?,
         Command::TxnPut(args) => commands::txn_put(clients, args).await?,
         Command::LeaseKeepalive(args) => commands::lease_keepalive(clients, args).await?,
+        Command::WatchLatency(args) => {
+            // The puts go over their own connection, as etcd's.
+            let put_client = run::make_clients(&ConnectConfig {
+                conns: 1,
+                clients: 1,
+                ..config.clone()
+            })
+            .await?
+            .remove(0);
+            watch_latency::watch_latency(
+                clients,
+                put_client,
+                args.put_total,
+                args.put_rate,
+                args.key_size,
+                args.val_size,
+            )
+            .await?
+        }
         Command::TxnMixed(args) => {
             let (reads, writes) = commands::txn_mixed(clients, args).await?;
             print!(

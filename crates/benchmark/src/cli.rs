@@ -71,6 +71,33 @@ pub enum Command {
     /// Benchmark watch latency
     #[command(name = "watch-latency")]
     WatchLatency(WatchLatencyArgs),
+    /// Benchmark watch
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Total watch streams
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// Total watchers per stream
+    #[arg(long = "watch-per-stream", default_value_t = 100)]
+    pub watch_per_stream: usize,
+    /// Number of keys to put per second
+    #[arg(long = "put-rate", default_value_t = 0)]
+    pub put_rate: u64,
+    /// Number of put requests
+    #[arg(long = "put-total", default_value_t = 1000)]
+    pub put_total: usize,
+    /// Key size of watch request
+    #[arg(long = "key-size", default_value_t = 32)]
+    pub key_size: usize,
+    /// Maximum possible keys
+    #[arg(long = "key-space-size", default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Use sequential keys
+    #[arg(long = "sequential-keys")]
+    pub sequential_keys: bool,
 }
 
 #[derive(Args, Debug)]

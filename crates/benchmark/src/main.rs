@@ -7,6 +7,7 @@ mod commands;
 mod keys;
 mod report;
 mod run;
+mod watch;
 mod watch_latency;
 
 use std::process::ExitCode;
@@ -62,6 +63,9 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
         Command::Range(args) => commands::range(clients, args).await?,
         Command::TxnPut(args) => commands::txn_put(clients, args).await?,
         Command::LeaseKeepalive(args) => commands::lease_keepalive(clients, args).await?,
+        Command::Watch(args) => {
+            return watch::watch(clients, config.conns, args, precision).await;
+        }
         Command::WatchLatency(args) => {
             // The puts go over their own connection, as etcd's.
             let put_client = run::make_clients(&ConnectConfig {

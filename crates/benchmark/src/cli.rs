@@ -73,6 +73,22 @@ pub enum Command {
     WatchLatency(WatchLatencyArgs),
     /// Benchmark watch
     Watch(WatchArgs),
+    /// Benchmark for serialized key gets with many unsynced watchers
+    #[command(name = "watch-get")]
+    WatchGet(WatchGetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchGetArgs {
+    /// Total number of watchers
+    #[arg(long, default_value_t = 10000)]
+    pub watchers: usize,
+    /// Total number of watcher streams
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+    /// Number of events per watcher
+    #[arg(long, default_value_t = 8)]
+    pub events: usize,
 }
 
 #[derive(Args, Debug)]

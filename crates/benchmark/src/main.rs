@@ -8,6 +8,7 @@ mod keys;
 mod report;
 mod run;
 mod watch;
+mod watch_get;
 mod watch_latency;
 
 use std::process::ExitCode;
@@ -46,6 +47,19 @@ fn connect_config(global: &Global) -> Result<ConnectConfig, BenchError> {
     })
 }
 
+/// A client on a connection of its own.
+async fn own_connection(config: &ConnectConfig) -> Result<etcd_client::Client, BenchError> {
+    let one = ConnectConfig {
+        conns: 1,
+        clients: 1,
+        ..config.clone()
+    };
+    run::make_clients(&one)
+        .await?
+        .pop()
+        .ok_or_else(|| BenchError::Usage("no client".into()))
+}
+
 fn error_count(stats: &report::Stats) -> usize {
     stats.errors.values().sum()
 }
@@ -66,15 +80,18 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
         Command::Watch(args) => {
             return watch::watch(clients, config.conns, args, precision).await;
         }
+        Command::WatchGet(args) => {
+            let get_client = own_connection(&config).await?;
+            let stats = watch_get::watch_get(clients, get_client, args).await?;
+            print!(
+                "Get during watch summary:\n{}",
+                stats.render(precision, cli.global.sample)
+            );
+            return Ok(());
+        }
         Command::WatchLatency(args) => {
             // The puts go over their own connection, as etcd's.
-            let put_client = run::make_clients(&ConnectConfig {
-                conns: 1,
-                clients: 1,
-                ..config.clone()
-            })
-            .await?
-            .remove(0);
+            let put_client = own_connection(&config).await?;
             watch_latency::watch_latency(
                 clients,
                 put_client,

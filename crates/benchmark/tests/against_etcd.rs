@@ -1,0 +1,127 @@
+//! End to end: runs `benchmark` against our `etcd` binary on loopback ports. The `etcd`
+//! binary belongs to another crate, so this test uses `target/debug/etcd` only if it has been
+//! built, and otherwise says so and passes.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn etcd_binary() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/etcd");
+    path.exists().then_some(path)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn benchmark(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_benchmark"))
+        .arg("--endpoints")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("benchmark runs")
+}
+
+fn succeeded(output: &Output) -> bool {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    output.status.success() && stdout.contains("Summary:") && !stdout.contains("Error distribution")
+}
+
+#[test]
+fn put_range_and_txn_against_etcd() {
+    let Some(etcd) = etcd_binary() else {
+        println!("note: target/debug/etcd is not built; skipping (cargo build -p etcd to run it)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client_port, peer_port) = (free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let _server = Server(
+        Command::new(etcd)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts"),
+    );
+    let endpoint = format!("127.0.0.1:{client_port}");
+
+    // Ready when a put succeeds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !succeeded(&benchmark(&endpoint, &["put", "--total", "1"])) {
+        assert!(Instant::now() < deadline, "etcd did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let put = benchmark(
+        &endpoint,
+        &[
+            "--conns",
+            "2",
+            "--clients",
+            "4",
+            "put",
+            "--total",
+            "200",
+            "--key-space-size",
+            "10",
+        ],
+    );
+    assert!(succeeded(&put), "{}", String::from_utf8_lossy(&put.stdout));
+    let stdout = String::from_utf8_lossy(&put.stdout);
+    assert!(stdout.contains("Latency distribution:"), "{stdout}");
+
+    let range = benchmark(
+        &endpoint,
+        &["range", "a", "--consistency", "s", "--total", "50"],
+    );
+    assert!(succeeded(&range));
+    assert!(String::from_utf8_lossy(&range.stdout).starts_with("bench with serializable range\n"));
+
+    let txn = benchmark(
+        &endpoint,
+        &[
+            "txn-put",
+            "--txn-ops",
+            "3",
+            "--total",
+            "20",
+            "--key-space-size",
+            "5",
+        ],
+    );
+    assert!(succeeded(&txn), "{}", String::from_utf8_lossy(&txn.stdout));
+
+    let keepalive = benchmark(
+        &endpoint,
+        &["--clients", "2", "lease-keepalive", "--total", "20"],
+    );
+    assert!(
+        succeeded(&keepalive),
+        "{}",
+        String::from_utf8_lossy(&keepalive.stdout)
+    );
+}

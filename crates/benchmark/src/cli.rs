@@ -76,6 +76,42 @@ pub enum Command {
     /// Benchmark for serialized key gets with many unsynced watchers
     #[command(name = "watch-get")]
     WatchGet(WatchGetArgs),
+    /// Benchmark mvcc
+    Mvcc(MvccArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MvccArgs {
+    /// Interval of batching (milliseconds)
+    #[arg(long = "batch-interval", default_value_t = 100)]
+    pub batch_interval: u64,
+    /// A limit of batched transaction
+    #[arg(long = "batch-limit", default_value_t = 10000)]
+    pub batch_limit: usize,
+    #[command(subcommand)]
+    pub command: MvccCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MvccCommand {
+    /// Benchmark put performance of mvcc
+    Put(MvccPutArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MvccPutArgs {
+    /// Total number of put requests
+    #[arg(long, default_value_t = 100000)]
+    pub total: usize,
+    /// Size of key
+    #[arg(long = "key-size", default_value_t = 64)]
+    pub key_size: usize,
+    /// Size of value
+    #[arg(long = "val-size", default_value_t = 128)]
+    pub val_size: usize,
+    /// Number of puts per txn
+    #[arg(long = "txn-ops", default_value_t = 1)]
+    pub txn_ops: usize,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod keys;
+mod mvcc;
 mod report;
 mod run;
 mod watch;
@@ -65,14 +66,22 @@ fn error_count(stats: &report::Stats) -> usize {
 }
 
 async fn benchmark(cli: Cli) -> Result<(), BenchError> {
-    let config = connect_config(&cli.global)?;
-    let clients = run::make_clients(&config).await?;
     let precision = if cli.global.precise {
         Precision::Full
     } else {
         Precision::Fixed4
     };
+    // The in-process benchmarks need no connection.
+    if let Command::Mvcc(mvcc) = &cli.command {
+        let cli::MvccCommand::Put(put) = &mvcc.command;
+        let stats = mvcc::put(mvcc.batch_interval, mvcc.batch_limit, put)?;
+        print!("{}", stats.render(precision, cli.global.sample));
+        return Ok(());
+    }
+    let config = connect_config(&cli.global)?;
+    let clients = run::make_clients(&config).await?;
     let stats = match cli.command {
+        Command::Mvcc(_) => return Ok(()),
         Command::Put(args) => commands::put(clients, args).await?,
         Command::Range(args) => commands::range(clients, args).await?,
         Command::TxnPut(args) => commands::txn_put(clients, args).await?,

@@ -175,7 +175,8 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(rate_per_sec: u64) -> Limiter {
         Limiter {
-            interval: (rate_per_sec > 0).then(|| Duration::from_secs(1) / rate_per_sec as u32),
+            interval: (rate_per_sec > 0)
+                .then(|| Duration::from_nanos(1_000_000_000 / rate_per_sec)),
             next: std::sync::Mutex::new(Instant::now()),
         }
     }
@@ -401,6 +402,8 @@ mod tests {
         assert_eq!(b - a, Duration::from_millis(100));
         assert_eq!(c - b, Duration::from_millis(100));
         assert!(Limiter::new(0).reserve(now).is_none());
+        // Beyond a billion per second the spacing is zero, not a division by zero.
+        assert!(Limiter::new(u64::MAX).reserve(now).is_some());
     }
 
     #[test]

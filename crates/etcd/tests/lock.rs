@@ -179,3 +179,57 @@ async fn election_campaign_proclaim_observe_resign() {
         .into_inner();
     assert_eq!(now.kv.unwrap().value, b"b");
 }
+
+#[tokio::test]
+async fn a_canceled_waiter_leaves_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("cancel.etcd"), &[]).await;
+    let mut a = etcd.client().await;
+    let (la, lb, lc) = (
+        lease(&mut a).await,
+        lease(&mut a).await,
+        lease(&mut a).await,
+    );
+    let held = a
+        .lock
+        .lock(LockRequest {
+            name: b"q".to_vec(),
+            lease: la,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // B queues, then gives up: its call is canceled while its lease stays alive.
+    let mut b_lock = a.lock.clone();
+    let b_waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        b_lock.lock(LockRequest {
+            name: b"q".to_vec(),
+            lease: lb,
+        }),
+    )
+    .await;
+    assert!(b_waiting.is_err(), "B should have been waiting");
+
+    // C queues behind; when A unlocks, C must not be stuck behind B's abandoned key.
+    let mut c_lock = a.lock.clone();
+    let c = tokio::spawn(async move {
+        c_lock
+            .lock(LockRequest {
+                name: b"q".to_vec(),
+                lease: lc,
+            })
+            .await
+            .map(|r| r.into_inner().key)
+    });
+    a.lock
+        .unlock(UnlockRequest { key: held.key })
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), c)
+        .await
+        .expect("C stayed stuck behind B's abandoned queue key")
+        .unwrap()
+        .unwrap();
+}

@@ -1,6 +1,6 @@
 //! lock and elect: a lease kept alive as a session, then the lock and election services.
 
-use etcd_api::etcdserverpb::{LeaseGrantRequest, RangeRequest, RangeResponse};
+use etcd_api::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest, RangeRequest, RangeResponse};
 use etcd_api::v3electionpb::{CampaignRequest, LeaderRequest, ResignRequest};
 use etcd_api::v3lockpb::{LockRequest, UnlockRequest};
 use tokio::signal::unix::{SignalKind, signal};
@@ -18,6 +18,12 @@ async fn session(c: &Ctl, ttl: i64) -> Result<(i64, mpsc::Receiver<()>), String>
     let resp = crate::call!(c, l.lease_grant(LeaseGrantRequest { ttl, id: 0 }))?;
     let done = keep_alive_forever(c.clone(), resp.id, resp.ttl);
     Ok((resp.id, done))
+}
+
+/// Revokes the session's lease, best effort (etcd's `Session.Close`).
+async fn end_session(c: &Ctl, lease: i64) {
+    let mut l = c.client.lease.clone();
+    let _ = crate::call!(c, l.lease_revoke(LeaseRevokeRequest { id: lease }));
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -53,7 +59,11 @@ pub async fn lock(cx: Cx) -> i32 {
     };
     let locked = tokio::select! {
         r = c.unary(lk.lock(c.req(req))) => r,
-        _ = interrupted() => exit::fail(EXIT_ERROR, "context canceled"),
+        _ = interrupted() => {
+            // As etcd's session.Close(): give up the lease, so our queue key goes at once.
+            end_session(&c, lease).await;
+            exit::fail(EXIT_ERROR, "context canceled")
+        }
     };
     let locked = locked.unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e));
     let key = locked.key.clone();
@@ -141,7 +151,11 @@ pub async fn elect(cx: Cx) -> i32 {
     };
     let resp = tokio::select! {
         r = c.unary(el.campaign(c.req(req))) => r.unwrap_or_else(|e| exit::fail(EXIT_ERROR, &e)),
-        _ = interrupted() => exit::fail(EXIT_ERROR, "context canceled"),
+        _ = interrupted() => {
+            // As etcd's session.Close(): give up the lease, so our queue key goes at once.
+            end_session(&c, lease).await;
+            exit::fail(EXIT_ERROR, "context canceled")
+        }
     };
     let leader = resp.leader.unwrap_or_default();
     let mut kv = c.client.kv.clone();

@@ -15,8 +15,8 @@ use tonic::codegen::BoxStream;
 use tonic::{Code, Response, Status};
 
 use super::lock::{
-    contender_key, create_revision_is, delete_op, enqueue, first_contender, put_op, txn,
-    wait_until_first,
+    QueueGuard, contender_key, create_revision_is, delete_op, enqueue, first_contender, put_op,
+    txn, wait_until_first,
 };
 use crate::error::ServerError;
 use crate::server::EtcdServer;
@@ -66,7 +66,9 @@ impl Election for ElectionService {
             }
             mine.value = req.value.clone();
         }
+        let guard = QueueGuard::new(&self.server, &mine);
         wait_until_first(&self.server, &req.name, &mine).await?;
+        guard.disarm();
         Ok(Response::new(CampaignResponse {
             header: self.server.current_header(),
             leader: Some(LeaderKey {

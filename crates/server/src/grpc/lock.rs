@@ -181,6 +181,57 @@ pub async fn wait_until_first(
     }
 }
 
+/// Leaves the queue if the waiting contender goes away (its client canceled the call, so
+/// tonic dropped the handler): otherwise the key would hold up everyone behind it until its
+/// lease expired. etcd's mutex does the same cleanup on cancellation.
+pub struct QueueGuard {
+    server: Arc<EtcdServer>,
+    key: Vec<u8>,
+    create_revision: i64,
+    armed: bool,
+}
+
+impl QueueGuard {
+    pub fn new(server: &Arc<EtcdServer>, mine: &KeyValue) -> QueueGuard {
+        QueueGuard {
+            server: server.clone(),
+            key: mine.key.clone(),
+            create_revision: mine.create_revision,
+            armed: true,
+        }
+    }
+
+    /// The contender got what it waited for: keep the key.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for QueueGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let server = self.server.clone();
+        let key = std::mem::take(&mut self.key);
+        let revision = self.create_revision;
+        // Only if the runtime is still there (not during shutdown).
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = txn(
+                    &server,
+                    TxnRequest {
+                        compare: vec![create_revision_is(&key, revision)],
+                        success: vec![delete_op(&key)],
+                        failure: vec![],
+                    },
+                )
+                .await;
+            });
+        }
+    }
+}
+
 pub struct LockService {
     pub server: Arc<EtcdServer>,
 }
@@ -194,19 +245,10 @@ impl etcd_api::v3lockpb::lock_server::Lock for LockService {
         let req = request.into_inner();
         let key = contender_key(&req.name, req.lease);
         let mine = enqueue(&self.server, &key, b"", req.lease).await?;
-        if let Err(e) = wait_until_first(&self.server, &req.name, &mine).await {
-            // Leave the queue so others are not stuck behind a contender that gave up.
-            let _ = txn(
-                &self.server,
-                TxnRequest {
-                    compare: vec![create_revision_is(&key, mine.create_revision)],
-                    success: vec![delete_op(&key)],
-                    failure: vec![],
-                },
-            )
-            .await;
-            return Err(e.into());
-        }
+        // On an error or a canceled call, the guard takes us out of the queue.
+        let guard = QueueGuard::new(&self.server, &mine);
+        wait_until_first(&self.server, &req.name, &mine).await?;
+        guard.disarm();
         Ok(tonic::Response::new(etcd_api::v3lockpb::LockResponse {
             header: self.server.current_header(),
             key,

@@ -185,6 +185,9 @@ pub struct TxnMixedArgs {
     /// Read operation range end key. By default, we do full range query with the default limit of 1000.
     #[arg(long = "end-key", default_value = "")]
     pub end_key: String,
+    /// Read operation range result limit
+    #[arg(long, default_value_t = 1000)]
+    pub limit: i64,
     /// Maximum possible keys
     #[arg(long = "key-space-size", default_value_t = 1)]
     pub key_space_size: u64,

@@ -109,15 +109,13 @@ pub async fn txn_put(clients: Vec<Client>, args: TxnPutArgs) -> Result<Stats, Be
     .await)
 }
 
-/// Reads in `txn-mixed` return at most this many keys, as etcd's.
-const TXN_MIXED_READ_LIMIT: i64 = 1000;
 /// Tags of `txn-mixed` samples.
 pub const TAG_READ: u8 = 0;
 pub const TAG_WRITE: u8 = 1;
 
 /// The read of `txn-mixed`: from the first key to `--end-key`, or every key when it is empty,
-/// at most [`TXN_MIXED_READ_LIMIT`] of them.
-pub fn txn_mixed_read(end_key: &str, serializable: bool) -> RangeRequest {
+/// at most `limit` of them.
+pub fn txn_mixed_read(end_key: &str, limit: i64, serializable: bool) -> RangeRequest {
     RangeRequest {
         key: vec![0],
         range_end: if end_key.is_empty() {
@@ -125,7 +123,7 @@ pub fn txn_mixed_read(end_key: &str, serializable: bool) -> RangeRequest {
         } else {
             end_key.as_bytes().to_vec()
         },
-        limit: TXN_MIXED_READ_LIMIT,
+        limit,
         serializable,
         ..Default::default()
     }
@@ -155,18 +153,21 @@ pub async fn txn_mixed(
     } else {
         println!("bench with linearizable range");
     }
-    let mut keys = KeyGen::new(args.key_size, args.key_space_size, false)
+    let keys = KeyGen::new(args.key_size, args.key_space_size, true)
         .map_err(|e| BenchError::Usage(e.to_string()))?;
     let value = random_bytes(args.val_size, &mut rand::rng());
-    let read = txn_mixed_read(&args.end_key, serializable);
+    let read = txn_mixed_read(&args.end_key, args.limit, serializable);
+    let space = args.key_space_size;
     let mut rng = rand::rngs::StdRng::from_os_rng();
     let rw_ratio = args.rw_ratio;
-    let (samples, elapsed) = run::run_tagged(clients, args.total, args.rate, move |_| {
+    // As etcd's, request `i`, when a write, puts key number `i % key space`.
+    let (samples, elapsed) = run::run_tagged(clients, args.total, args.rate, move |i| {
         let (op, tag) = if is_read(rng.random::<f64>(), rw_ratio) {
             (Request::RequestRange(read.clone()), TAG_READ)
         } else {
             let put = PutRequest {
-                key: keys.next_key(&mut rng),
+                // KeyGen::new checked every number below the key space fits.
+                key: keys.key_for(i as u64 % space).unwrap_or_default(),
                 value: value.clone(),
                 ..Default::default()
             };
@@ -224,9 +225,9 @@ mod tests {
         assert!(is_read(0.49, 1.0) && !is_read(0.5, 1.0));
         assert!(is_read(0.74, 3.0) && !is_read(0.75, 3.0));
         assert!(!is_read(0.0, 0.0), "ratio 0 is writes only");
-        let r = txn_mixed_read("", true);
+        let r = txn_mixed_read("", 1000, true);
         assert_eq!((r.key, r.range_end, r.limit), (vec![0], vec![0], 1000));
-        assert_eq!(txn_mixed_read("k", false).range_end, b"k");
+        assert_eq!(txn_mixed_read("k", 5, false).range_end, b"k");
     }
 
     #[test]

@@ -78,6 +78,36 @@ pub enum Command {
     WatchGet(WatchGetArgs),
     /// Benchmark mvcc
     Mvcc(MvccArgs),
+    /// Benchmark STM
+    Stm(StmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StmArgs {
+    /// Read Committed (c), Repeatable Reads (r), Serializable (s), or Snapshot (ss)
+    #[arg(long, default_value = "r")]
+    pub isolation: String,
+    /// Total unique keys accessible by the benchmark
+    #[arg(long, default_value_t = 1)]
+    pub keys: u64,
+    /// Total number of completed STM transactions
+    #[arg(long, default_value_t = 10000)]
+    pub total: usize,
+    /// Number of keys to access per transaction
+    #[arg(long = "keys-per-txn", default_value_t = 1)]
+    pub keys_per_txn: usize,
+    /// Percentage of keys to overwrite per transaction
+    #[arg(long = "txn-wr-percent", default_value_t = 50)]
+    pub txn_wr_percent: usize,
+    /// Wrap STM transaction with a custom locking mechanism (stm, lock-client, lock-rpc)
+    #[arg(long = "stm-locker", default_value = "stm")]
+    pub stm_locker: String,
+    /// Value size of each STM put request
+    #[arg(long = "val-size", default_value_t = 8)]
+    pub val_size: usize,
+    /// Maximum STM transactions per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 #[derive(Args, Debug)]

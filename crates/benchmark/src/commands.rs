@@ -6,7 +6,7 @@ use etcd_api::etcdserverpb::{
 use etcd_client::Client;
 use rand::{Rng, SeedableRng};
 
-use crate::cli::{LeaseKeepaliveArgs, PutArgs, RangeArgs, TxnMixedArgs, TxnPutArgs};
+use crate::cli::{LeaseKeepaliveArgs, PutArgs, RangeArgs, StmArgs, TxnMixedArgs, TxnPutArgs};
 use crate::keys::{KeyGen, random_bytes};
 use crate::report::Stats;
 use crate::run::{self, BenchError, Op};
@@ -189,6 +189,51 @@ pub async fn lease_keepalive(
     args: LeaseKeepaliveArgs,
 ) -> Result<Stats, BenchError> {
     Ok(run::run(clients, args.total, 0, |_| Op::LeaseKeepAliveOnce).await)
+}
+
+pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchError> {
+    if args.keys == 0 {
+        return Err(BenchError::Usage(format!(
+            "expected positive --keys, got ({})",
+            args.keys
+        )));
+    }
+    if args.txn_wr_percent > 100 {
+        return Err(BenchError::Usage(format!(
+            "expected [0, 100] --txn-wr-percent, got ({})",
+            args.txn_wr_percent
+        )));
+    }
+    if args.keys_per_txn as u64 > args.keys {
+        return Err(BenchError::Usage(format!(
+            "expected --keys-per-txn between 0 and {}, got ({})",
+            args.keys, args.keys_per_txn
+        )));
+    }
+    let isolation = crate::stm::Isolation::parse(&args.isolation).ok_or_else(|| {
+        BenchError::Usage(format!(
+            "unknown --isolation {:?} (c, r, s or ss)",
+            args.isolation
+        ))
+    })?;
+    if args.stm_locker != "stm" {
+        return Err(BenchError::Usage(format!(
+            "--stm-locker {:?} is not supported yet (only stm)",
+            args.stm_locker
+        )));
+    }
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    Ok(run::run(clients, args.total, args.rate, move |_| {
+        Op::Stm(crate::stm::make_txn(
+            isolation,
+            args.keys,
+            args.keys_per_txn,
+            args.txn_wr_percent,
+            args.val_size,
+            &mut rng,
+        ))
+    })
+    .await)
 }
 
 #[cfg(test)]

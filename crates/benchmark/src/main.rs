@@ -8,6 +8,7 @@ mod keys;
 mod mvcc;
 mod report;
 mod run;
+mod stm;
 mod watch;
 mod watch_get;
 mod watch_latency;
@@ -82,6 +83,7 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
     let clients = run::make_clients(&config).await?;
     let stats = match cli.command {
         Command::Mvcc(_) => return Ok(()),
+        Command::Stm(args) => commands::stm(clients, args).await?,
         Command::Put(args) => commands::put(clients, args).await?,
         Command::Range(args) => commands::range(clients, args).await?,
         Command::TxnPut(args) => commands::txn_put(clients, args).await?,

@@ -114,6 +114,8 @@ pub enum Op {
     /// `KeepAliveOnce`. The lease is granted (TTL 100 s) before the client's first request,
     /// outside the measured time.
     LeaseKeepAliveOnce,
+    /// One STM transaction, retried until it commits.
+    Stm(crate::stm::StmTxn),
 }
 
 /// TTL of the lease each `lease-keepalive` client keeps alive, as etcd's benchmark.
@@ -146,6 +148,7 @@ async fn execute(client: &mut Client, state: &ClientState, op: Op) -> Result<(),
         Op::Put(r) => client.kv.put(r).await.map(drop),
         Op::Range(r) => client.kv.range(r).await.map(drop),
         Op::Txn(r) => client.kv.txn(r).await.map(drop),
+        Op::Stm(txn) => crate::stm::run_txn(client, &txn).await,
         Op::LeaseKeepAliveOnce => {
             let request = LeaseKeepAliveRequest {
                 id: state.lease_id.unwrap_or(0),

@@ -216,22 +216,32 @@ pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchErro
             args.isolation
         ))
     })?;
-    if args.stm_locker != "stm" {
-        return Err(BenchError::Usage(format!(
-            "--stm-locker {:?} is not supported yet (only stm)",
-            args.stm_locker
-        )));
-    }
+    let lock_rpc = match args.stm_locker.as_str() {
+        "stm" => false,
+        "lock-rpc" => true,
+        "lock-client" => {
+            return Err(BenchError::Usage(
+                "--stm-locker lock-client is not supported yet (stm or lock-rpc)".into(),
+            ));
+        }
+        other => {
+            return Err(BenchError::Usage(format!(
+                "unexpected stm locker {other:?}"
+            )));
+        }
+    };
     let mut rng = rand::rngs::StdRng::from_os_rng();
     Ok(run::run(clients, args.total, args.rate, move |_| {
-        Op::Stm(crate::stm::make_txn(
+        let mut txn = crate::stm::make_txn(
             isolation,
             args.keys,
             args.keys_per_txn,
             args.txn_wr_percent,
             args.val_size,
             &mut rng,
-        ))
+        );
+        txn.lock_rpc = lock_rpc;
+        Op::Stm(txn)
     })
     .await)
 }

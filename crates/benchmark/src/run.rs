@@ -148,6 +148,9 @@ async fn execute(client: &mut Client, state: &ClientState, op: Op) -> Result<(),
         Op::Put(r) => client.kv.put(r).await.map(drop),
         Op::Range(r) => client.kv.range(r).await.map(drop),
         Op::Txn(r) => client.kv.txn(r).await.map(drop),
+        Op::Stm(txn) if txn.lock_rpc => {
+            crate::stm::run_locked(client, state.lease_id.unwrap_or(0), &txn).await
+        }
         Op::Stm(txn) => crate::stm::run_txn(client, &txn).await,
         Op::LeaseKeepAliveOnce => {
             let request = LeaseKeepAliveRequest {

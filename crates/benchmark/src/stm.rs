@@ -46,11 +46,33 @@ impl Isolation {
     }
 }
 
-/// One STM transaction: read `keys`, write new values to the first `writes.len()` of them.
+/// One STM transaction: read `keys`, write new values to the first `writes.len()` of them;
+/// with `lock_rpc`, inside the `stmlock` lock of the Lock service.
 pub struct StmTxn {
     pub isolation: Isolation,
     pub keys: Vec<Vec<u8>>,
     pub writes: Vec<Vec<u8>>,
+    pub lock_rpc: bool,
+}
+
+/// Name of the lock `--stm-locker lock-rpc` takes around each transaction, as etcd's.
+pub const STM_LOCK_NAME: &[u8] = b"stmlock";
+
+/// Runs the transaction inside the `stmlock` lock held with `lease`.
+pub async fn run_locked(
+    client: &mut Client,
+    lease: i64,
+    txn: &StmTxn,
+) -> Result<(), tonic::Status> {
+    use etcd_api::v3lockpb::{LockRequest, UnlockRequest};
+    let lock = LockRequest {
+        name: STM_LOCK_NAME.to_vec(),
+        lease,
+    };
+    let key = client.lock.lock(lock).await?.into_inner().key;
+    let result = run_txn(client, txn).await;
+    client.lock.unlock(UnlockRequest { key }).await?;
+    result
 }
 
 /// `keys_per_txn` distinct keys out of `key_count`, and values for `write_percent`% of them
@@ -80,6 +102,7 @@ pub fn make_txn(
         isolation,
         keys,
         writes,
+        lock_rpc: false,
     }
 }
 

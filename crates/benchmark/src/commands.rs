@@ -216,20 +216,8 @@ pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchErro
             args.isolation
         ))
     })?;
-    let lock_rpc = match args.stm_locker.as_str() {
-        "stm" => false,
-        "lock-rpc" => true,
-        "lock-client" => {
-            return Err(BenchError::Usage(
-                "--stm-locker lock-client is not supported yet (stm or lock-rpc)".into(),
-            ));
-        }
-        other => {
-            return Err(BenchError::Usage(format!(
-                "unexpected stm locker {other:?}"
-            )));
-        }
-    };
+    let locker = crate::stm::Locker::parse(&args.stm_locker)
+        .ok_or_else(|| BenchError::Usage(format!("unexpected stm locker {:?}", args.stm_locker)))?;
     let mut rng = rand::rngs::StdRng::from_os_rng();
     Ok(run::run(clients, args.total, args.rate, move |_| {
         let mut txn = crate::stm::make_txn(
@@ -240,7 +228,7 @@ pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchErro
             args.val_size,
             &mut rng,
         );
-        txn.lock_rpc = lock_rpc;
+        txn.locker = locker;
         Op::Stm(txn)
     })
     .await)

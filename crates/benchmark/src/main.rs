@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod keys;
+mod mutex;
 mod mvcc;
 mod report;
 mod run;

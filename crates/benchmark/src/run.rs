@@ -121,10 +121,52 @@ pub enum Op {
 /// TTL of the lease each `lease-keepalive` client keeps alive, as etcd's benchmark.
 const KEEPALIVE_LEASE_TTL_SECS: i64 = 100;
 
+/// TTL of a client's session lease (`--stm-locker lock-rpc|lock-client`), as etcd's sessions.
+const SESSION_TTL_SECS: i64 = 60;
+
 /// State a client keeps between its requests.
 #[derive(Default)]
 struct ClientState {
     lease_id: Option<i64>,
+    /// Keeps the session lease alive while the client runs.
+    keep_alive: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ClientState {
+    fn drop(&mut self) {
+        if let Some(task) = self.keep_alive.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Grants a session lease and keeps it alive every third of its TTL, as etcd's sessions.
+async fn start_session(client: &mut Client, state: &mut ClientState) -> Result<(), tonic::Status> {
+    let grant = LeaseGrantRequest {
+        ttl: SESSION_TTL_SECS,
+        id: 0,
+    };
+    let id = client.lease.lease_grant(grant).await?.into_inner().id;
+    let (requests, request_rx) = mpsc::channel(1);
+    let mut responses = client
+        .lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(request_rx))
+        .await?
+        .into_inner();
+    state.lease_id = Some(id);
+    state.keep_alive = Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(SESSION_TTL_SECS as u64 / 3));
+        loop {
+            tick.tick().await;
+            if requests.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                break;
+            }
+            if !matches!(responses.message().await, Ok(Some(_))) {
+                break;
+            }
+        }
+    }));
+    Ok(())
 }
 
 /// Work done before the clock starts for `op`.
@@ -133,6 +175,9 @@ async fn prepare(
     state: &mut ClientState,
     op: &Op,
 ) -> Result<(), tonic::Status> {
+    if matches!(op, Op::Stm(txn) if txn.locker.needs_session()) && state.lease_id.is_none() {
+        return start_session(client, state).await;
+    }
     if matches!(op, Op::LeaseKeepAliveOnce) && state.lease_id.is_none() {
         let grant = LeaseGrantRequest {
             ttl: KEEPALIVE_LEASE_TTL_SECS,
@@ -148,10 +193,7 @@ async fn execute(client: &mut Client, state: &ClientState, op: Op) -> Result<(),
         Op::Put(r) => client.kv.put(r).await.map(drop),
         Op::Range(r) => client.kv.range(r).await.map(drop),
         Op::Txn(r) => client.kv.txn(r).await.map(drop),
-        Op::Stm(txn) if txn.lock_rpc => {
-            crate::stm::run_locked(client, state.lease_id.unwrap_or(0), &txn).await
-        }
-        Op::Stm(txn) => crate::stm::run_txn(client, &txn).await,
+        Op::Stm(txn) => crate::stm::run_locked(client, state.lease_id.unwrap_or(0), &txn).await,
         Op::LeaseKeepAliveOnce => {
             let request = LeaseKeepAliveRequest {
                 id: state.lease_id.unwrap_or(0),

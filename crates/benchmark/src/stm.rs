@@ -47,32 +47,70 @@ impl Isolation {
 }
 
 /// One STM transaction: read `keys`, write new values to the first `writes.len()` of them;
-/// with `lock_rpc`, inside the `stmlock` lock of the Lock service.
+/// inside the lock `locker` takes.
 pub struct StmTxn {
     pub isolation: Isolation,
     pub keys: Vec<Vec<u8>>,
     pub writes: Vec<Vec<u8>>,
-    pub lock_rpc: bool,
+    pub locker: Locker,
+}
+
+/// What wraps each transaction (`--stm-locker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locker {
+    /// Nothing: the STM's own conflict checks.
+    Stm,
+    /// The client-side mutex recipe (`mutex.rs`) on the `stmlock/` prefix.
+    LockClient,
+    /// The Lock service's `stmlock` lock.
+    LockRpc,
+}
+
+impl Locker {
+    pub fn parse(flag: &str) -> Option<Locker> {
+        match flag {
+            "stm" => Some(Locker::Stm),
+            "lock-client" => Some(Locker::LockClient),
+            "lock-rpc" => Some(Locker::LockRpc),
+            _ => None,
+        }
+    }
+
+    /// Whether the client needs a session lease.
+    pub fn needs_session(self) -> bool {
+        self != Locker::Stm
+    }
 }
 
 /// Name of the lock `--stm-locker lock-rpc` takes around each transaction, as etcd's.
 pub const STM_LOCK_NAME: &[u8] = b"stmlock";
 
-/// Runs the transaction inside the `stmlock` lock held with `lease`.
+/// Runs the transaction inside the lock its locker asks for, held with the session `lease`.
 pub async fn run_locked(
     client: &mut Client,
     lease: i64,
     txn: &StmTxn,
 ) -> Result<(), tonic::Status> {
     use etcd_api::v3lockpb::{LockRequest, UnlockRequest};
-    let lock = LockRequest {
-        name: STM_LOCK_NAME.to_vec(),
-        lease,
-    };
-    let key = client.lock.lock(lock).await?.into_inner().key;
-    let result = run_txn(client, txn).await;
-    client.lock.unlock(UnlockRequest { key }).await?;
-    result
+    match txn.locker {
+        Locker::Stm => run_txn(client, txn).await,
+        Locker::LockRpc => {
+            let lock = LockRequest {
+                name: STM_LOCK_NAME.to_vec(),
+                lease,
+            };
+            let key = client.lock.lock(lock).await?.into_inner().key;
+            let result = run_txn(client, txn).await;
+            client.lock.unlock(UnlockRequest { key }).await?;
+            result
+        }
+        Locker::LockClient => {
+            let key = crate::mutex::lock(client, b"stmlock/", lease).await?;
+            let result = run_txn(client, txn).await;
+            crate::mutex::unlock(client, key).await?;
+            result
+        }
+    }
 }
 
 /// `keys_per_txn` distinct keys out of `key_count`, and values for `write_percent`% of them
@@ -102,7 +140,7 @@ pub fn make_txn(
         isolation,
         keys,
         writes,
-        lock_rpc: false,
+        locker: Locker::Stm,
     }
 }
 
@@ -210,5 +248,9 @@ mod tests {
         );
         assert_eq!(Isolation::parse("c"), Some(Isolation::ReadCommitted));
         assert_eq!(Isolation::parse("x"), None);
+        assert_eq!(Locker::parse("lock-client"), Some(Locker::LockClient));
+        assert!(Locker::parse("lock-rpc").unwrap().needs_session());
+        assert!(!Locker::parse("stm").unwrap().needs_session());
+        assert_eq!(Locker::parse("x"), None);
     }
 }

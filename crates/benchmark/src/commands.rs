@@ -6,7 +6,9 @@ use etcd_api::etcdserverpb::{
 use etcd_client::Client;
 use rand::{Rng, SeedableRng};
 
-use crate::cli::{LeaseKeepaliveArgs, PutArgs, RangeArgs, StmArgs, TxnMixedArgs, TxnPutArgs};
+use crate::cli::{
+    Command, LeaseKeepaliveArgs, PutArgs, RangeArgs, StmArgs, TxnMixedArgs, TxnPutArgs,
+};
 use crate::keys::{KeyGen, random_bytes};
 use crate::report::Stats;
 use crate::run::{self, BenchError, Op};
@@ -191,7 +193,10 @@ pub async fn lease_keepalive(
     Ok(run::run(clients, args.total, 0, |_| Op::LeaseKeepAliveOnce).await)
 }
 
-pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchError> {
+/// Checks `stm`'s flags, as etcd's, returning the isolation and locker they name.
+pub fn stm_flags(
+    args: &StmArgs,
+) -> Result<(crate::stm::Isolation, crate::stm::Locker), BenchError> {
     if args.keys == 0 {
         return Err(BenchError::Usage(format!(
             "expected positive --keys, got ({})",
@@ -218,6 +223,11 @@ pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchErro
     })?;
     let locker = crate::stm::Locker::parse(&args.stm_locker)
         .ok_or_else(|| BenchError::Usage(format!("unexpected stm locker {:?}", args.stm_locker)))?;
+    Ok((isolation, locker))
+}
+
+pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchError> {
+    let (isolation, locker) = stm_flags(&args)?;
     let mut rng = rand::rngs::StdRng::from_os_rng();
     Ok(run::run(clients, args.total, args.rate, move |_| {
         let mut txn = crate::stm::make_txn(
@@ -234,6 +244,40 @@ pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchErro
     .await)
 }
 
+/// Checks a command's flags before any connection is made, so a usage error is reported as
+/// such rather than hidden behind a connection error.
+pub fn check_flags(command: &Command) -> Result<(), BenchError> {
+    let usage = |e: crate::keys::KeyError| BenchError::Usage(e.to_string());
+    match command {
+        Command::Put(a) => KeyGen::new(a.key_size, a.key_space_size, a.sequential_keys)
+            .map(drop)
+            .map_err(usage),
+        Command::TxnPut(a) => KeyGen::new(a.key_size, a.key_space_size, true)
+            .map(drop)
+            .map_err(usage),
+        Command::TxnMixed(a) => {
+            if !matches!(a.consistency.as_str(), "l" | "s") {
+                return Err(BenchError::Usage(format!(
+                    "unknown consistency flag {:?}",
+                    a.consistency
+                )));
+            }
+            KeyGen::new(a.key_size, a.key_space_size, true)
+                .map(drop)
+                .map_err(usage)
+        }
+        Command::Watch(a) => KeyGen::new(a.key_size, a.key_space_size, a.sequential_keys)
+            .map(drop)
+            .map_err(usage),
+        Command::Range(a) => range_request(a).map(drop),
+        Command::Stm(a) => stm_flags(a).map(drop),
+        Command::LeaseKeepalive(_)
+        | Command::WatchLatency(_)
+        | Command::WatchGet(_)
+        | Command::Mvcc(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +292,32 @@ mod tests {
             limit: 5,
             count_only: true,
         }
+    }
+
+    #[test]
+    fn flags_checked_before_connecting() {
+        use clap::Parser;
+        let check = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+            check_flags(&cli.command)
+        };
+        assert!(check(&["benchmark", "put"]).is_ok());
+        assert!(
+            check(&[
+                "benchmark",
+                "put",
+                "--key-size",
+                "1",
+                "--key-space-size",
+                "1000"
+            ])
+            .is_err()
+        );
+        assert!(check(&["benchmark", "range", "a", "--consistency", "q"]).is_err());
+        assert!(check(&["benchmark", "stm", "--keys", "2", "--keys-per-txn", "3"]).is_err());
+        assert!(check(&["benchmark", "stm", "--txn-wr-percent", "101"]).is_err());
+        assert!(check(&["benchmark", "stm", "--stm-locker", "x"]).is_err());
+        assert!(check(&["benchmark", "txn-mixed", "--consistency", "x"]).is_err());
     }
 
     #[test]

@@ -80,6 +80,7 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
         print!("{}", stats.render(precision, cli.global.sample));
         return Ok(());
     }
+    commands::check_flags(&cli.command)?;
     let config = connect_config(&cli.global)?;
     let clients = run::make_clients(&config).await?;
     let stats = match cli.command {

@@ -238,14 +238,15 @@ impl Stats {
     pub fn render(&self, precision: Precision, sample: bool) -> String {
         let secs = |v: f64| format!("{} secs", precision.format(v));
         let mut s = String::new();
-        let _ = writeln!(s, "\nSummary:");
-        let _ = writeln!(s, "  Total:\t{}.", secs(self.total.as_secs_f64()));
-        let _ = writeln!(s, "  Slowest:\t{}.", secs(self.slowest));
-        let _ = writeln!(s, "  Fastest:\t{}.", secs(self.fastest));
-        let _ = writeln!(s, "  Average:\t{}.", secs(self.average));
-        let _ = writeln!(s, "  Stddev:\t{}.", secs(self.stddev));
-        let _ = writeln!(s, "  Requests/sec:\t{}", precision.format(self.rps));
+        // As etcd, a run without a successful request prints only its errors.
         if !self.latencies.is_empty() {
+            let _ = writeln!(s, "\nSummary:");
+            let _ = writeln!(s, "  Total:\t{}.", secs(self.total.as_secs_f64()));
+            let _ = writeln!(s, "  Slowest:\t{}.", secs(self.slowest));
+            let _ = writeln!(s, "  Fastest:\t{}.", secs(self.fastest));
+            let _ = writeln!(s, "  Average:\t{}.", secs(self.average));
+            let _ = writeln!(s, "  Stddev:\t{}.", secs(self.stddev));
+            let _ = writeln!(s, "  Requests/sec:\t{}", precision.format(self.rps));
             let _ = writeln!(s, "\nResponse time histogram:");
             let buckets = self.histogram();
             let max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
@@ -260,15 +261,15 @@ impl Stats {
                     let _ = writeln!(s, "  {}% in {}.", go_g(*p), secs(latency));
                 }
             }
+            if sample {
+                let _ = writeln!(s, "{}", self.time_series());
+            }
         }
         if !self.errors.is_empty() {
             let _ = writeln!(s, "\nError distribution:");
             for (message, count) in &self.errors {
                 let _ = writeln!(s, "  [{count}]\t{message}");
             }
-        }
-        if sample {
-            let _ = writeln!(s, "{}", self.time_series());
         }
         s
     }
@@ -369,10 +370,21 @@ mod tests {
     }
 
     #[test]
-    fn render_empty_run() {
-        let text = Stats::new(&[], Duration::from_secs(1)).render(Precision::Fixed4, false);
-        assert!(text.contains("  Average:\t0.0000 secs.\n"));
-        assert!(!text.contains("histogram"));
+    fn render_run_without_success_prints_only_errors() {
+        assert_eq!(
+            Stats::new(&[], Duration::from_secs(1)).render(Precision::Fixed4, true),
+            ""
+        );
+        let failed = Sample {
+            error: Some("etcdserver: too many requests".into()),
+            ..ok(1)
+        };
+        let text = Stats::new(&[failed.clone(), failed], Duration::from_secs(1))
+            .render(Precision::Fixed4, false);
+        assert_eq!(
+            text,
+            "\nError distribution:\n  [2]\tetcdserver: too many requests\n"
+        );
     }
 
     #[test]

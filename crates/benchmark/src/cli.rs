@@ -262,6 +262,9 @@ pub struct PutArgs {
     /// Delta between current revision and compact revision (e.g. current revision 10000, compact at 9000)
     #[arg(long = "compact-index-delta", default_value_t = 1000)]
     pub compact_index_delta: i64,
+    /// 'true' to check hashkv
+    #[arg(long = "check-hashkv")]
+    pub check_hashkv: bool,
 }
 
 #[derive(Args, Debug)]

@@ -39,6 +39,41 @@ pub async fn put(clients: Vec<Client>, args: PutArgs) -> Result<Stats, BenchErro
     Ok(stats)
 }
 
+/// `put --check-hashkv`: the first endpoint's HashKV, how long it took (the first call warms
+/// up, as etcd's) and its database size, printed after the report.
+pub async fn hash_kv_summary(
+    endpoint: &str,
+    shown: &str,
+    options: etcd_client::ConnectOptions,
+) -> Result<String, BenchError> {
+    use etcd_api::etcdserverpb::{HashKvRequest, StatusRequest};
+    let mut client = Client::connect(&[endpoint], options).await?;
+    let started = std::time::Instant::now();
+    let _ = client
+        .maintenance
+        .hash_kv(HashKvRequest { revision: 0 })
+        .await;
+    let hash = client
+        .maintenance
+        .hash_kv(HashKvRequest { revision: 0 })
+        .await
+        .map_err(etcd_client::ClientError::from)?
+        .into_inner()
+        .hash;
+    let taken = started.elapsed();
+    let status = client
+        .maintenance
+        .status(StatusRequest {})
+        .await
+        .map_err(etcd_client::ClientError::from)?
+        .into_inner();
+    Ok(format!(
+        "HashKV Summary:\n\tHashKV: {hash}\n\tEndpoint: {shown}\n\tTime taken to get hashkv: {}\n\tDB size: {}",
+        crate::report::go_duration(taken),
+        crate::report::humanize_bytes(status.db_size.max(0) as u64)
+    ))
+}
+
 /// The range request the `range` benchmark repeats.
 pub fn range_request(args: &RangeArgs) -> Result<RangeRequest, BenchError> {
     let serializable = match args.consistency.as_str() {

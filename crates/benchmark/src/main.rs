@@ -86,7 +86,20 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
     let stats = match cli.command {
         Command::Mvcc(_) => return Ok(()),
         Command::Stm(args) => commands::stm(clients, args).await?,
-        Command::Put(args) => commands::put(clients, args).await?,
+        Command::Put(args) => {
+            let check_hashkv = args.check_hashkv;
+            let stats = commands::put(clients, args).await?;
+            println!("{}", stats.render(precision, cli.global.sample));
+            if check_hashkv {
+                let endpoint = config.endpoints.first().cloned().unwrap_or_default();
+                // etcd names the endpoint as given on the command line.
+                let shown = cli.global.endpoints.first().map(|e| e.trim()).unwrap_or("");
+                let summary =
+                    commands::hash_kv_summary(&endpoint, shown, config.options.clone()).await?;
+                println!("{summary}");
+            }
+            return Ok(());
+        }
         Command::Range(args) => commands::range(clients, args).await?,
         Command::TxnPut(args) => commands::txn_put(clients, args).await?,
         Command::LeaseKeepalive(args) => commands::lease_keepalive(clients, args).await?,

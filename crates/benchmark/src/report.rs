@@ -85,6 +85,22 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
+/// go-humanize's `Bytes`: SI units with one decimal below 10 (`82 B`, `1.5 kB`, `25 MB`).
+pub fn humanize_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 10 {
+        return format!("{bytes} B");
+    }
+    let exponent = ((bytes as f64).ln() / 1000f64.ln()).floor() as usize;
+    let exponent = exponent.min(UNITS.len() - 1);
+    let value = (bytes as f64 / 1000f64.powi(exponent as i32) * 10.0 + 0.5).floor() / 10.0;
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[exponent])
+    } else {
+        format!("{value:.0} {}", UNITS[exponent])
+    }
+}
+
 /// The outcome of one request.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -415,6 +431,15 @@ mod tests {
             "UNIX-SECOND,MIN-LATENCY-MS,AVG-LATENCY-MS,MAX-LATENCY-MS,AVG-THROUGHPUT\n\
              10,2ms,3ms,4ms,2\n11,0s,0s,0s,0\n12,1ms,1ms,1ms,1\n\n"
         );
+    }
+
+    #[test]
+    fn humanize_bytes_matches_go_humanize() {
+        assert_eq!(humanize_bytes(0), "0 B");
+        assert_eq!(humanize_bytes(82), "82 B");
+        assert_eq!(humanize_bytes(1_500), "1.5 kB");
+        assert_eq!(humanize_bytes(20_480), "20 kB");
+        assert_eq!(humanize_bytes(25_000_000), "25 MB");
     }
 
     #[test]

@@ -245,8 +245,17 @@ impl Limiter {
     }
 }
 
+/// Stops drawing if the run ends early (an error) without `finish`.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 /// A progress bar on stdout, drawn only when stdout is a terminal.
-struct Progress {
+pub struct Progress {
     done: Arc<AtomicUsize>,
     task: Option<tokio::task::JoinHandle<()>>,
     total: usize,
@@ -267,7 +276,7 @@ fn progress_line(done: usize, total: usize) -> String {
 }
 
 impl Progress {
-    fn start(total: usize) -> Progress {
+    pub fn start(total: usize) -> Progress {
         let done = Arc::new(AtomicUsize::new(0));
         let task = std::io::stdout().is_terminal().then(|| {
             let done = done.clone();
@@ -288,8 +297,13 @@ impl Progress {
         Progress { done, task, total }
     }
 
-    fn finish(self) {
-        if let Some(task) = self.task {
+    /// Counts `n` more items done.
+    pub fn add(&self, n: usize) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn finish(mut self) {
+        if let Some(task) = self.task.take() {
             task.abort();
             println!(
                 "{}",

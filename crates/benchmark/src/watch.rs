@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::cli::WatchArgs;
 use crate::keys::KeyGen;
 use crate::report::{Precision, Sample, Stats};
-use crate::run::{self, BenchError, Op};
+use crate::run::{self, BenchError, Op, Progress};
 
 /// gRPC (Go) allows 100 streams per connection; etcd warns when there are fewer
 /// connections than that needs.
@@ -92,10 +92,12 @@ pub async fn watch(
         *watchers_per_key.entry(key.clone()).or_insert(0) += 1;
         plans[i % args.streams].push(key);
     }
+    let progress = std::sync::Arc::new(Progress::start(args.streams * args.watch_per_stream));
     let started = Instant::now();
     let mut creators = Vec::with_capacity(args.streams);
     for (i, plan) in plans.into_iter().enumerate() {
         let mut client = clients[i % clients.len()].clone();
+        let progress = progress.clone();
         creators.push(tokio::spawn(async move {
             let (requests, request_rx) = mpsc::channel(1);
             let mut responses = client
@@ -123,6 +125,7 @@ pub async fn watch(
                     tag: 0,
                     start_unix_secs: 0,
                 });
+                progress.add(1);
             }
             Ok::<_, BenchError>((samples, requests, responses))
         }));
@@ -138,6 +141,9 @@ pub async fn watch(
         streams.push((requests, responses));
     }
     let creation = Stats::new(&samples, started.elapsed());
+    if let Ok(progress) = std::sync::Arc::try_unwrap(progress) {
+        progress.finish();
+    }
     print!(
         "Watch creation summary:\n{}",
         creation.render(precision, false)

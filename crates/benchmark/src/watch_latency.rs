@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::keys::random_bytes;
 use crate::report::{Sample, Stats};
-use crate::run::{BenchError, Limiter};
+use crate::run::{BenchError, Limiter, Progress};
 
 /// Events a watcher may have received before the put loop takes them: one put at a time is in
 /// flight, so a small bound never blocks a watcher for long.
@@ -92,6 +92,7 @@ pub async fn watch_latency(
     }
     let limiter = Limiter::new(put_rate);
     let mut samples = Vec::with_capacity(put_total * watchers.len());
+    let progress = Progress::start(put_total * watchers.len());
     let started = Instant::now();
     for _ in 0..put_total {
         limiter.wait().await;
@@ -121,7 +122,9 @@ pub async fn watch_latency(
                 tag: 0,
                 start_unix_secs: unix_secs,
             });
+            progress.add(1);
         }
     }
+    progress.finish();
     Ok(Stats::new(&samples, started.elapsed()))
 }

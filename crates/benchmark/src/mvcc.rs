@@ -69,13 +69,14 @@ pub fn put(
                 ..Default::default()
             })
             .collect();
+        let start_unix_secs = crate::run::unix_secs();
         let start = Instant::now();
         let result = write(&store, puts);
         samples.push(Sample {
             latency: start.elapsed(),
             error: result.err(),
             tag: 0,
-            start_unix_secs: 0,
+            start_unix_secs,
         });
     }
     Ok(Stats::new(&samples, started.elapsed()))

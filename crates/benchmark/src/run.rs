@@ -390,7 +390,8 @@ pub async fn run_tagged(
     (samples, elapsed)
 }
 
-fn unix_secs() -> u64 {
+/// The current Unix time in whole seconds, for `--sample`.
+pub fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -124,6 +124,7 @@ pub async fn watch_get(
             serializable: true,
             ..Default::default()
         };
+        let start_unix_secs = crate::run::unix_secs();
         let start = Instant::now();
         tokio::select! {
             done = &mut watching => {
@@ -135,7 +136,7 @@ pub async fn watch_get(
                     latency: start.elapsed(),
                     error: result.err().map(|e| e.message().to_string()),
                     tag: 0,
-                    start_unix_secs: 0,
+                    start_unix_secs,
                 });
             }
         }

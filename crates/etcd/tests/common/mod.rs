@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
-/// A port nobody listens on right now. The port is released before the server binds it, so
-/// another process could take it in between; on a test machine that is rare enough.
+/// A loopback port nobody listens on right now, picked below Linux's ephemeral range (32768
+/// and up): the server binds it after we release it, and a port from the ephemeral range could
+/// meanwhile be taken by any outgoing connection on the machine (other tests' clients).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    loop {
+        let port = rand::random_range(22_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct EtcdProcess {

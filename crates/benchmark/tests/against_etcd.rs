@@ -13,10 +13,14 @@ fn etcd_binary() -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    // Below Linux's ephemeral range (32768 and up), so no outgoing connection on the machine
+    // can take the port between our check and the server binding it.
+    loop {
+        let port = rand::random_range(22_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Kills the server when the test ends, pass or fail.

@@ -24,10 +24,14 @@ fn have_reference() -> bool {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    // Below Linux's ephemeral range (32768 and up), so no outgoing connection on the machine
+    // can take the port between our check and the server binding it.
+    loop {
+        let port = rand::random_range(22_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Etcd {

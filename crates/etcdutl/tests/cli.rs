@@ -125,14 +125,8 @@ fn status_defrag_and_restore() {
         );
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let ppeer = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = free_port();
+    let ppeer = free_port();
     let client = format!("http://127.0.0.1:{port}");
     let mut etcd = Command::new("/usr/bin/etcd")
         .args([
@@ -201,4 +195,18 @@ fn garbage_files_fail_cleanly() {
         .output()
         .expect("run");
     assert_eq!(missing.status.code(), Some(1));
+}
+
+/// A loopback port below Linux's ephemeral range (32768 and up), so no outgoing connection on
+/// the machine can take it between our check and etcd binding it.
+fn free_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    (0..10_000u32)
+        .map(|i| 22_000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % 10_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free loopback port")
 }

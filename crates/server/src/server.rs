@@ -49,7 +49,8 @@ impl EtcdServer {
             self.wait.cancel(id);
             return Err(ServerError::RequestTooLarge);
         }
-        self.submit_and_wait(id, rx, RaftInput::Propose(data)).await
+        self.submit_and_wait(id, rx, RaftInput::Propose { id, data })
+            .await
     }
 
     /// Hands `input` (whose waiter `id` is registered) to the Raft loop and waits for the
@@ -150,6 +151,14 @@ impl EtcdServer {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether an alarm of this type is raised, without copying the cluster state.
+    pub fn has_alarm(&self, alarm: etcd_api::etcdserverpb::AlarmType) -> bool {
+        self.cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .has_alarm(alarm)
     }
 
     pub fn is_learner(&self) -> bool {

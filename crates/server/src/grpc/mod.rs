@@ -73,8 +73,7 @@ pub fn routes(server: &Arc<EtcdServer>) -> Routes {
 /// etcd's backend quota: a write that would take the stored data past `--quota-backend-bytes`
 /// raises the NOSPACE alarm (through Raft, so every member refuses growth) and is refused.
 async fn check_quota(server: &EtcdServer, request_bytes: usize) -> Result<(), ServerError> {
-    let state = server.cluster_state();
-    if state.has_alarm(AlarmType::Nospace) {
+    if server.has_alarm(AlarmType::Nospace) {
         return Err(ServerError::NoSpace);
     }
     // etcd charges the backend file size, which only defragmentation shrinks; we charge the

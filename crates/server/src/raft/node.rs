@@ -39,8 +39,8 @@ const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 
 /// What other tasks ask of the Raft loop.
 pub enum RaftInput {
-    /// Encoded [`InternalRequest`]; its waiter is already registered.
-    Propose(Vec<u8>),
+    /// Encoded [`InternalRequest`] and its request ID; its waiter is already registered.
+    Propose { id: u64, data: Vec<u8> },
     /// Asks for a read index; answered once the leader confirmed it is still the leader.
     ReadIndex(oneshot::Sender<Result<u64, ServerError>>),
     /// A message from a peer.
@@ -250,9 +250,9 @@ impl RaftLoop {
 
     fn handle_input(&mut self, input: RaftInput) {
         match input {
-            RaftInput::Propose(data) => {
-                if let Err(e) = self.node.propose(Vec::new(), data.clone()) {
-                    self.fail_proposal(&data, e);
+            RaftInput::Propose { id, data } => {
+                if let Err(e) = self.node.propose(Vec::new(), data) {
+                    self.fail_proposal(id, e);
                 }
             }
             RaftInput::ReadIndex(reply) => self.reads_waiting.push(reply),
@@ -387,15 +387,13 @@ impl RaftLoop {
 
     /// A proposal raft-rs refused (no leader, or leadership in transfer): answer its waiter now
     /// rather than letting it time out.
-    fn fail_proposal(&self, data: &[u8], e: raft::Error) {
-        if let Ok(req) = InternalRequest::decode(data) {
-            let err = if self.node.raft.leader_id == raft::INVALID_ID {
-                ServerError::NoLeader
-            } else {
-                ServerError::Raft(e.to_string())
-            };
-            self.wait.trigger(req.id, Err(err));
-        }
+    fn fail_proposal(&self, id: u64, e: raft::Error) {
+        let err = if self.node.raft.leader_id == raft::INVALID_ID {
+            ServerError::NoLeader
+        } else {
+            ServerError::Raft(e.to_string())
+        };
+        self.wait.trigger(id, Err(err));
     }
 
     /// Sends one read-index request for every read that arrived since the last round, so

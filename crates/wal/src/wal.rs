@@ -74,6 +74,10 @@ pub struct Wal {
     /// Set when a write or fsync failed: the file's tail is then unknown. See
     /// [`WalError::Poisoned`].
     poisoned: bool,
+    /// True when the tail holds bytes written since its last fsync (commit-only hard states).
+    unsynced: bool,
+    /// fdatasyncs of the tail so far, for metrics and tests.
+    fsyncs: u64,
 }
 
 /// A save buffer grown past this by one huge batch is shrunk back, so one burst does not pin
@@ -125,6 +129,8 @@ impl Wal {
             last_index: 0,
             buf: Vec::new(),
             poisoned: false,
+            unsynced: false,
+            fsyncs: 0,
         })
     }
 
@@ -160,6 +166,8 @@ impl Wal {
             last_index,
             buf: Vec::new(),
             poisoned: false,
+            unsynced: false,
+            fsyncs: 0,
         };
         let recovered = Recovered {
             metadata,
@@ -172,6 +180,11 @@ impl Wal {
 
     /// Appends `entries` then `hard_state` (if given) and makes them durable with one
     /// `fdatasync`. Nothing to write means no write and no sync.
+    ///
+    /// A save that only moves the commit index (no entries, same term and vote) is written but
+    /// not synced, as etcd does: a lost commit index is learnt again from the leader or from the
+    /// backend's consistent index, so it need not cost a disk flush. It becomes durable with
+    /// the next synced save.
     ///
     /// `entries` must be consecutive, and the first must be at most one past the last index in
     /// the log (equal or lower replaces a conflicting tail); anything else would leave a hole
@@ -196,7 +209,11 @@ impl Wal {
         if let Some(hs) = hard_state {
             encode_message(&mut self.buf, RecordType::HardState, hs, "hard state")?;
         }
-        self.append_buffer()?;
+        let must_sync = !entries.is_empty()
+            || hard_state.is_some_and(|hs| {
+                hs.term != self.hard_state.term || hs.vote != self.hard_state.vote
+            });
+        self.append_buffer(must_sync)?;
 
         if let Some(last) = entries.last() {
             self.last_index = last.index;
@@ -221,7 +238,7 @@ impl Wal {
             &marker.to_bytes(),
         )
         .map_err(too_large)?;
-        self.append_buffer()?;
+        self.append_buffer(true)?;
         self.snapshot = Some(marker);
         self.last_index = self.last_index.max(marker.index);
         self.cut_if_full()
@@ -248,6 +265,11 @@ impl Wal {
             self.segments.remove(0);
         }
         Ok(())
+    }
+
+    /// How many times the tail has been fdatasynced since this log was opened.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs
     }
 
     /// Refuses entries that would not read back as a contiguous log.
@@ -278,17 +300,20 @@ impl Wal {
     }
 
     /// Writes `self.buf` to the tail segment and fdatasyncs it. Any failure poisons the log.
-    fn append_buffer(&mut self) -> Result<(), WalError> {
+    /// Writes the encode buffer to the tail, then syncs if `sync` (which also makes any earlier
+    /// unsynced writes durable).
+    fn append_buffer(&mut self, sync: bool) -> Result<(), WalError> {
         let path = &self.segments[self.segments.len() - 1].path;
-        let written = self
+        let mut written = self
             .tail
             .write_all(&self.buf)
-            .map_err(|e| WalError::io("write", path, e))
-            .and_then(|()| {
-                self.tail
-                    .sync_data()
-                    .map_err(|e| WalError::io("fdatasync", path, e))
-            });
+            .map_err(|e| WalError::io("write", path, e));
+        if written.is_ok() {
+            self.unsynced = true;
+            if sync {
+                written = self.sync_tail();
+            }
+        }
         if written.is_err() {
             self.poisoned = true;
         }
@@ -300,14 +325,29 @@ impl Wal {
         Ok(())
     }
 
-    /// Starts a new segment if the tail is full. Called only right after a successful sync, so
-    /// the old segment is complete on disk before the new one appears: only the last segment
-    /// can ever have a torn tail.
+    fn sync_tail(&mut self) -> Result<(), WalError> {
+        let path = &self.segments[self.segments.len() - 1].path;
+        self.tail
+            .sync_data()
+            .map_err(|e| WalError::io("fdatasync", path, e))?;
+        self.unsynced = false;
+        self.fsyncs += 1;
+        Ok(())
+    }
+
+    /// Starts a new segment if the tail is full. The old segment is synced first, so it is
+    /// complete on disk before the new one appears: only the last segment can ever have a torn
+    /// tail.
     fn cut_if_full(&mut self) -> Result<(), WalError> {
         if self.tail_bytes < self.opts.segment_size_bytes {
             return Ok(());
         }
-        let result = self.cut();
+        let result = if self.unsynced {
+            self.sync_tail()
+        } else {
+            Ok(())
+        }
+        .and_then(|()| self.cut());
         if result.is_err() {
             // The new segment may exist on disk, carrying a hard state that later appends to the
             // old one would wrongly be replayed before.

@@ -417,3 +417,52 @@ fn state_written_only_in_trimmed_segments_survives_in_later_headers() {
     assert_eq!(rec.snapshot, Some(SnapshotMarker { index: 10, term: 2 }));
     assert_eq!(rec.entries, entries(11..=40, 2));
 }
+
+#[test]
+fn only_entries_or_a_new_term_or_vote_cost_an_fsync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(tmp.path(), b"m", WalOptions::default()).unwrap();
+    let base = wal.fsyncs();
+    wal.save(Some(&hard_state(1, 1, 0)), &entries(1..=2, 1))
+        .unwrap();
+    assert_eq!(wal.fsyncs(), base + 1, "entries are synced");
+    wal.save(Some(&hard_state(1, 1, 2)), &[]).unwrap();
+    assert_eq!(wal.fsyncs(), base + 1, "a commit-only change is not synced");
+    wal.save(Some(&hard_state(2, 1, 2)), &[]).unwrap();
+    assert_eq!(wal.fsyncs(), base + 2, "a new term is synced");
+    wal.save(Some(&hard_state(2, 3, 2)), &[]).unwrap();
+    assert_eq!(wal.fsyncs(), base + 3, "a new vote is synced");
+    drop(wal);
+    // The unsynced commit index was still written and reads back.
+    let (_wal, rec) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+    assert_eq!(rec.hard_state, hard_state(2, 3, 2));
+}
+
+#[test]
+fn an_unsynced_tail_is_synced_before_a_segment_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_size_bytes: 256,
+    };
+    let mut wal = Wal::create(tmp.path(), b"m", opts).unwrap();
+    wal.save(Some(&hard_state(1, 1, 0)), &entries(1..=1, 1))
+        .unwrap();
+    let mut commit = 1;
+    while segment_files(tmp.path()).len() == 1 {
+        let before = wal.fsyncs();
+        wal.save(Some(&hard_state(1, 1, commit)), &[]).unwrap();
+        commit += 1;
+        if segment_files(tmp.path()).len() == 1 {
+            assert_eq!(wal.fsyncs(), before, "no cut, no sync");
+        } else {
+            assert!(
+                wal.fsyncs() > before,
+                "the full segment was synced before the cut"
+            );
+        }
+    }
+    drop(wal);
+    let (_wal, rec) = Wal::open(tmp.path(), opts).unwrap();
+    assert_eq!(rec.hard_state, hard_state(1, 1, commit - 1));
+    assert_eq!(rec.entries, entries(1..=1, 1));
+}

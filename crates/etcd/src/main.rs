@@ -3,6 +3,12 @@
 
 mod config;
 
+// jemalloc rather than glibc's malloc: the request path allocates many small, short-lived
+// buffers across threads, and glibc spent ~16% of a member's CPU in malloc/free under a write
+// load (see docs/PERFORMANCE.md); jemalloc cut the CPU per put by about 8%.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::ExitCode;
 use std::time::Duration;
 

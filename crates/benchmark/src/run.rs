@@ -331,31 +331,33 @@ pub async fn run_tagged(
     clients: Vec<Client>,
     total: usize,
     rate: u64,
-    mut make_op: impl FnMut(usize) -> (Op, u8) + Send + 'static,
+    make_op: impl FnMut(usize) -> (Op, u8) + Send + 'static,
 ) -> (Vec<Sample>, Duration) {
-    let (tx, rx) = mpsc::channel::<(Op, u8)>(clients.len().max(1));
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    // Workers take the next request under a short synchronous lock: no producer task and no
+    // channel between them, so a request costs no extra task wake-up.
+    let next_op = Arc::new(std::sync::Mutex::new((0usize, make_op)));
     let limiter = Arc::new(Limiter::new(rate));
     let progress = Progress::start(total);
     let started = Instant::now();
-    let producer = tokio::spawn(async move {
-        for i in 0..total {
-            if tx.send(make_op(i)).await.is_err() {
-                break;
-            }
-        }
-    });
     let mut workers = Vec::with_capacity(clients.len());
     for mut client in clients {
-        let rx = rx.clone();
+        let next_op = next_op.clone();
         let limiter = limiter.clone();
         let done = progress.done.clone();
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut state = ClientState::default();
             loop {
-                // The lock is held only while taking the next request, never across a call.
-                let next = rx.lock().await.recv().await;
+                let next = {
+                    let mut guard = next_op.lock().unwrap_or_else(|e| e.into_inner());
+                    let (issued, make_op) = &mut *guard;
+                    if *issued >= total {
+                        None
+                    } else {
+                        *issued += 1;
+                        Some(make_op(*issued - 1))
+                    }
+                };
                 let Some((op, tag)) = next else { break };
                 limiter.wait().await;
                 let start_unix_secs = unix_secs();
@@ -378,7 +380,6 @@ pub async fn run_tagged(
             samples
         }));
     }
-    let _ = producer.await;
     let mut samples = Vec::with_capacity(total);
     for worker in workers {
         if let Ok(s) = worker.await {

@@ -6,8 +6,11 @@
 //! Raft, which then probes it instead of piling up.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etcd_api::etcdserverpb::{
@@ -22,7 +25,6 @@ use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
 
 use crate::apply::ClusterState;
@@ -202,7 +204,7 @@ impl MessageSender for PeerSender {
                 member_id: self.member_id,
                 cluster_id: self.cluster_id,
                 tls: self.tls.clone(),
-                queue: rx,
+                queue: Arc::new(std::sync::Mutex::new(rx)),
                 inputs: self.inputs.clone(),
             }));
         }
@@ -236,8 +238,68 @@ struct PeerStream {
     member_id: u64,
     cluster_id: u64,
     tls: Option<Arc<rustls::ClientConfig>>,
-    queue: mpsc::Receiver<Message>,
+    /// Shared with the [`QueueFrames`] body of the current call, which is its only user while
+    /// the call lasts; the lock is never contended.
+    queue: Arc<std::sync::Mutex<mpsc::Receiver<Message>>>,
     inputs: SyncSender<RaftInput>,
+}
+
+impl PeerStream {
+    fn poll_queue(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        lock_queue(&self.queue).poll_recv(cx)
+    }
+}
+
+fn lock_queue(
+    queue: &std::sync::Mutex<mpsc::Receiver<Message>>,
+) -> std::sync::MutexGuard<'_, mpsc::Receiver<Message>> {
+    queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The request body of a peer stream: frames built straight from the peer's queue when hyper
+/// polls for more, so a message goes from the Raft thread to the connection with no task of
+/// ours in between (each task hop is a wake-up on the replication critical path). Backpressure
+/// is hyper's: it polls only when the HTTP/2 stream has window, and a full queue makes the
+/// Raft thread report the peer unreachable.
+struct QueueFrames {
+    queue: Arc<std::sync::Mutex<mpsc::Receiver<Message>>>,
+    /// Set when the queue is closed: the member is stopping, not the peer failing.
+    closed: Arc<AtomicBool>,
+    cluster_id: u64,
+    from: u64,
+    to: u64,
+}
+
+impl tokio_stream::Stream for QueueFrames {
+    type Item = PeerMessages;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PeerMessages>> {
+        let mut queue = lock_queue(&self.queue);
+        let first = match queue.poll_recv(cx) {
+            Poll::Ready(Some(m)) => m,
+            Poll::Ready(None) => {
+                self.closed.store(true, Ordering::Release);
+                return Poll::Ready(None);
+            }
+            Poll::Pending => return Poll::Pending,
+        };
+        let mut messages = Vec::with_capacity(queue.len().min(FRAME_MESSAGES_MAX - 1) + 1);
+        messages.extend(first.write_to_bytes().ok());
+        while messages.len() < FRAME_MESSAGES_MAX {
+            match queue.try_recv() {
+                Ok(m) => messages.extend(m.write_to_bytes().ok()),
+                Err(_) => break,
+            }
+        }
+        Poll::Ready(Some(PeerMessages {
+            cluster_id: self.cluster_id,
+            from: self.from,
+            to: self.to,
+            messages,
+        }))
+    }
 }
 
 /// Keeps one stream open to the peer, reconnecting with backoff; messages that arrive while
@@ -318,47 +380,30 @@ async fn stream_to_peer(p: &mut PeerStream, channel: tonic::transport::Channel) 
     let mut client = RaftPeerClient::new(channel)
         .max_encoding_message_size(PEER_FRAME_BYTES_MAX)
         .max_decoding_message_size(PEER_FRAME_BYTES_MAX);
-    let (frame_tx, frame_rx) = mpsc::channel::<PeerMessages>(16);
-    let call = client.stream(ReceiverStream::new(frame_rx));
-    tokio::pin!(call);
-    loop {
-        tokio::select! {
-            result = &mut call => {
-                return Some(match result {
-                    Err(status) => {
-                        let mut text = status.message().to_string();
-                        let mut source = std::error::Error::source(&status);
-                        while let Some(s) = source {
-                            text = format!("{text}: {s}");
-                            source = s.source();
-                        }
-                        text
-                    }
-                    Ok(_) => "peer closed the stream".to_string(),
-                });
-            }
-            first = p.queue.recv() => {
-                let first = first?;
-                let mut batch = vec![first];
-                while batch.len() < FRAME_MESSAGES_MAX {
-                    match p.queue.try_recv() {
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
-                    }
-                }
-                let frame = PeerMessages {
-                    cluster_id: p.cluster_id,
-                    from: p.member_id,
-                    to: p.peer_id,
-                    messages: batch.iter().filter_map(|m| m.write_to_bytes().ok()).collect(),
-                };
-                if frame_tx.send(frame).await.is_err() {
-                    // The call ended; its result says why.
-                    continue;
-                }
-            }
-        }
+    let closed = Arc::new(AtomicBool::new(false));
+    let frames = QueueFrames {
+        queue: p.queue.clone(),
+        closed: closed.clone(),
+        cluster_id: p.cluster_id,
+        from: p.member_id,
+        to: p.peer_id,
+    };
+    let result = client.stream(frames).await;
+    if closed.load(Ordering::Acquire) {
+        return None;
     }
+    Some(match result {
+        Err(status) => {
+            let mut text = status.message().to_string();
+            let mut source = std::error::Error::source(&status);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
+        Ok(_) => "peer closed the stream".to_string(),
+    })
 }
 
 /// Waits `delay` while dropping queued messages (reporting the peer unreachable). Returns true
@@ -366,7 +411,7 @@ async fn stream_to_peer(p: &mut PeerStream, channel: tonic::transport::Channel) 
 async fn drain_as_unreachable(p: &mut PeerStream, delay: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + delay;
     loop {
-        match tokio::time::timeout_at(deadline, p.queue.recv()).await {
+        match tokio::time::timeout_at(deadline, std::future::poll_fn(|cx| p.poll_queue(cx))).await {
             Ok(Some(_)) => {
                 let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
             }

@@ -465,7 +465,10 @@ impl RaftLoop {
         if !ready.snapshot().is_empty() {
             self.apply_snapshot(ready.snapshot().clone())?;
         }
-        self.apply(ready.take_committed_entries())?;
+        // Committed entries are applied after the new entries are durable and acknowledged,
+        // together with those the advance below commits: a follower's ack does not wait for
+        // its apply, and one backend transaction covers both sets.
+        let mut committed = ready.take_committed_entries();
         self.wal.save(ready.hs(), ready.entries())?;
         {
             let mut core = self.node.mut_store().wl();
@@ -484,7 +487,8 @@ impl RaftLoop {
             self.node.mut_store().wl().mut_hard_state().commit = commit;
         }
         self.sender.send(light.take_messages());
-        self.apply(light.take_committed_entries())?;
+        committed.extend(light.take_committed_entries());
+        self.apply(committed)?;
         self.node.advance_apply();
         self.maybe_snapshot()?;
         self.status

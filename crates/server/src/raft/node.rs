@@ -198,7 +198,11 @@ impl RaftLoop {
             read_timeout: cfg.election_timeout * 2,
             reads_waiting: Vec::new(),
             reads_in_flight: HashMap::new(),
-            next_read_ctx: 1,
+            // Not 1: a restarted member must not reuse the contexts of its previous life while
+            // the leader may still hold them.
+            next_read_ctx: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
         })
     }
 
@@ -410,8 +414,8 @@ impl RaftLoop {
             return;
         }
         let ctx = self.next_read_ctx;
-        self.next_read_ctx += 1;
-        self.node.read_index(ctx.to_be_bytes().to_vec());
+        self.next_read_ctx = self.next_read_ctx.wrapping_add(1);
+        self.node.read_index(read_ctx_bytes(self.member_id, ctx));
         self.reads_in_flight.insert(
             ctx,
             PendingRead {
@@ -498,10 +502,10 @@ impl RaftLoop {
     }
 
     fn complete_read(&mut self, ctx: &[u8], index: u64) {
-        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
+        let Some(ctx) = parse_read_ctx(self.member_id, ctx) else {
             return;
         };
-        if let Some(pending) = self.reads_in_flight.remove(&u64::from_be_bytes(bytes)) {
+        if let Some(pending) = self.reads_in_flight.remove(&ctx) {
             for w in pending.waiters {
                 let _ = w.send(Ok(index));
             }
@@ -637,5 +641,41 @@ impl RaftLoop {
     /// finds them). Must not block the Raft thread.
     fn publish_events(&self, events: RevisionEvents) {
         self.watch_hub.notify(events, self.store.current_revision());
+    }
+}
+
+/// A read-index context: the member's ID, then its round counter. The leader tracks pending
+/// read-index requests by context and silently drops a request whose context is already
+/// pending, so contexts must be unique across members, not only within one: with a bare
+/// counter, members that started together collided and their reads stalled until the
+/// read timeout.
+fn read_ctx_bytes(member_id: u64, counter: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&member_id.to_be_bytes());
+    ctx.extend_from_slice(&counter.to_be_bytes());
+    ctx
+}
+
+/// The counter of a context made by [`read_ctx_bytes`] for `member_id`, or `None` if the
+/// context is not this member's.
+fn parse_read_ctx(member_id: u64, ctx: &[u8]) -> Option<u64> {
+    let (member, counter) = ctx.split_at_checked(8)?;
+    if member != member_id.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(counter.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod read_ctx_tests {
+    use super::*;
+
+    #[test]
+    fn contexts_of_different_members_never_collide() {
+        assert_ne!(read_ctx_bytes(1, 7), read_ctx_bytes(2, 7));
+        assert_eq!(parse_read_ctx(1, &read_ctx_bytes(1, 7)), Some(7));
+        assert_eq!(parse_read_ctx(2, &read_ctx_bytes(1, 7)), None);
+        assert_eq!(parse_read_ctx(1, &[0; 8]), None);
+        assert_eq!(parse_read_ctx(1, &[]), None);
     }
 }

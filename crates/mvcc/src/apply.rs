@@ -240,22 +240,28 @@ impl<'s> ApplyBatch<'s> {
             .read_state()
             .index
             .get(&req.key, scope.view_rev());
+        if prev_at.is_none() && (req.ignore_value || req.ignore_lease) {
+            return Err(MvccError::KeyNotFound);
+        }
         let mut table = self.wtxn()?.open_table(KEY_TABLE)?;
+        // The previous record is read only when this request needs it: the index has the
+        // create revision and version, the lessor has the previous lease, and watchers that
+        // want previous values read them at send time (as etcd does).
+        let needs_prev = req.prev_kv || req.ignore_value || req.ignore_lease;
         let prev = match prev_at {
-            Some(at) => Some(read_kv(&table, at.modified)?),
-            None => None,
+            Some(at) if needs_prev => Some(read_kv(&table, at.modified)?),
+            _ => None,
         };
-        let (value, lease) = match (&prev, req.ignore_value, req.ignore_lease) {
-            (None, true, _) | (None, _, true) => return Err(MvccError::KeyNotFound),
-            (Some(p), ignore_value, ignore_lease) => (
-                if ignore_value {
+        let (value, lease) = match &prev {
+            Some(p) => (
+                if req.ignore_value {
                     p.value.clone()
                 } else {
                     req.value.clone()
                 },
-                if ignore_lease { p.lease } else { req.lease },
+                if req.ignore_lease { p.lease } else { req.lease },
             ),
-            (None, false, false) => (req.value.clone(), req.lease),
+            None => (req.value.clone(), req.lease),
         };
         let rev = scope.next_rev();
         // A put inside the key's current generation keeps its create revision.
@@ -280,14 +286,19 @@ impl<'s> ApplyBatch<'s> {
         scope.touched.push(req.key.clone());
         self.inner.write_state().index.put(&req.key, rev)?;
         scope.changes += 1;
+        let (event_prev, response_prev) = if req.prev_kv {
+            (prev.clone(), prev)
+        } else {
+            (prev, None)
+        };
         scope.events.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv),
-            prev_kv: prev.clone(),
+            prev_kv: event_prev,
         });
         Ok(PutResponse {
             header: header(rev.main),
-            prev_kv: if req.prev_kv { prev } else { None },
+            prev_kv: response_prev,
         })
     }
 

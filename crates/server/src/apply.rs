@@ -215,7 +215,7 @@ fn apply_lease_revoke(
 fn track_lease_attachments(lessor: &mut Lessor, events: &[Event]) {
     for event in events {
         let Some(kv) = &event.kv else { continue };
-        let previous_lease = event.prev_kv.as_ref().map_or(0, |p| p.lease);
+        let previous_lease = lessor.lease_of(&kv.key);
         let is_put = event.r#type == EventType::Put as i32;
         let new_lease = if is_put { kv.lease } else { 0 };
         if previous_lease != 0 && previous_lease != new_lease {

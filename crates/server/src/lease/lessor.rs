@@ -7,7 +7,7 @@
 //! deadlines (set on promotion and on keep-alive); followers keep none, as in etcd, so a new
 //! leader gives every lease its full TTL again plus an election timeout.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// etcd's largest TTL, in seconds.
@@ -47,6 +47,9 @@ impl Lease {
 #[derive(Debug, Default)]
 pub struct Lessor {
     leases: BTreeMap<i64, Lease>,
+    /// The lease each attached key is on: the reverse of every lease's `keys`, so a put learns
+    /// the key's previous lease without reading the previous record (etcd's `itemMap`).
+    key_leases: HashMap<Vec<u8>, i64>,
     /// Seconds; TTLs below it are raised to it (etcd: 1.5 election timeouts, rounded up).
     min_ttl_secs: i64,
     /// True while this member is the leader and keeps deadlines.
@@ -57,6 +60,7 @@ impl Lessor {
     pub fn new(min_ttl_secs: i64) -> Lessor {
         Lessor {
             leases: BTreeMap::new(),
+            key_leases: HashMap::new(),
             min_ttl_secs: min_ttl_secs.max(1),
             primary: false,
         }
@@ -129,15 +133,28 @@ impl Lessor {
     /// Removes a lease (apply path), returning the keys that were attached: the caller deletes
     /// them in the same revision.
     pub fn revoke(&mut self, id: i64) -> Result<BTreeSet<Vec<u8>>, LeaseError> {
-        self.leases
+        let keys = self
+            .leases
             .remove(&id)
             .map(|l| l.keys)
-            .ok_or(LeaseError::NotFound)
+            .ok_or(LeaseError::NotFound)?;
+        for key in &keys {
+            self.key_leases.remove(key);
+        }
+        Ok(keys)
     }
 
+    /// Attaches `key` to lease `id` (if it exists), detaching it from any lease it was on.
     pub fn attach(&mut self, id: i64, key: &[u8]) {
-        if let Some(lease) = self.leases.get_mut(&id) {
-            lease.keys.insert(key.to_vec());
+        let Some(lease) = self.leases.get_mut(&id) else {
+            return;
+        };
+        lease.keys.insert(key.to_vec());
+        if let Some(previous) = self.key_leases.insert(key.to_vec(), id)
+            && previous != id
+            && let Some(old) = self.leases.get_mut(&previous)
+        {
+            old.keys.remove(key);
         }
     }
 
@@ -145,6 +162,14 @@ impl Lessor {
         if let Some(lease) = self.leases.get_mut(&id) {
             lease.keys.remove(key);
         }
+        if self.key_leases.get(key) == Some(&id) {
+            self.key_leases.remove(key);
+        }
+    }
+
+    /// The lease `key` is attached to, or 0.
+    pub fn lease_of(&self, key: &[u8]) -> i64 {
+        self.key_leases.get(key).copied().unwrap_or(0)
     }
 
     /// Keep-alive, on the leader: the lease gets its full TTL again. Returns that TTL.
@@ -234,6 +259,27 @@ mod tests {
     }
 
     #[test]
+    fn attaching_to_another_lease_moves_the_key() {
+        let now = Instant::now();
+        let mut l = Lessor::new(1);
+        l.grant(1, 10, now).unwrap();
+        l.grant(2, 10, now).unwrap();
+        l.attach(1, b"k");
+        l.attach(2, b"k");
+        assert_eq!(l.lease_of(b"k"), 2);
+        assert!(
+            l.get(1).unwrap().keys.is_empty(),
+            "the old lease lost the key"
+        );
+        // Revoking the old lease must not touch the key.
+        assert!(l.revoke(1).unwrap().is_empty());
+        assert_eq!(l.lease_of(b"k"), 2);
+        // A stale detach from a lease the key is no longer on changes nothing.
+        l.detach(1, b"k");
+        assert_eq!(l.lease_of(b"k"), 2);
+    }
+
+    #[test]
     fn revoke_returns_attached_keys() {
         let now = Instant::now();
         let mut l = Lessor::new(1);
@@ -242,7 +288,10 @@ mod tests {
         l.attach(9, b"b");
         l.detach(9, b"a");
         l.attach(42, b"ignored: no such lease");
+        assert_eq!(l.lease_of(b"b"), 9);
+        assert_eq!(l.lease_of(b"a"), 0, "detached");
         let keys = l.revoke(9).unwrap();
+        assert_eq!(l.lease_of(b"b"), 0, "revoked");
         assert_eq!(keys.into_iter().collect::<Vec<_>>(), vec![b"b".to_vec()]);
         assert_eq!(l.revoke(9), Err(LeaseError::NotFound));
     }

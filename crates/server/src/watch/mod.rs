@@ -352,16 +352,30 @@ impl WatchHub {
         let mut matched: Vec<WatcherKey> = Vec::new();
         let mut per_watcher: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
         let mut starved = false;
+        let store = &self.shared.store;
         for (rev, events) in batch {
             for ev in &events {
                 let Some(kv) = ev.kv.as_ref() else { continue };
                 matched.clear();
                 st.synced.matching(&kv.key, &mut matched);
+                // The apply path does not read previous values it does not need; a watcher
+                // that asks for them gets them read here, once per event (etcd reads them when
+                // sending, too).
+                let mut with_prev: Option<Event> = None;
                 for wk in &matched {
                     let Some(w) = st.watchers.get(wk) else {
                         continue;
                     };
                     if rev >= w.min_rev && w.wants(ev) {
+                        let ev = if w.prev_kv && ev.prev_kv.is_none() {
+                            with_prev.get_or_insert_with(|| {
+                                let mut filled = ev.clone();
+                                sync::fill_prev_kv(store, &mut filled);
+                                filled
+                            })
+                        } else {
+                            ev
+                        };
                         per_watcher.entry(*wk).or_default().push(w.shape(ev));
                     }
                 }

@@ -285,7 +285,7 @@ fn catch_up(
 
 /// History does not keep previous values with events; as etcd does, read the key at the
 /// revision before the change. Creations have none; a compacted revision leaves it unset.
-fn fill_prev_kv(store: &Store, ev: &mut Event) {
+pub(super) fn fill_prev_kv(store: &Store, ev: &mut Event) {
     let Some(kv) = ev.kv.as_ref() else {
         return;
     };

@@ -734,3 +734,31 @@ fn record(seen: &mut BTreeMap<i64, Vec<i64>>, out: &Outgoing) {
         seen.entry(out.response.watch_id).or_default().push(pair[0]);
     }
 }
+
+#[test]
+fn live_overwrite_carries_the_previous_value_when_asked() {
+    // The apply path no longer reads previous values for puts; the hub must read them for
+    // watchers that ask.
+    let f = fixture(WatchConfig::default());
+    let s = f.hub.open_stream();
+    f.hub.create(
+        &s,
+        &WatchCreateRequest {
+            prev_kv: true,
+            ..watch("foo")
+        },
+    );
+    created(&s);
+    f.put("foo", "1");
+    f.put("foo", "2");
+    let first = next(&s);
+    assert!(
+        first.response.events[0].prev_kv.is_none(),
+        "a creation has none"
+    );
+    let second = next(&s);
+    let ev = &second.response.events[0];
+    assert_eq!(ev.kv.as_ref().unwrap().value, b"2");
+    assert_eq!(ev.prev_kv.as_ref().unwrap().value, b"1");
+    assert_quiet(&s);
+}

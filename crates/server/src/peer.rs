@@ -40,6 +40,9 @@ use crate::snapshot::SnapshotInbox;
 const PEER_QUEUE_CAPACITY: usize = 4096;
 /// Messages sent in one frame of the stream.
 const FRAME_MESSAGES_MAX: usize = 256;
+/// A frame stops taking messages once it holds this many bytes, so that many large messages
+/// queued together never add up to more than [`PEER_FRAME_BYTES_MAX`].
+const FRAME_BYTES_SOFT_MAX: usize = 8 << 20;
 /// Largest frame accepted from a peer: a batch of append messages with large entries.
 const PEER_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -287,9 +290,15 @@ impl tokio_stream::Stream for QueueFrames {
         };
         let mut messages = Vec::with_capacity(queue.len().min(FRAME_MESSAGES_MAX - 1) + 1);
         messages.extend(first.write_to_bytes().ok());
-        while messages.len() < FRAME_MESSAGES_MAX {
+        let mut frame_bytes: usize = messages.iter().map(Vec::len).sum();
+        while messages.len() < FRAME_MESSAGES_MAX && frame_bytes < FRAME_BYTES_SOFT_MAX {
             match queue.try_recv() {
-                Ok(m) => messages.extend(m.write_to_bytes().ok()),
+                Ok(m) => {
+                    if let Ok(bytes) = m.write_to_bytes() {
+                        frame_bytes += bytes.len();
+                        messages.push(bytes);
+                    }
+                }
                 Err(_) => break,
             }
         }

@@ -659,6 +659,16 @@ impl RaftLoop {
     }
 }
 
+/// The entry bytes an input adds to the next appends: proposals, and proposals forwarded by
+/// followers. Other inputs count as nothing.
+fn input_bytes(input: &RaftInput) -> usize {
+    match input {
+        RaftInput::Propose { data, .. } => data.len(),
+        RaftInput::Peer(msg) => msg.entries.iter().map(|e| e.data.len()).sum(),
+        _ => 0,
+    }
+}
+
 /// A read-index context: the member's ID, then its round counter. The leader tracks pending
 /// read-index requests by context and silently drops a request whose context is already
 /// pending, so contexts must be unique across members, not only within one: with a bare
@@ -692,15 +702,5 @@ mod read_ctx_tests {
         assert_eq!(parse_read_ctx(2, &read_ctx_bytes(1, 7)), None);
         assert_eq!(parse_read_ctx(1, &[0; 8]), None);
         assert_eq!(parse_read_ctx(1, &[]), None);
-    }
-}
-
-/// The entry bytes an input adds to the next appends: proposals, and proposals forwarded by
-/// followers. Other inputs count as nothing.
-fn input_bytes(input: &RaftInput) -> usize {
-    match input {
-        RaftInput::Propose { data, .. } => data.len(),
-        RaftInput::Peer(msg) => msg.entries.iter().map(|e| e.data.len()).sum(),
-        _ => 0,
     }
 }

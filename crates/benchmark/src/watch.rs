@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use etcd_api::etcdserverpb::{
     PutRequest, WatchCreateRequest, WatchRequest, watch_request::RequestUnion,
 };
-use etcd_client::{Client, ClientError};
+use etcd_client::ClientError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -65,7 +65,7 @@ pub fn events_total(watched: &[Vec<u8>], watchers: &HashMap<Vec<u8>, usize>, put
 }
 
 pub async fn watch(
-    clients: Vec<Client>,
+    clients: run::Clients,
     conns: usize,
     args: WatchArgs,
     precision: Precision,

@@ -72,7 +72,7 @@ async fn unsynced_watchers(
 }
 
 pub async fn watch_get(
-    clients: Vec<Client>,
+    clients: crate::run::Clients,
     mut get_client: Client,
     args: WatchGetArgs,
 ) -> Result<Stats, BenchError> {

@@ -76,7 +76,7 @@ async fn open_watcher(
 }
 
 pub async fn watch_latency(
-    mut clients: Vec<Client>,
+    mut clients: crate::run::Clients,
     mut put_client: Client,
     put_total: usize,
     put_rate: u64,
@@ -87,7 +87,7 @@ pub async fn watch_latency(
     let key = random_bytes(key_size, &mut rng);
     let value = random_bytes(val_size, &mut rng);
     let mut watchers = Vec::with_capacity(clients.len());
-    for client in &mut clients {
+    for client in clients.iter_mut() {
         watchers.push(open_watcher(client, key.clone()).await?);
     }
     let limiter = Limiter::new(put_rate);

@@ -78,6 +78,27 @@ impl Drop for Member {
     }
 }
 
+/// Runs `op` until it succeeds or 20 s pass: on a busy test machine a member can miss
+/// heartbeats and start an election, during which requests fail at once with "no leader"; a
+/// client retries through that, as etcd's does.
+async fn retrying<T, E, F, Fut>(what: &str, mut op: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{what} kept failing: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Polls `check` until it holds or `limit` passes.
 async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
@@ -130,17 +151,16 @@ async fn lagging_member_catches_up_from_a_snapshot() {
         .map(|w| {
             let url = members[0].client_url.clone();
             tokio::spawn(async move {
-                let mut c = Client::connect(&[url.as_str()], Default::default())
+                let c = Client::connect(&[url.as_str()], Default::default())
                     .await
                     .unwrap();
                 for i in 0..800 {
-                    // A busy test machine can make a member miss heartbeats and start an
-                    // election; a client retries through that, as etcd's does.
-                    let mut attempts = 0;
-                    while let Err(e) = c.put(format!("w{w}/{i:04}"), vec![b'x'; 64]).await {
-                        attempts += 1;
-                        assert!(attempts < 20, "put kept failing: {e}");
-                    }
+                    let key = format!("w{w}/{i:04}");
+                    retrying("put", || {
+                        let (mut c, key) = (c.clone(), key.clone());
+                        async move { c.put(key, vec![b'x'; 64]).await }
+                    })
+                    .await;
                 }
             })
         })
@@ -148,8 +168,15 @@ async fn lagging_member_catches_up_from_a_snapshot() {
     for w in writers {
         w.await.unwrap();
     }
-    let mut c0 = members[0].client().await.unwrap();
-    let target = c0.get("probe").await.unwrap().header.unwrap().revision;
+    let c0 = members[0].client().await.unwrap();
+    let target = retrying("get", || {
+        let mut c = c0.clone();
+        async move { c.get("probe").await }
+    })
+    .await
+    .header
+    .unwrap()
+    .revision;
 
     members[2].spawn(&initial_cluster);
     let m2_url = members[2].client_url.clone();
@@ -173,19 +200,28 @@ async fn lagging_member_catches_up_from_a_snapshot() {
     );
     let mut hashes = Vec::new();
     for m in &members {
-        let mut c = m.client().await.unwrap();
-        let h = c
-            .maintenance
-            .hash_kv(HashKvRequest { revision: target })
-            .await
-            .unwrap()
-            .into_inner();
+        let c = m.client().await.unwrap();
+        let h = retrying("hash_kv", || {
+            let mut c = c.clone();
+            async move {
+                c.maintenance
+                    .hash_kv(HashKvRequest { revision: target })
+                    .await
+            }
+        })
+        .await
+        .into_inner();
         hashes.push(h.hash);
     }
     assert!(
         hashes.windows(2).all(|w| w[0] == w[1]),
         "members differ: {hashes:?}"
     );
-    let mut c2 = members[2].client().await.unwrap();
-    assert_eq!(c2.get_prefix("w").await.unwrap().kvs.len(), 6400);
+    let c2 = members[2].client().await.unwrap();
+    let all = retrying("get_prefix", || {
+        let mut c = c2.clone();
+        async move { c.get_prefix("w").await }
+    })
+    .await;
+    assert_eq!(all.kvs.len(), 6400);
 }

@@ -2,7 +2,6 @@
 //! binary belongs to another crate, so this test uses `target/debug/etcd` only if it has been
 //! built, and otherwise says so and passes.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,16 +11,9 @@ fn etcd_binary() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-fn free_port() -> u16 {
-    // Below Linux's ephemeral range (32768 and up), so no outgoing connection on the machine
-    // can take the port between our check and the server binding it.
-    loop {
-        let port = rand::random_range(22_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// Kills the server when the test ends, pass or fail.
 struct Server(Child);

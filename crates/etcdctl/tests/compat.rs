@@ -3,7 +3,6 @@
 //! on stdout and stderr and exit with the same code, in every `--write-out` format.
 //! Skipped, with a note, when the reference binaries are not installed.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -23,16 +22,9 @@ fn have_reference() -> bool {
     false
 }
 
-fn free_port() -> u16 {
-    // Below Linux's ephemeral range (32768 and up), so no outgoing connection on the machine
-    // can take the port between our check and the server binding it.
-    loop {
-        let port = rand::random_range(22_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 struct Etcd {
     child: Child,

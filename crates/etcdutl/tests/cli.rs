@@ -199,14 +199,6 @@ fn garbage_files_fail_cleanly() {
 
 /// A loopback port below Linux's ephemeral range (32768 and up), so no outgoing connection on
 /// the machine can take it between our check and etcd binding it.
-fn free_port() -> u16 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
-        ^ std::process::id();
-    (0..10_000u32)
-        .map(|i| 22_000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % 10_000) as u16)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free loopback port")
-}
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+use ports::free_port;

@@ -3,24 +3,15 @@
 #![allow(dead_code)]
 
 pub mod cluster;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
-/// A loopback port nobody listens on right now, picked below Linux's ephemeral range (32768
-/// and up): the server binds it after we release it, and a port from the ephemeral range could
-/// meanwhile be taken by any outgoing connection on the machine (other tests' clients).
-pub fn free_port() -> u16 {
-    loop {
-        let port = rand::random_range(22_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+#[path = "../../../../tests/support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 pub struct EtcdProcess {
     pub child: Option<Child>,

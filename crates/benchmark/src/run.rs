@@ -1,10 +1,10 @@
-//! Running a benchmark: connections and clients, the bounded request channel the clients
-//! share, the rate limiter, the progress bar, and collecting each request's latency.
+//! Running a benchmark: connections and clients, the rate limiter, the progress bar, and
+//! collecting each request's latency.
 //!
 //! As etcd's benchmark: `--conns` connections are opened and client `i` uses connection
-//! `i % conns`; a producer task fills a channel bounded to the number of clients, so at most
-//! one request per client waits; each client sends its next request only after the previous
-//! one answered.
+//! `i % conns`; clients take the next request from one shared generator, and each sends its
+//! next request only after the previous one answered. Connections and their clients are spread
+//! over one single-threaded runtime per core (see [`Clients`]).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -105,16 +105,6 @@ impl std::ops::Deref for Clients {
 impl std::ops::DerefMut for Clients {
     fn deref_mut(&mut self) -> &mut Vec<Client> {
         &mut self.clients
-    }
-}
-
-impl Clients {
-    /// The runtime client `i` runs on.
-    fn runtime_of(&self, i: usize) -> tokio::runtime::Handle {
-        self.runtimes
-            .get(i)
-            .cloned()
-            .unwrap_or_else(tokio::runtime::Handle::current)
     }
 }
 
@@ -414,9 +404,14 @@ pub async fn run_tagged(
     let limiter = Arc::new(Limiter::new(rate));
     let progress = Progress::start(total);
     let started = Instant::now();
+    let Clients { clients, runtimes } = clients;
     let mut workers = Vec::with_capacity(clients.len());
-    let runtimes: Vec<_> = (0..clients.len()).map(|i| clients.runtime_of(i)).collect();
-    for (mut client, runtime) in clients.clients.into_iter().zip(runtimes) {
+    for (i, mut client) in clients.into_iter().enumerate() {
+        // A client pushed through `DerefMut` has no runtime of its own: it runs on ours.
+        let runtime = runtimes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(tokio::runtime::Handle::current);
         let next_op = next_op.clone();
         let limiter = limiter.clone();
         let done = progress.done.clone();

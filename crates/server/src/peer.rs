@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -268,8 +267,6 @@ fn lock_queue(
 /// Raft thread report the peer unreachable.
 struct QueueFrames {
     queue: Arc<std::sync::Mutex<mpsc::Receiver<Message>>>,
-    /// Set when the queue is closed: the member is stopping, not the peer failing.
-    closed: Arc<AtomicBool>,
     cluster_id: u64,
     from: u64,
     to: u64,
@@ -282,25 +279,21 @@ impl tokio_stream::Stream for QueueFrames {
         let mut queue = lock_queue(&self.queue);
         let first = match queue.poll_recv(cx) {
             Poll::Ready(Some(m)) => m,
-            Poll::Ready(None) => {
-                self.closed.store(true, Ordering::Release);
-                return Poll::Ready(None);
-            }
+            Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
         let mut messages = Vec::with_capacity(queue.len().min(FRAME_MESSAGES_MAX - 1) + 1);
-        messages.extend(first.write_to_bytes().ok());
-        let mut frame_bytes: usize = messages.iter().map(Vec::len).sum();
-        while messages.len() < FRAME_MESSAGES_MAX && frame_bytes < FRAME_BYTES_SOFT_MAX {
-            match queue.try_recv() {
-                Ok(m) => {
-                    if let Ok(bytes) = m.write_to_bytes() {
-                        frame_bytes += bytes.len();
-                        messages.push(bytes);
-                    }
-                }
-                Err(_) => break,
+        let mut frame_bytes = 0;
+        let mut next = Some(first);
+        while let Some(m) = next {
+            if let Ok(bytes) = m.write_to_bytes() {
+                frame_bytes += bytes.len();
+                messages.push(bytes);
             }
+            if messages.len() >= FRAME_MESSAGES_MAX || frame_bytes >= FRAME_BYTES_SOFT_MAX {
+                break;
+            }
+            next = queue.try_recv().ok();
         }
         Poll::Ready(Some(PeerMessages {
             cluster_id: self.cluster_id,
@@ -389,16 +382,15 @@ async fn stream_to_peer(p: &mut PeerStream, channel: tonic::transport::Channel) 
     let mut client = RaftPeerClient::new(channel)
         .max_encoding_message_size(PEER_FRAME_BYTES_MAX)
         .max_decoding_message_size(PEER_FRAME_BYTES_MAX);
-    let closed = Arc::new(AtomicBool::new(false));
     let frames = QueueFrames {
         queue: p.queue.clone(),
-        closed: closed.clone(),
         cluster_id: p.cluster_id,
         from: p.member_id,
         to: p.peer_id,
     };
     let result = client.stream(frames).await;
-    if closed.load(Ordering::Acquire) {
+    // A closed queue means the member is stopping (or dropped this peer), not that it failed.
+    if lock_queue(&p.queue).is_closed() {
         return None;
     }
     Some(match result {

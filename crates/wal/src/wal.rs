@@ -299,9 +299,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Writes `self.buf` to the tail segment and fdatasyncs it. Any failure poisons the log.
-    /// Writes the encode buffer to the tail, then syncs if `sync` (which also makes any earlier
-    /// unsynced writes durable).
+    /// Writes `self.buf` to the tail segment, then fdatasyncs it if `sync` (which also makes any
+    /// earlier unsynced writes durable). Any failure poisons the log.
     fn append_buffer(&mut self, sync: bool) -> Result<(), WalError> {
         let path = &self.segments[self.segments.len() - 1].path;
         let mut written = self

@@ -1,15 +1,16 @@
-//! The peer transport: Raft messages between members over gRPC on the peer port.
+//! The peer transport's async side, on the peer port.
 //!
-//! Each member keeps one client stream to each peer, so a peer receives our messages in the
-//! order Raft produced them (raft-rs 0.7 assumes in-order delivery). Queues are bounded: when a
-//! peer is slow or down, messages to it are dropped and the peer is reported unreachable to
-//! Raft, which then probes it instead of piling up.
+//! Raft messages go over links the Raft thread drives itself (`raft::links`): each member
+//! dials one link to each peer, so a peer receives our messages in the order Raft produced
+//! them (raft-rs 0.7 assumes in-order delivery). This module makes those links: a dialer task
+//! per peer connects, does the TLS handshake and the hello, hands the socket to the Raft
+//! thread and redials when the thread says the link broke; the listener side checks a peer's
+//! hello and hands its socket over the same way. Everything else between members (snapshots,
+//! forwarded lease and promote calls, the member list) is gRPC on the same port.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::sync::mpsc::SyncSender;
+use std::io;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etcd_api::etcdserverpb::{
@@ -17,32 +18,26 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_api::internalpb::raft_peer_client::RaftPeerClient;
 use etcd_api::internalpb::raft_peer_server::{RaftPeer, RaftPeerServer};
-use etcd_api::internalpb::{MembersRequest, MembersResponse, PeerAck, PeerMessages, SnapshotChunk};
+use etcd_api::internalpb::{MembersRequest, MembersResponse, PeerAck, SnapshotChunk};
 use etcd_client::ConnectOptions;
 use etcd_mvcc::Store;
-use protobuf::Message as _;
-use raft::prelude::{Message, MessageType};
-use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
+use etcd_transport::{Conn, StdSocket};
+use raft::prelude::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tonic::{Response, Status, Streaming};
 
 use crate::apply::ClusterState;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::raft::RaftInput;
+use crate::raft::links::{HELLO_LEN, LINK_MAGIC, LINK_VERSION, LinkSocket};
 use crate::raft::node::MessageSender;
+use crate::raft::{PeerLink, RaftInbox, RaftInput};
 use crate::serve;
 use crate::server::EtcdServer;
 use crate::snapshot::SnapshotInbox;
 
-/// Messages queued for one peer before further ones are dropped.
-const PEER_QUEUE_CAPACITY: usize = 4096;
-/// Messages sent in one frame of the stream.
-const FRAME_MESSAGES_MAX: usize = 256;
-/// A frame stops taking messages once it holds this many bytes, so that many large messages
-/// queued together never add up to more than [`PEER_FRAME_BYTES_MAX`].
-const FRAME_BYTES_SOFT_MAX: usize = 8 << 20;
-/// Largest frame accepted from a peer: a batch of append messages with large entries.
+/// Largest gRPC message between members: a snapshot chunk, a forwarded call.
 const PEER_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Starts the peer listeners and one sender per peer. A single-member cluster still listens
@@ -53,7 +48,7 @@ pub async fn start(
     member_id: u64,
     cluster_id: u64,
     cluster: &ClusterState,
-    inputs: SyncSender<RaftInput>,
+    inputs: RaftInbox,
     server: Arc<OnceLock<Arc<EtcdServer>>>,
     store: Arc<Store>,
     inbox: SnapshotInbox,
@@ -77,10 +72,15 @@ pub async fn start(
         RaftPeerServer::new(service).max_decoding_message_size(PEER_FRAME_BYTES_MAX),
     )
     .into_axum_router();
-    serve::serve_peers(cfg, routes).await?;
+    let links = Arc::new(LinkAcceptor {
+        cluster_id,
+        member_id,
+        inputs: inputs.clone(),
+    });
+    serve::serve_peers(cfg, routes, links).await?;
 
     let mut sender = PeerSender {
-        queues: BTreeMap::new(),
+        dialers: BTreeMap::new(),
         inputs,
         member_id,
         cluster_id,
@@ -93,7 +93,6 @@ pub async fn start(
     Ok(Box::new(sender))
 }
 
-/// One bounded queue and one stream task per peer; the set follows membership changes.
 /// Asks the members named in `--initial-cluster` (other than this one) for the cluster's ID
 /// and members, for a member joining with `--initial-cluster-state existing`.
 pub async fn fetch_cluster(cfg: &ServerConfig) -> Result<crate::raft::RemoteCluster, ServerError> {
@@ -142,9 +141,11 @@ pub async fn fetch_cluster(cfg: &ServerConfig) -> Result<crate::raft::RemoteClus
     )))
 }
 
+/// One dialer task per peer, following membership changes, and the snapshot sender.
 struct PeerSender {
-    queues: BTreeMap<u64, (Vec<String>, mpsc::Sender<Message>)>,
-    inputs: SyncSender<RaftInput>,
+    /// Per peer: its URLs, and the dialer task's stop signal (dropping it stops the task).
+    dialers: BTreeMap<u64, (Vec<String>, oneshot::Sender<()>)>,
+    inputs: RaftInbox,
     member_id: u64,
     cluster_id: u64,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -155,12 +156,37 @@ struct PeerSender {
     snap_dir: std::path::PathBuf,
 }
 
-impl PeerSender {
+impl MessageSender for PeerSender {
+    fn update_peers(&mut self, peers: &BTreeMap<u64, Vec<String>>) {
+        self.dialers
+            .retain(|id, (urls, _)| peers.get(id) == Some(urls));
+        for (peer_id, urls) in peers {
+            if *peer_id == self.member_id || self.dialers.contains_key(peer_id) || urls.is_empty() {
+                continue;
+            }
+            let (stop_tx, stop_rx) = oneshot::channel();
+            self.dialers.insert(*peer_id, (urls.clone(), stop_tx));
+            self.runtime.spawn(run_dialer(
+                Dialer {
+                    hello: Hello {
+                        cluster_id: self.cluster_id,
+                        from: self.member_id,
+                        to: *peer_id,
+                    },
+                    urls: urls.clone(),
+                    tls: self.tls.clone(),
+                    inputs: self.inputs.clone(),
+                },
+                stop_rx,
+            ));
+        }
+    }
+
     /// Streams a snapshot on its own connection, so a large backend does not hold up the
-    /// ordered message stream; Raft hears how it went.
+    /// link; Raft hears how it went.
     fn send_snapshot(&self, msg: Message) {
         let to = msg.to;
-        let Some((urls, _)) = self.queues.get(&to) else {
+        let Some((urls, _)) = self.dialers.get(&to) else {
             return;
         };
         let urls = urls.clone();
@@ -189,152 +215,264 @@ impl PeerSender {
     }
 }
 
-impl MessageSender for PeerSender {
-    fn update_peers(&mut self, peers: &BTreeMap<u64, Vec<String>>) {
-        // Dropping a queue's sender ends its stream task.
-        self.queues
-            .retain(|id, (urls, _)| peers.get(id) == Some(urls));
-        for (peer_id, urls) in peers {
-            if *peer_id == self.member_id || self.queues.contains_key(peer_id) || urls.is_empty() {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
-            self.queues.insert(*peer_id, (urls.clone(), tx));
-            self.runtime.spawn(run_peer_stream(PeerStream {
-                peer_id: *peer_id,
-                urls: urls.clone(),
-                member_id: self.member_id,
-                cluster_id: self.cluster_id,
-                tls: self.tls.clone(),
-                queue: Arc::new(std::sync::Mutex::new(rx)),
-                inputs: self.inputs.clone(),
-            }));
-        }
-    }
-
-    fn send(&self, messages: Vec<Message>) {
-        for msg in messages {
-            let to = msg.to;
-            let Some((_, queue)) = self.queues.get(&to) else {
-                tracing::debug!(
-                    to = format!("{to:x}"),
-                    "dropping a message to an unknown peer"
-                );
-                continue;
-            };
-            if msg.get_msg_type() == MessageType::MsgSnapshot {
-                self.send_snapshot(msg);
-                continue;
-            }
-            if queue.try_send(msg).is_err() {
-                // Raft will retry after probing; telling it avoids a pile of stale appends.
-                let _ = self.inputs.try_send(RaftInput::Unreachable(to));
-            }
-        }
-    }
-}
-
-struct PeerStream {
-    peer_id: u64,
-    urls: Vec<String>,
-    member_id: u64,
-    cluster_id: u64,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    /// Shared with the [`QueueFrames`] body of the current call, which is its only user while
-    /// the call lasts; the lock is never contended.
-    queue: Arc<std::sync::Mutex<mpsc::Receiver<Message>>>,
-    inputs: SyncSender<RaftInput>,
-}
-
-impl PeerStream {
-    fn poll_queue(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        lock_queue(&self.queue).poll_recv(cx)
-    }
-}
-
-fn lock_queue(
-    queue: &std::sync::Mutex<mpsc::Receiver<Message>>,
-) -> std::sync::MutexGuard<'_, mpsc::Receiver<Message>> {
-    queue
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The request body of a peer stream: frames built straight from the peer's queue when hyper
-/// polls for more, so a message goes from the Raft thread to the connection with no task of
-/// ours in between (each task hop is a wake-up on the replication critical path). Backpressure
-/// is hyper's: it polls only when the HTTP/2 stream has window, and a full queue makes the
-/// Raft thread report the peer unreachable.
-struct QueueFrames {
-    queue: Arc<std::sync::Mutex<mpsc::Receiver<Message>>>,
+/// What a link's hello says: which cluster, and which member talks to which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hello {
     cluster_id: u64,
     from: u64,
     to: u64,
 }
 
-impl tokio_stream::Stream for QueueFrames {
-    type Item = PeerMessages;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PeerMessages>> {
-        let mut queue = lock_queue(&self.queue);
-        let first = match queue.poll_recv(cx) {
-            Poll::Ready(Some(m)) => m,
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
-        };
-        let mut messages = Vec::with_capacity(queue.len().min(FRAME_MESSAGES_MAX - 1) + 1);
-        let mut frame_bytes = 0;
-        let mut next = Some(first);
-        while let Some(m) = next {
-            if let Ok(bytes) = m.write_to_bytes() {
-                frame_bytes += bytes.len();
-                messages.push(bytes);
-            }
-            if messages.len() >= FRAME_MESSAGES_MAX || frame_bytes >= FRAME_BYTES_SOFT_MAX {
-                break;
-            }
-            next = queue.try_recv().ok();
+impl Hello {
+    fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut out = [0; HELLO_LEN];
+        out[..LINK_MAGIC.len()].copy_from_slice(LINK_MAGIC);
+        let mut at = LINK_MAGIC.len();
+        out[at] = LINK_VERSION;
+        at += 1;
+        for v in [self.cluster_id, self.from, self.to] {
+            out[at..at + 8].copy_from_slice(&v.to_be_bytes());
+            at += 8;
         }
-        Poll::Ready(Some(PeerMessages {
-            cluster_id: self.cluster_id,
-            from: self.from,
-            to: self.to,
-            messages,
-        }))
+        out
+    }
+
+    fn decode(bytes: &[u8; HELLO_LEN]) -> Result<Hello, String> {
+        if &bytes[..LINK_MAGIC.len()] != LINK_MAGIC {
+            return Err("not a Raft link".into());
+        }
+        let version = bytes[LINK_MAGIC.len()];
+        if version != LINK_VERSION {
+            return Err(format!(
+                "unsupported Raft link version {version} (this member speaks {LINK_VERSION})"
+            ));
+        }
+        let at = LINK_MAGIC.len() + 1;
+        let word = |i: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&bytes[at + 8 * i..at + 8 * i + 8]);
+            u64::from_be_bytes(w)
+        };
+        Ok(Hello {
+            cluster_id: word(0),
+            from: word(1),
+            to: word(2),
+        })
     }
 }
 
-/// Keeps one stream open to the peer, reconnecting with backoff; messages that arrive while
-/// the peer is unreachable are dropped and reported.
-async fn run_peer_stream(mut p: PeerStream) {
+/// How long a peer may take to answer a hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Answers a hello: 0 and nothing else to accept, 1 and a reason to refuse.
+async fn write_verdict<S: AsyncWrite + Unpin>(s: &mut S, refusal: Option<&str>) -> io::Result<()> {
+    let mut out = Vec::new();
+    match refusal {
+        None => out.push(0),
+        Some(reason) => {
+            let reason = &reason.as_bytes()[..reason.len().min(u16::MAX as usize)];
+            out.push(1);
+            out.extend_from_slice(&(reason.len() as u16).to_be_bytes());
+            out.extend_from_slice(reason);
+        }
+    }
+    s.write_all(&out).await?;
+    s.flush().await
+}
+
+async fn read_verdict<S: AsyncRead + Unpin>(s: &mut S) -> Result<(), String> {
+    let mut status = [0; 1];
+    s.read_exact(&mut status).await.map_err(|e| e.to_string())?;
+    if status[0] == 0 {
+        return Ok(());
+    }
+    let mut len = [0; 2];
+    s.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    let mut reason = vec![0; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut reason).await.map_err(|e| e.to_string())?;
+    Err(String::from_utf8_lossy(&reason).into_owned())
+}
+
+/// Sends the hello on a fresh connection and waits for the peer's verdict.
+async fn say_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    hello: Hello,
+) -> Result<(), String> {
+    s.write_all(&hello.encode())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    match tokio::time::timeout(HELLO_TIMEOUT, read_verdict(s)).await {
+        Ok(verdict) => verdict,
+        Err(_) => Err("the peer did not answer the Raft link hello".into()),
+    }
+}
+
+/// Where a peer URL points.
+enum PeerTarget {
+    Tcp { host: String, port: u16 },
+    Unix { path: String },
+}
+
+fn parse_peer_url(url: &str) -> Result<(PeerTarget, bool, String), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("bad peer URL {url}: {e}"))?;
+    let tls = matches!(parsed.scheme(), "https" | "unixs");
+    match parsed.scheme() {
+        "http" | "https" => {
+            let host = parsed
+                .host_str()
+                .ok_or_else(|| format!("peer URL {url} has no host"))?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = parsed.port().unwrap_or(if tls { 443 } else { 80 });
+            Ok((
+                PeerTarget::Tcp {
+                    host: host.clone(),
+                    port,
+                },
+                tls,
+                host,
+            ))
+        }
+        "unix" | "unixs" => {
+            let path = url
+                .split_once("://")
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or_default();
+            let host = path.split(':').next().unwrap_or("localhost").to_string();
+            Ok((PeerTarget::Unix { path }, tls, host))
+        }
+        other => Err(format!("unsupported peer URL scheme {other:?}")),
+    }
+}
+
+/// Connects to `url`, says hello, and returns the link ready for the Raft thread.
+async fn dial_link(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    hello: Hello,
+) -> Result<Box<PeerLink>, String> {
+    let (target, use_tls, host) = parse_peer_url(url)?;
+    let connect = async {
+        match &target {
+            PeerTarget::Tcp { host, port } => {
+                tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map(Stream::Tcp)
+            }
+            PeerTarget::Unix { path } => tokio::net::UnixStream::connect(path)
+                .await
+                .map(Stream::Unix),
+        }
+    };
+    let stream = tokio::time::timeout(LINK_DIAL_TIMEOUT, connect)
+        .await
+        .map_err(|_| format!("dial {url}: timed out"))?
+        .map_err(|e| format!("dial {url}: {e}"))?;
+    if !use_tls {
+        return match stream {
+            Stream::Tcp(mut s) => {
+                say_hello(&mut s, hello).await?;
+                let s = s.into_std().map_err(|e| e.to_string())?;
+                let socket = LinkSocket::from_std_tcp(s).map_err(|e| e.to_string())?;
+                Ok(Box::new(PeerLink::new(socket, None)))
+            }
+            Stream::Unix(mut s) => {
+                say_hello(&mut s, hello).await?;
+                let s = s.into_std().map_err(|e| e.to_string())?;
+                let socket = LinkSocket::from_std_unix(s).map_err(|e| e.to_string())?;
+                Ok(Box::new(PeerLink::new(socket, None)))
+            }
+        };
+    }
+    let config = tls
+        .cloned()
+        .ok_or_else(|| format!("{url} needs TLS, but no peer TLS is configured"))?;
+    let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    match stream {
+        Stream::Tcp(s) => {
+            let mut t = tokio::time::timeout(LINK_DIAL_TIMEOUT, connector.connect(name, s))
+                .await
+                .map_err(|_| format!("TLS handshake with {url}: timed out"))?
+                .map_err(|e| e.to_string())?;
+            say_hello(&mut t, hello).await?;
+            let (s, session) = t.into_inner();
+            let s = s.into_std().map_err(|e| e.to_string())?;
+            let socket = LinkSocket::from_std_tcp(s).map_err(|e| e.to_string())?;
+            Ok(Box::new(PeerLink::new(socket, Some(session.into()))))
+        }
+        Stream::Unix(s) => {
+            let mut t = tokio::time::timeout(LINK_DIAL_TIMEOUT, connector.connect(name, s))
+                .await
+                .map_err(|_| format!("TLS handshake with {url}: timed out"))?
+                .map_err(|e| e.to_string())?;
+            say_hello(&mut t, hello).await?;
+            let (s, session) = t.into_inner();
+            let s = s.into_std().map_err(|e| e.to_string())?;
+            let socket = LinkSocket::from_std_unix(s).map_err(|e| e.to_string())?;
+            Ok(Box::new(PeerLink::new(socket, Some(session.into()))))
+        }
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+const LINK_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+struct Dialer {
+    hello: Hello,
+    urls: Vec<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    inputs: RaftInbox,
+}
+
+/// Keeps a link to one peer up: dials, hands the link to the Raft thread, waits for it to
+/// break, and redials with backoff, until `stop` fires or is dropped.
+async fn run_dialer(d: Dialer, mut stop: oneshot::Receiver<()>) {
+    let peer = d.hello.to;
     let mut backoff = Duration::from_millis(50);
     let mut url_index = 0;
     let mut problem = PeerProblem::default();
     loop {
-        let url = &p.urls[url_index % p.urls.len()];
+        let url = &d.urls[url_index % d.urls.len()];
         url_index += 1;
-        let options = ConnectOptions {
-            tls: p.tls.clone(),
-            dial_timeout: Duration::from_secs(1),
-            ..ConnectOptions::default()
-        };
         let started = tokio::time::Instant::now();
-        let failure = match etcd_client::connect_channel(&[url], &options).await {
-            Ok(channel) => stream_to_peer(&mut p, channel).await,
-            Err(e) => Some(e.to_string()),
+        let attempt = async {
+            let link = dial_link(url, d.tls.as_ref(), d.hello).await?;
+            let (closed_tx, closed_rx) = oneshot::channel();
+            d.inputs
+                .try_send(RaftInput::LinkUp {
+                    peer,
+                    link,
+                    closed: closed_tx,
+                })
+                .map_err(|_| "the Raft loop is busy".to_string())?;
+            // Dropped without a reason: the Raft thread let the link go on purpose.
+            closed_rx.await.map_err(|_| String::new())
         };
-        let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
-        let Some(failure) = failure else {
-            return; // the member is stopping
+        let failure = tokio::select! {
+            _ = &mut stop => return,
+            outcome = attempt => match outcome {
+                Ok(reason) => reason,
+                Err(reason) if reason.is_empty() => return,
+                Err(reason) => reason,
+            },
         };
-        problem.report(p.peer_id, &failure);
-        // Only a stream that stayed up resets the backoff: with TLS 1.3 a peer that refuses our
+        let _ = d.inputs.try_send(RaftInput::Unreachable(peer));
+        problem.report(peer, &failure);
+        // Only a link that stayed up resets the backoff: with TLS 1.3 a peer that refuses our
         // certificate does so after the handshake "succeeded", so connecting is no proof.
         if started.elapsed() > Duration::from_secs(1) {
             backoff = Duration::from_millis(50);
         }
-        if drain_as_unreachable(&mut p, backoff).await {
-            return;
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
@@ -376,48 +514,67 @@ impl PeerProblem {
     }
 }
 
-/// Sends queued messages on one stream until it fails (returns the reason) or the queue
-/// closes (returns `None`).
-async fn stream_to_peer(p: &mut PeerStream, channel: tonic::transport::Channel) -> Option<String> {
-    let mut client = RaftPeerClient::new(channel)
-        .max_encoding_message_size(PEER_FRAME_BYTES_MAX)
-        .max_decoding_message_size(PEER_FRAME_BYTES_MAX);
-    let frames = QueueFrames {
-        queue: p.queue.clone(),
-        cluster_id: p.cluster_id,
-        from: p.member_id,
-        to: p.peer_id,
-    };
-    let result = client.stream(frames).await;
-    // A closed queue means the member is stopping (or dropped this peer), not that it failed.
-    if lock_queue(&p.queue).is_closed() {
-        return None;
-    }
-    Some(match result {
-        Err(status) => {
-            let mut text = status.message().to_string();
-            let mut source = std::error::Error::source(&status);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            text
-        }
-        Ok(_) => "peer closed the stream".to_string(),
-    })
+/// The listener side of links: checks a peer's hello and hands its socket to the Raft thread.
+pub struct LinkAcceptor {
+    cluster_id: u64,
+    member_id: u64,
+    inputs: RaftInbox,
 }
 
-/// Waits `delay` while dropping queued messages (reporting the peer unreachable). Returns true
-/// when the queue is closed (the member is stopping).
-async fn drain_as_unreachable(p: &mut PeerStream, delay: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + delay;
-    loop {
-        match tokio::time::timeout_at(deadline, std::future::poll_fn(|cx| p.poll_queue(cx))).await {
-            Ok(Some(_)) => {
-                let _ = p.inputs.try_send(RaftInput::Unreachable(p.peer_id));
+impl LinkAcceptor {
+    /// Takes a connection whose first byte (already read) was the start of [`LINK_MAGIC`].
+    pub async fn accept(&self, mut conn: Conn) {
+        let remote = conn.remote_addr().to_string();
+        let mut hello = [0; HELLO_LEN];
+        hello[0] = LINK_MAGIC[0];
+        match tokio::time::timeout(HELLO_TIMEOUT, conn.read_exact(&mut hello[1..])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return tracing::debug!(remote, error = %e, "peer link hello cut short"),
+            Err(_) => return tracing::debug!(remote, "peer link sent no hello"),
+        }
+        let refusal = match Hello::decode(&hello) {
+            Err(e) => Some(e),
+            Ok(h) if h.cluster_id != self.cluster_id => {
+                tracing::error!(
+                    remote_cluster = format!("{:x}", h.cluster_id),
+                    local_cluster = format!("{:x}", self.cluster_id),
+                    from = format!("{:x}", h.from),
+                    "refusing messages from a member of another cluster (cluster ID mismatch)"
+                );
+                Some(format!(
+                    "cluster ID mismatch: local {:x}, remote {:x}",
+                    self.cluster_id, h.cluster_id
+                ))
             }
-            Ok(None) => return true,
-            Err(_) => return false,
+            Ok(h) if h.to != self.member_id => Some(format!(
+                "member {:x} received messages for {:x}",
+                self.member_id, h.to
+            )),
+            Ok(h) => {
+                if let Err(e) = write_verdict(&mut conn, None).await {
+                    return tracing::debug!(remote, error = %e, "peer link closed during hello");
+                }
+                let link = match conn.into_std() {
+                    Ok((StdSocket::Tcp(s), session)) => LinkSocket::from_std_tcp(s)
+                        .map(|socket| PeerLink::new(socket, session.map(Into::into))),
+                    Ok((StdSocket::Unix(s), session)) => LinkSocket::from_std_unix(s)
+                        .map(|socket| PeerLink::new(socket, session.map(Into::into))),
+                    Err(e) => Err(e),
+                };
+                match link {
+                    Ok(link) => {
+                        let _ = self.inputs.try_send(RaftInput::LinkAccepted {
+                            from: h.from,
+                            link: Box::new(link),
+                        });
+                    }
+                    Err(e) => tracing::warn!(remote, error = %e, "cannot take over a peer link"),
+                }
+                return;
+            }
+        };
+        if let Some(reason) = refusal {
+            let _ = write_verdict(&mut conn, Some(&reason)).await;
         }
     }
 }
@@ -425,7 +582,7 @@ async fn drain_as_unreachable(p: &mut PeerStream, delay: Duration) -> bool {
 struct PeerService {
     cluster_id: u64,
     member_id: u64,
-    inputs: SyncSender<RaftInput>,
+    inputs: RaftInbox,
     cluster: ClusterState,
     /// Set once the member has started; lease calls before that find no leader here.
     server: Arc<OnceLock<Arc<EtcdServer>>>,
@@ -447,46 +604,6 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn stream(
-        &self,
-        request: tonic::Request<Streaming<PeerMessages>>,
-    ) -> Result<Response<PeerAck>, Status> {
-        let mut frames = request.into_inner();
-        while let Some(frame) = frames.next().await {
-            let frame = frame?;
-            if frame.cluster_id != self.cluster_id {
-                tracing::error!(
-                    remote_cluster = format!("{:x}", frame.cluster_id),
-                    local_cluster = format!("{:x}", self.cluster_id),
-                    from = format!("{:x}", frame.from),
-                    "refusing messages from a member of another cluster (cluster ID mismatch)"
-                );
-                return Err(Status::failed_precondition(format!(
-                    "cluster ID mismatch: local {:x}, remote {:x}",
-                    self.cluster_id, frame.cluster_id
-                )));
-            }
-            if frame.to != self.member_id {
-                return Err(Status::failed_precondition(format!(
-                    "member {:x} received messages for {:x}",
-                    self.member_id, frame.to
-                )));
-            }
-            for raw in frame.messages {
-                let msg = match Message::parse_from_bytes(&raw) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(from = format!("{:x}", frame.from), error = %e, "dropping an undecodable peer message");
-                        continue;
-                    }
-                };
-                // A full Raft queue means the loop is behind; Raft recovers from lost messages.
-                let _ = self.inputs.try_send(RaftInput::Peer(msg));
-            }
-        }
-        Ok(Response::new(PeerAck {}))
-    }
-
     async fn snapshot(
         &self,
         request: tonic::Request<Streaming<SnapshotChunk>>,
@@ -507,7 +624,7 @@ impl RaftPeer for PeerService {
         );
         self.inbox.put(index, path);
         self.inputs
-            .try_send(RaftInput::Peer(msg))
+            .try_send(RaftInput::Peer(Box::new(msg)))
             .map_err(|_| Status::unavailable("raft loop busy; retry the snapshot"))?;
         Ok(Response::new(PeerAck {}))
     }

@@ -1,17 +1,25 @@
 //! Listeners: the client port serves gRPC and HTTP on the same socket (HTTP/2 and HTTP/1.1,
-//! plain or TLS), the peer port serves the peer transport.
+//! plain or TLS), the peer port serves the peer transport: Raft links, told apart by their
+//! first byte, and gRPC for the rest.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
-use etcd_transport::{AuthorityRepair, ListenOptions, ListenUrl, Listener};
+use etcd_transport::{AuthorityRepair, Conn, ListenOptions, ListenUrl, Listener};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use url::Url;
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::peer::LinkAcceptor;
+use crate::raft::links::LINK_MAGIC;
 use crate::server::EtcdServer;
 use crate::{grpc, http, tls};
 
@@ -37,7 +45,11 @@ pub async fn serve_clients(server: &Arc<EtcdServer>) -> Result<(), ServerError> 
     Ok(())
 }
 
-pub async fn serve_peers(cfg: &ServerConfig, router: Router) -> Result<(), ServerError> {
+pub async fn serve_peers(
+    cfg: &ServerConfig,
+    router: Router,
+    links: Arc<LinkAcceptor>,
+) -> Result<(), ServerError> {
     let tls = tls::peer_server_config(cfg)?;
     for url in &cfg.listen_peer_urls {
         let tls = if is_tls(url) {
@@ -52,7 +64,7 @@ pub async fn serve_peers(cfg: &ServerConfig, router: Router) -> Result<(), Serve
         };
         let listener = bind(url, tls).await?;
         tracing::info!(url = %url, "serving peer traffic");
-        tokio::spawn(accept_loop(listener, router.clone()));
+        tokio::spawn(peer_accept_loop(listener, router.clone(), links.clone()));
     }
     Ok(())
 }
@@ -76,18 +88,127 @@ async fn accept_loop(mut listener: Listener, router: Router) {
         // The listener completes TLS handshakes (with a timeout) before handing connections
         // over, and never fails: bad handshakes are logged and skipped inside it.
         let conn = listener.accept().await;
-        let router = router.clone();
+        tokio::spawn(serve_http(conn, Vec::new(), router.clone()));
+    }
+}
+
+/// How long a peer connection may stay silent before its first byte says what it is.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The peer port: a connection whose first byte starts [`LINK_MAGIC`] is a Raft link, any
+/// other is HTTP (gRPC), served with that byte put back in front.
+async fn peer_accept_loop(mut listener: Listener, router: Router, links: Arc<LinkAcceptor>) {
+    loop {
+        let mut conn = listener.accept().await;
+        let (router, links) = (router.clone(), links.clone());
         tokio::spawn(async move {
-            let service = TowerToHyperService::new(router);
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                // etcdctl 3.4 sends `:authority` with a scheme (`http://host:port`) on some
-                // calls; Go accepts it, h2 would reset the stream. See `AuthorityRepair`.
-                .serve_connection_with_upgrades(TokioIo::new(AuthorityRepair::new(conn)), service)
-                .await
-            {
-                tracing::debug!(error = %e, "connection closed with an error");
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(FIRST_BYTE_TIMEOUT, conn.read(&mut first)).await {
+                Ok(Ok(1)) if first[0] == LINK_MAGIC[0] => links.accept(conn).await,
+                Ok(Ok(1)) => serve_http(conn, first.to_vec(), router).await,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "peer connection failed"),
+                Err(_) => tracing::debug!(
+                    remote = %conn.remote_addr(),
+                    "peer connection sent nothing; closing it"
+                ),
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on one connection; `prefix` holds bytes already read from it.
+async fn serve_http(conn: Conn, prefix: Vec<u8>, router: Router) {
+    let service = TowerToHyperService::new(router);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let io = Replay {
+        prefix,
+        at: 0,
+        inner: conn,
+    };
+    if let Err(e) = builder
+        // etcdctl 3.4 sends `:authority` with a scheme (`http://host:port`) on some
+        // calls; Go accepts it, h2 would reset the stream. See `AuthorityRepair`.
+        .serve_connection_with_upgrades(TokioIo::new(AuthorityRepair::new(io)), service)
+        .await
+    {
+        tracing::debug!(error = %e, "connection closed with an error");
+    }
+}
+
+/// A connection with some bytes already read from it, which reads return first.
+struct Replay<T> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let n = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn replay_reads_the_prefix_then_the_connection() {
+        let (mut a, b) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut a, b"ET / HTTP/1.1")
+            .await
+            .unwrap();
+        drop(a);
+        let mut r = Replay {
+            prefix: b"G".to_vec(),
+            at: 0,
+            inner: b,
+        };
+        let mut all = String::new();
+        r.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "GET / HTTP/1.1");
     }
 }

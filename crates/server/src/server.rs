@@ -3,7 +3,7 @@
 //! the Raft loop through its bounded input channel.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use crate::apply::{Applied, ClusterState};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::raft::{RaftInput, RaftStatus};
+use crate::raft::{RaftInbox, RaftInput, RaftStatus};
 use crate::wait::Wait;
 
 pub struct EtcdServer {
@@ -25,7 +25,7 @@ pub struct EtcdServer {
     pub cluster_id: u64,
     pub store: Arc<Store>,
     pub(crate) wait: Arc<Wait>,
-    pub(crate) raft_inputs: SyncSender<RaftInput>,
+    pub(crate) raft_inputs: RaftInbox,
     pub(crate) status: Arc<RaftStatus>,
     pub(crate) applied_rx: watch::Receiver<u64>,
     pub(crate) cluster: Arc<RwLock<ClusterState>>,
@@ -315,7 +315,7 @@ impl EtcdServer {
     ) -> Result<crate::apply::Applied, ServerError> {
         let (id, rx) = self.wait.register();
         let cc = crate::raft::confchange::conf_change(change, record, id);
-        self.submit_and_wait(id, rx, RaftInput::ProposeConfChange(cc))
+        self.submit_and_wait(id, rx, RaftInput::ProposeConfChange(Box::new(cc)))
             .await
     }
 

@@ -15,7 +15,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::lease::{self, Lessor, SharedLessor};
 use crate::membership::url_string;
-use crate::raft::{RaftLoop, RaftLoopParts, RaftStatus, bootstrap};
+use crate::raft::{Links, RaftLoop, RaftLoopParts, RaftStatus, bootstrap};
 use crate::server::{EtcdServer, unix_millis};
 use crate::wait::Wait;
 use crate::{peer, serve, tls};
@@ -96,6 +96,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     );
 
     let (inputs_tx, inputs_rx) = sync_channel(RAFT_INPUT_CAPACITY);
+    let (links, inputs_tx) = Links::new(member_id, inputs_tx)
+        .map_err(|e| ServerError::Internal(format!("cannot set up the peer links' poll: {e}")))?;
     let (applied_tx, applied_rx) = watch::channel(boot.applied);
     let status = Arc::new(RaftStatus::default());
     let wait = Arc::new(Wait::new(member_id, unix_millis()));
@@ -124,6 +126,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         store.clone(),
         RaftLoopParts {
             inputs: inputs_rx,
+            links,
             sender: peers,
             status: status.clone(),
             wait: wait.clone(),

@@ -44,7 +44,7 @@ mod verify;
 pub use error::TransportError;
 pub use h2_authority::AuthorityRepair;
 pub use identity::{AllowedIdentity, CertIdentity, check_cert_san};
-pub use listener::{Conn, Incoming, ListenOptions, Listener, RemoteAddr, TlsConnInfo};
+pub use listener::{Conn, Incoming, ListenOptions, Listener, RemoteAddr, StdSocket, TlsConnInfo};
 pub use selfcert::self_signed;
 pub use tls::{ALPN_H2, ALPN_HTTP11, TlsInfo};
 pub use url::{ListenAddr, ListenUrl, Scheme, parse_listen_urls};

@@ -142,6 +142,32 @@ impl Conn {
     }
 }
 
+/// An accepted connection taken out of the async runtime, for a protocol that drives the
+/// socket itself (the Raft thread's peer links).
+pub enum StdSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Conn {
+    /// The socket, still non-blocking, and its TLS session (`None` for plain connections),
+    /// which keeps any plaintext already received.
+    pub fn into_std(self) -> io::Result<(StdSocket, Option<rustls::ServerConnection>)> {
+        Ok(match self.io {
+            ConnIo::Tcp(s) => (StdSocket::Tcp(s.into_std()?), None),
+            ConnIo::Unix(s) => (StdSocket::Unix(s.into_std()?), None),
+            ConnIo::TlsTcp(t) => {
+                let (s, session) = t.into_inner();
+                (StdSocket::Tcp(s.into_std()?), Some(session))
+            }
+            ConnIo::TlsUnix(t) => {
+                let (s, session) = t.into_inner();
+                (StdSocket::Unix(s.into_std()?), Some(session))
+            }
+        })
+    }
+}
+
 impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Conn")

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::bootstrap::{Bootstrapped, encode_cluster_state};
 use super::confchange;
+use super::links::{Links, PeerLink};
 use super::logger::raft_logger;
 use crate::apply::{
     ApplyContext, ApplyResult, ClusterState, META_ALARMS, META_MEMBERSHIP, RevisionEvents,
@@ -46,14 +47,22 @@ pub enum RaftInput {
     Propose { id: u64, data: Vec<u8> },
     /// Asks for a read index; answered once the leader confirmed it is still the leader.
     ReadIndex(oneshot::Sender<Result<u64, ServerError>>),
-    /// A message from a peer.
-    Peer(Message),
-    /// The transport could not deliver to this peer.
+    /// A message from a peer that came another way than its link (a snapshot).
+    Peer(Box<Message>),
+    /// The dialer of this peer lost its link or could not make one.
     Unreachable(u64),
+    /// A dialer established our link to `peer`; `closed` is how we tell it the link broke.
+    LinkUp {
+        peer: u64,
+        link: Box<PeerLink>,
+        closed: oneshot::Sender<String>,
+    },
+    /// A peer established its link to us.
+    LinkAccepted { from: u64, link: Box<PeerLink> },
     /// Stop after making the backend durable; answered once stopped.
     Stop(oneshot::Sender<()>),
     /// A membership change; its waiter (`ConfChange.id`) is already registered.
-    ProposeConfChange(ConfChange),
+    ProposeConfChange(Box<ConfChange>),
     /// Hand leadership to this member (we are the leader).
     TransferLeader(u64),
     /// How sending a snapshot to this peer went (true: it has it).
@@ -69,21 +78,20 @@ pub struct RaftStatus {
     pub is_leader: AtomicBool,
 }
 
-/// Hands outgoing messages to the peer transport; it must not block.
+/// The async side of the peer transport: dialers for the links, and snapshots, which go on
+/// their own connection. It must not block.
 pub trait MessageSender: Send {
-    fn send(&self, messages: Vec<Message>);
+    fn send_snapshot(&self, msg: Message);
     /// The members changed: `peers` maps every member (this one included) to its peer URLs.
     fn update_peers(&mut self, _peers: &std::collections::BTreeMap<u64, Vec<String>>) {}
 }
 
-/// Messages for a single-member cluster go nowhere.
+/// A member without a peer transport (tests of the loop alone).
 pub struct NoPeers;
 
 impl MessageSender for NoPeers {
-    fn send(&self, messages: Vec<Message>) {
-        if !messages.is_empty() {
-            tracing::debug!(count = messages.len(), "dropping messages: no peers");
-        }
+    fn send_snapshot(&self, msg: Message) {
+        tracing::debug!(to = msg.to, "dropping a snapshot: no peer transport");
     }
 }
 
@@ -98,6 +106,7 @@ pub struct RaftLoop {
     wal: Wal,
     store: Arc<Store>,
     inputs: Receiver<RaftInput>,
+    links: Links,
     sender: Box<dyn MessageSender>,
     status: Arc<RaftStatus>,
     wait: Arc<Wait>,
@@ -122,6 +131,7 @@ pub struct RaftLoop {
 
 pub struct RaftLoopParts {
     pub inputs: Receiver<RaftInput>,
+    pub links: Links,
     pub sender: Box<dyn MessageSender>,
     pub status: Arc<RaftStatus>,
     pub wait: Arc<Wait>,
@@ -183,11 +193,14 @@ impl RaftLoop {
             .cluster_view
             .write()
             .unwrap_or_else(|e| e.into_inner()) = boot.cluster.clone();
+        let mut links = parts.links;
+        links.set_peers(&boot.cluster.membership.peer_urls());
         Ok(RaftLoop {
             node,
             wal: boot.wal,
             store,
             inputs: parts.inputs,
+            links,
             sender: parts.sender,
             status: parts.status,
             wait: parts.wait,
@@ -219,31 +232,50 @@ impl RaftLoop {
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            let wait_for = next_tick.saturating_duration_since(Instant::now());
-            match self.inputs.recv_timeout(wait_for) {
-                Ok(RaftInput::Stop(done)) => return self.stop(done),
-                Ok(input) => {
-                    let mut batch_bytes = input_bytes(&input);
-                    self.handle_input(input);
-                    for _ in 1..INPUT_BATCH_MAX {
-                        if batch_bytes >= INPUT_BATCH_BYTES_MAX {
-                            break;
-                        }
-                        match self.inputs.try_recv() {
-                            Ok(RaftInput::Stop(done)) => return self.stop(done),
-                            Ok(input) => {
-                                batch_bytes += input_bytes(&input);
-                                self.handle_input(input);
-                            }
-                            Err(_) => break,
-                        }
+            let mut busy = false;
+            let mut batch_bytes = 0;
+            for _ in 0..INPUT_BATCH_MAX {
+                if batch_bytes >= INPUT_BATCH_BYTES_MAX {
+                    break;
+                }
+                match self.inputs.try_recv() {
+                    Ok(RaftInput::Stop(done)) => return self.stop(done),
+                    Ok(input) => {
+                        busy = true;
+                        batch_bytes += input_bytes(&input);
+                        self.handle_input(input);
                     }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return self.stop_unasked(),
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.store.force_commit()?;
-                    return Ok(());
+            }
+            // Sleep in the poll only when there is nothing to do, and only after one more
+            // look at the channel made after announcing the sleep (see `RaftInbox`).
+            let mut timeout = Duration::ZERO;
+            if !busy {
+                self.links.park();
+                match self.inputs.try_recv() {
+                    Ok(RaftInput::Stop(done)) => return self.stop(done),
+                    Ok(input) => {
+                        self.links.unpark();
+                        self.handle_input(input);
+                    }
+                    Err(TryRecvError::Empty) => {
+                        timeout = next_tick.saturating_duration_since(Instant::now());
+                    }
+                    Err(TryRecvError::Disconnected) => return self.stop_unasked(),
                 }
+            }
+            self.links
+                .poll(timeout)
+                .map_err(|e| ServerError::Internal(format!("polling the peer links: {e}")))?;
+            for msg in self.links.take_received() {
+                if let Err(e) = self.node.step(msg) {
+                    tracing::debug!(error = %e, "raft rejected a peer message");
+                }
+            }
+            for peer in self.links.take_unreachable() {
+                self.node.report_unreachable(peer);
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -258,6 +290,12 @@ impl RaftLoop {
             self.start_read_round();
             self.on_ready()?;
         }
+    }
+
+    /// Every input sender is gone: the member is being torn down without a Stop.
+    fn stop_unasked(&mut self) -> Result<(), ServerError> {
+        self.store.force_commit()?;
+        Ok(())
     }
 
     fn stop(&mut self, done: oneshot::Sender<()>) -> Result<(), ServerError> {
@@ -276,12 +314,25 @@ impl RaftLoop {
             }
             RaftInput::ReadIndex(reply) => self.reads_waiting.push(reply),
             RaftInput::Peer(msg) => {
-                if let Err(e) = self.node.step(msg) {
+                if let Err(e) = self.node.step(*msg) {
                     tracing::debug!(error = %e, "raft rejected a peer message");
                 }
             }
-            RaftInput::Unreachable(peer) => self.node.report_unreachable(peer),
-            RaftInput::ProposeConfChange(cc) => self.propose_conf_change(cc),
+            RaftInput::Unreachable(peer) => {
+                self.links.mark_down(peer);
+                self.node.report_unreachable(peer);
+            }
+            RaftInput::LinkUp { peer, link, closed } => {
+                if let Err(e) = self.links.link_up(peer, link, closed) {
+                    tracing::warn!(peer = format!("{peer:x}"), error = %e, "cannot poll a peer link");
+                }
+            }
+            RaftInput::LinkAccepted { from, link } => {
+                if let Err(e) = self.links.accept(from, link) {
+                    tracing::warn!(from = format!("{from:x}"), error = %e, "cannot poll a peer link");
+                }
+            }
+            RaftInput::ProposeConfChange(cc) => self.propose_conf_change(*cc),
             RaftInput::TransferLeader(target) => self.node.transfer_leader(target),
             RaftInput::SnapshotStatus(peer, delivered) => {
                 let status = if delivered {
@@ -320,6 +371,7 @@ impl RaftLoop {
             *self.cluster_view.write().unwrap_or_else(|e| e.into_inner()) = self.cluster.clone();
             let peers_after = self.cluster.membership.peer_urls();
             if peers_after != peers_before {
+                self.links.set_peers(&peers_after);
                 self.sender.update_peers(&peers_after);
             }
             let mut lessor =
@@ -480,7 +532,7 @@ impl RaftLoop {
             }
         }
         // A leader may send before persisting (Raft paper §10.2.1); followers' replies wait.
-        self.sender.send(ready.take_messages());
+        self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             self.apply_snapshot(ready.snapshot().clone())?;
         }
@@ -497,7 +549,7 @@ impl RaftLoop {
                 core.set_hardstate(hs.clone());
             }
         }
-        self.sender.send(ready.take_persisted_messages());
+        self.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {
             self.complete_read(&rs.request_ctx, rs.index);
         }
@@ -505,7 +557,7 @@ impl RaftLoop {
         if let Some(commit) = light.commit_index() {
             self.node.mut_store().wl().mut_hard_state().commit = commit;
         }
-        self.sender.send(light.take_messages());
+        self.send(light.take_messages());
         committed.extend(light.take_committed_entries());
         self.apply(committed)?;
         self.node.advance_apply();
@@ -514,6 +566,21 @@ impl RaftLoop {
             .commit_index
             .store(self.node.raft.raft_log.committed, Ordering::Release);
         Ok(())
+    }
+
+    /// Writes messages to the peers' links now (snapshots go through the async side).
+    fn send(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        for msg in messages {
+            if msg.get_msg_type() == raft::prelude::MessageType::MsgSnapshot {
+                self.sender.send_snapshot(msg);
+            } else {
+                self.links.queue(&msg);
+            }
+        }
+        self.links.flush_all();
     }
 
     fn complete_read(&mut self, ctx: &[u8], index: u64) {
@@ -621,6 +688,7 @@ impl RaftLoop {
             *self.cluster_view.write().unwrap_or_else(|e| e.into_inner()) = self.cluster.clone();
             let peers_after = self.cluster.membership.peer_urls();
             if peers_after != peers_before {
+                self.links.set_peers(&peers_after);
                 self.sender.update_peers(&peers_after);
             }
         }

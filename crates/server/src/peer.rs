@@ -678,3 +678,53 @@ impl RaftPeer for PeerService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_round_trips_and_a_foreign_one_is_refused() {
+        let hello = Hello {
+            cluster_id: 0xdead_beef,
+            from: 1,
+            to: u64::MAX,
+        };
+        let bytes = hello.encode();
+        assert_eq!(bytes[0], 0, "a link must not look like HTTP");
+        assert_eq!(Hello::decode(&bytes), Ok(hello));
+
+        let mut newer = bytes;
+        newer[LINK_MAGIC.len()] = LINK_VERSION + 1;
+        assert!(Hello::decode(&newer).unwrap_err().contains("version"));
+        let mut http = bytes;
+        http[..5].copy_from_slice(b"GET /");
+        assert!(Hello::decode(&http).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_verdict_carries_the_refusal_reason() {
+        let (mut a, mut b) = tokio::io::duplex(256);
+        write_verdict(&mut a, Some("cluster ID mismatch: local 1, remote 2"))
+            .await
+            .unwrap();
+        write_verdict(&mut a, None).await.unwrap();
+        assert_eq!(
+            read_verdict(&mut b).await,
+            Err("cluster ID mismatch: local 1, remote 2".to_string())
+        );
+        assert_eq!(read_verdict(&mut b).await, Ok(()));
+    }
+
+    #[test]
+    fn peer_urls_name_their_socket_and_tls() {
+        let (target, tls, host) = parse_peer_url("https://[::1]:2380").unwrap();
+        assert!(tls);
+        assert_eq!(host, "::1");
+        assert!(matches!(target, PeerTarget::Tcp { port: 2380, .. }));
+        let (target, tls, _) = parse_peer_url("unix://localhost:12345").unwrap();
+        assert!(!tls);
+        assert!(matches!(target, PeerTarget::Unix { path } if path == "localhost:12345"));
+        assert!(parse_peer_url("ftp://x").is_err());
+    }
+}

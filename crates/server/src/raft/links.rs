@@ -189,7 +189,7 @@ impl PeerLink {
 
     /// Reads what the socket has into `buf`, at most about `limit` bytes. Returns whether the
     /// peer closed the link (an error if it closed it uncleanly).
-    fn read_into(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<ReadOutcome> {
+    fn read_into(&mut self, buf: &mut RecvBuf, limit: usize) -> io::Result<ReadOutcome> {
         let mut total = 0;
         loop {
             if total >= limit {
@@ -258,26 +258,49 @@ enum ReadOutcome {
     Closed,
 }
 
+/// Bytes read from a link and not yet decoded. The vector is kept initialised beyond
+/// `filled`, so a read does not zero its chunk first.
+#[derive(Default)]
+struct RecvBuf {
+    bytes: Vec<u8>,
+    filled: usize,
+}
+
+impl RecvBuf {
+    fn data(&self) -> &[u8] {
+        &self.bytes[..self.filled]
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        if self.bytes.len() - self.filled < READ_CHUNK {
+            self.bytes.resize(self.filled + READ_CHUNK, 0);
+        }
+        &mut self.bytes[self.filled..]
+    }
+
+    /// Drops the first `n` bytes (decoded frames); gives memory back after a large frame.
+    fn consume(&mut self, n: usize) {
+        self.bytes.copy_within(n..self.filled, 0);
+        self.filled -= n;
+        if self.bytes.len() > 4 * READ_CHUNK && self.filled < READ_CHUNK {
+            self.bytes.truncate(2 * READ_CHUNK);
+            self.bytes.shrink_to_fit();
+        }
+    }
+}
+
 /// One read into the spare end of `buf`: `Some(n)` bytes (0 at end of stream), or `None` if
 /// nothing is available now.
-fn read_chunk(src: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-    let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
+fn read_chunk(src: &mut impl Read, buf: &mut RecvBuf) -> io::Result<Option<usize>> {
     loop {
-        match src.read(&mut buf[len..]) {
+        match src.read(buf.spare()) {
             Ok(n) => {
-                buf.truncate(len + n);
+                buf.filled += n;
                 return Ok(Some(n));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(len);
-                return if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -343,7 +366,7 @@ struct Inbound {
     from: u64,
     link: Box<PeerLink>,
     /// Bytes read and not yet decoded (at most one partial frame after a pass).
-    buf: Vec<u8>,
+    buf: RecvBuf,
 }
 
 /// The Raft thread's poll and every peer link.
@@ -483,7 +506,7 @@ impl Links {
             Inbound {
                 from,
                 link,
-                buf: Vec::new(),
+                buf: RecvBuf::default(),
             },
         );
         // Bytes may have arrived before registration; edge-triggered polling would not say so.
@@ -643,9 +666,9 @@ impl Links {
         let OutState::Up { link, .. } = &mut o.state else {
             return;
         };
-        let mut scratch = Vec::new();
+        let mut scratch = RecvBuf::default();
         loop {
-            scratch.clear();
+            scratch.filled = 0;
             match link.read_into(&mut scratch, READ_CHUNK) {
                 Ok(ReadOutcome::Drained) => return,
                 Ok(ReadOutcome::MoreToRead) => {}
@@ -662,11 +685,11 @@ impl Links {
             return;
         };
         let outcome = i.link.read_into(&mut i.buf, READ_PASS_BYTES_MAX);
-        let decoded = decode_frames(&i.buf, &mut self.received);
+        let decoded = decode_frames(i.buf.data(), &mut self.received);
         let from = i.from;
         match decoded {
             Ok(used) => {
-                i.buf.drain(..used);
+                i.buf.consume(used);
             }
             Err(e) => {
                 tracing::warn!(from = format!("{from:x}"), error = %e, "closing a peer link");

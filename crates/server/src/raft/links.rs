@@ -520,13 +520,15 @@ impl Links {
         }
     }
 
-    /// The dialer of `peer` lost its link or could not make one.
+    /// The dialer of `peer` could not make a link (or lost the one it had). A link that is up
+    /// is newer than that news (a dialer reports before it redials) and stays.
     pub fn mark_down(&mut self, peer: u64) {
-        if let Some(o) = self.out.get_mut(&peer) {
-            let old = std::mem::replace(&mut o.state, OutState::Down);
+        if let Some(o) = self.out.get_mut(&peer)
+            && !matches!(o.state, OutState::Up { .. })
+        {
+            o.state = OutState::Down;
             o.pending.clear();
             o.sent = 0;
-            self.close_out(old);
         }
     }
 
@@ -834,6 +836,25 @@ mod tests {
         // Down until the dialer brings a new link: messages are dropped and reported.
         a.queue(&append(2, b"x"));
         assert_eq!(a.take_unreachable(), [2]);
+    }
+
+    #[test]
+    fn a_failed_first_dial_drops_what_waited_and_a_late_report_keeps_a_live_link() {
+        let (mut a, mut b) = (links(1), links(2));
+        one_peer(&mut a, 2);
+        a.queue(&append(2, b"stale"));
+        a.mark_down(2);
+        let (sa, sb) = pair();
+        let (closed_tx, _closed_rx) = oneshot::channel();
+        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
+            .unwrap();
+        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        a.mark_down(2);
+        a.queue(&append(2, b"fresh"));
+        a.flush_all();
+        let got = receive(&mut b, 1);
+        assert_eq!(got[0].entries[0].data.as_ref(), b"fresh");
+        assert!(b.take_received().is_empty());
     }
 
     #[test]

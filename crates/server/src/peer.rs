@@ -452,19 +452,20 @@ async fn run_dialer(d: Dialer, mut stop: oneshot::Receiver<()>) {
                     closed: closed_tx,
                 })
                 .map_err(|_| "the Raft loop is busy".to_string())?;
-            // Dropped without a reason: the Raft thread let the link go on purpose.
+            // Dropped without a reason: the Raft thread is stopping or dropped the peer, and
+            // `stop` is about to say so. Redialing after the backoff is right either way.
             closed_rx.await.map_err(|_| String::new())
         };
         let failure = tokio::select! {
             _ = &mut stop => return,
             outcome = attempt => match outcome {
-                Ok(reason) => reason,
-                Err(reason) if reason.is_empty() => return,
-                Err(reason) => reason,
+                Ok(reason) | Err(reason) => reason,
             },
         };
-        let _ = d.inputs.try_send(RaftInput::Unreachable(peer));
-        problem.report(peer, &failure);
+        if !failure.is_empty() {
+            let _ = d.inputs.try_send(RaftInput::Unreachable(peer));
+            problem.report(peer, &failure);
+        }
         // Only a link that stayed up resets the backoff: with TLS 1.3 a peer that refuses our
         // certificate does so after the handshake "succeeded", so connecting is no proof.
         if started.elapsed() > Duration::from_secs(1) {

@@ -423,6 +423,15 @@ impl Links {
                 self.close_out(o.state);
             }
         }
+        let stale: Vec<Token> = self
+            .inbound
+            .iter()
+            .filter(|(_, i)| !peers.contains_key(&i.from))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            self.drop_inbound(t);
+        }
         for (id, urls) in peers {
             if *id == self.member_id || urls.is_empty() || self.out.contains_key(id) {
                 continue;
@@ -466,11 +475,15 @@ impl Links {
         let Some(o) = self.out.get_mut(&peer) else {
             return Ok(());
         };
-        link.socket.register(
+        if let Err(e) = link.socket.register(
             self.poll.registry(),
             token,
             Interest::READABLE | Interest::WRITABLE,
-        )?;
+        ) {
+            // The dialer must hear of it, or it would wait on this link forever.
+            let _ = closed.send(format!("cannot poll the link: {e}"));
+            return Err(e);
+        }
         self.next_token += 1;
         let old = std::mem::replace(
             &mut o.state,
@@ -480,14 +493,33 @@ impl Links {
                 closed,
             },
         );
+        if o.sent > 0 {
+            // The old link took part of a frame: the new one starts at a frame boundary, and
+            // Raft resends what is dropped here.
+            o.pending.clear();
+            o.sent = 0;
+            self.unreachable.push(peer);
+        }
         self.out_tokens.insert(token, peer);
-        self.close_out(old);
+        if let Some(replaced) = self.close_out(old) {
+            // A dialer whose link is replaced redials, rather than wait on a link that is gone.
+            let _ = replaced.send("replaced by a newer link".to_string());
+        }
         self.flush(peer);
         Ok(())
     }
 
-    /// A peer dialed us; its link replaces any earlier one from the same peer.
+    /// A peer dialed us; its link replaces any earlier one from the same peer. Only members
+    /// may: anyone else who can reach the peer port could otherwise evict a member's link. A
+    /// member we have not heard of yet redials once we have applied its addition.
     pub fn accept(&mut self, from: u64, mut link: Box<PeerLink>) -> io::Result<()> {
+        if !self.out.contains_key(&from) {
+            tracing::debug!(
+                from = format!("{from:x}"),
+                "closing a peer link from a member we do not know"
+            );
+            return Ok(());
+        }
         let token = Token(self.next_token);
         link.socket
             .register(self.poll.registry(), token, Interest::READABLE)?;
@@ -687,8 +719,15 @@ impl Links {
             return;
         };
         let outcome = i.link.read_into(&mut i.buf, READ_PASS_BYTES_MAX);
+        let before = self.received.len();
         let decoded = decode_frames(i.buf.data(), &mut self.received);
         let from = i.from;
+        // A link speaks for the member that said hello on it, and for no other.
+        let mut position = 0;
+        self.received.retain(|m| {
+            position += 1;
+            position <= before || m.from == from
+        });
         match decoded {
             Ok(used) => {
                 i.buf.consume(used);
@@ -805,6 +844,7 @@ mod tests {
     fn messages_queued_while_connecting_go_out_in_order_once_up() {
         let (mut a, mut b) = (links(1), links(2));
         one_peer(&mut a, 2);
+        one_peer(&mut b, 1);
         for i in 0..3u8 {
             a.queue(&append(2, &[i]));
         }
@@ -842,6 +882,7 @@ mod tests {
     fn a_failed_first_dial_drops_what_waited_and_a_late_report_keeps_a_live_link() {
         let (mut a, mut b) = (links(1), links(2));
         one_peer(&mut a, 2);
+        one_peer(&mut b, 1);
         a.queue(&append(2, b"stale"));
         a.mark_down(2);
         let (sa, sb) = pair();
@@ -858,9 +899,60 @@ mod tests {
     }
 
     #[test]
+    fn only_members_may_link_and_only_in_their_own_name() {
+        let (mut a, mut b) = (links(1), links(2));
+        one_peer(&mut a, 2);
+        // b does not know member 1 yet: its link is closed at once.
+        let (sa, sb) = pair();
+        let (closed_tx, _closed_rx) = oneshot::channel();
+        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
+            .unwrap();
+        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        while a.take_unreachable().is_empty() {
+            a.queue(&append(2, b"x"));
+            a.flush_all();
+            a.poll(Duration::from_millis(10)).unwrap();
+        }
+        // Once it does, a message in another member's name is dropped; its own goes through.
+        one_peer(&mut b, 1);
+        let mut a = links(1);
+        one_peer(&mut a, 2);
+        let (sa, sb) = pair();
+        let (closed_tx, _closed_rx) = oneshot::channel();
+        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
+            .unwrap();
+        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        let mut forged = append(2, b"forged");
+        forged.from = 3;
+        a.queue(&forged);
+        a.queue(&append(2, b"real"));
+        a.flush_all();
+        let got = receive(&mut b, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].entries[0].data.as_ref(), b"real");
+    }
+
+    #[test]
+    fn a_replaced_link_tells_its_dialer_to_redial() {
+        let mut a = links(1);
+        one_peer(&mut a, 2);
+        let (first, _keep_first) = pair();
+        let (first_tx, mut first_rx) = oneshot::channel();
+        a.link_up(2, Box::new(PeerLink::new(first, None)), first_tx)
+            .unwrap();
+        let (second, _keep_second) = pair();
+        let (second_tx, mut second_rx) = oneshot::channel();
+        a.link_up(2, Box::new(PeerLink::new(second, None)), second_tx)
+            .unwrap();
+        assert!(first_rx.try_recv().is_ok_and(|reason| !reason.is_empty()));
+        assert!(second_rx.try_recv().is_err(), "the newer link stays up");
+    }
+
+    #[test]
     fn a_large_message_crosses_a_full_socket() {
         let (mut a, mut b) = (links(1), links(2));
         one_peer(&mut a, 2);
+        one_peer(&mut b, 1);
         let (sa, sb) = pair();
         let (closed_tx, _closed_rx) = oneshot::channel();
         a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)

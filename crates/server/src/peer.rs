@@ -354,72 +354,77 @@ async fn dial_link(
     hello: Hello,
 ) -> Result<Box<PeerLink>, String> {
     let (target, use_tls, host) = parse_peer_url(url)?;
-    let connect = async {
-        match &target {
-            PeerTarget::Tcp { host, port } => {
-                tokio::net::TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map(Stream::Tcp)
-            }
-            PeerTarget::Unix { path } => tokio::net::UnixStream::connect(path)
-                .await
-                .map(Stream::Unix),
-        }
+    let tls = if use_tls {
+        let config = tls
+            .cloned()
+            .ok_or_else(|| format!("{url} needs TLS, but no peer TLS is configured"))?;
+        let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+        Some((tokio_rustls::TlsConnector::from(config), name))
+    } else {
+        None
     };
-    let stream = tokio::time::timeout(LINK_DIAL_TIMEOUT, connect)
-        .await
-        .map_err(|_| format!("dial {url}: timed out"))?
-        .map_err(|e| format!("dial {url}: {e}"))?;
-    if !use_tls {
-        return match stream {
-            Stream::Tcp(mut s) => {
-                say_hello(&mut s, hello).await?;
-                let s = s.into_std().map_err(|e| e.to_string())?;
-                let socket = LinkSocket::from_std_tcp(s).map_err(|e| e.to_string())?;
-                Ok(Box::new(PeerLink::new(socket, None)))
-            }
-            Stream::Unix(mut s) => {
-                say_hello(&mut s, hello).await?;
-                let s = s.into_std().map_err(|e| e.to_string())?;
-                let socket = LinkSocket::from_std_unix(s).map_err(|e| e.to_string())?;
-                Ok(Box::new(PeerLink::new(socket, None)))
-            }
-        };
-    }
-    let config = tls
-        .cloned()
-        .ok_or_else(|| format!("{url} needs TLS, but no peer TLS is configured"))?;
-    let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(config);
-    match stream {
-        Stream::Tcp(s) => {
-            let mut t = tokio::time::timeout(LINK_DIAL_TIMEOUT, connector.connect(name, s))
+    let dial_error = |e: io::Error| format!("dial {url}: {e}");
+    let dial_timeout = |_| format!("dial {url}: timed out");
+    match &target {
+        PeerTarget::Tcp { host, port } => {
+            let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+            let s = tokio::time::timeout(LINK_DIAL_TIMEOUT, connect)
                 .await
-                .map_err(|_| format!("TLS handshake with {url}: timed out"))?
-                .map_err(|e| e.to_string())?;
-            say_hello(&mut t, hello).await?;
-            let (s, session) = t.into_inner();
-            let s = s.into_std().map_err(|e| e.to_string())?;
-            let socket = LinkSocket::from_std_tcp(s).map_err(|e| e.to_string())?;
-            Ok(Box::new(PeerLink::new(socket, Some(session.into()))))
+                .map_err(dial_timeout)?
+                .map_err(dial_error)?;
+            open_link(s, tls, hello, url).await
         }
-        Stream::Unix(s) => {
-            let mut t = tokio::time::timeout(LINK_DIAL_TIMEOUT, connector.connect(name, s))
+        PeerTarget::Unix { path } => {
+            let connect = tokio::net::UnixStream::connect(path);
+            let s = tokio::time::timeout(LINK_DIAL_TIMEOUT, connect)
                 .await
-                .map_err(|_| format!("TLS handshake with {url}: timed out"))?
-                .map_err(|e| e.to_string())?;
-            say_hello(&mut t, hello).await?;
-            let (s, session) = t.into_inner();
-            let s = s.into_std().map_err(|e| e.to_string())?;
-            let socket = LinkSocket::from_std_unix(s).map_err(|e| e.to_string())?;
-            Ok(Box::new(PeerLink::new(socket, Some(session.into()))))
+                .map_err(dial_timeout)?
+                .map_err(dial_error)?;
+            open_link(s, tls, hello, url).await
         }
     }
 }
 
-enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
+/// A connected socket that can be handed to the Raft thread once the hello is done.
+trait LinkStream: AsyncRead + AsyncWrite + Unpin {
+    fn into_link_socket(self) -> io::Result<LinkSocket>;
+}
+
+impl LinkStream for tokio::net::TcpStream {
+    fn into_link_socket(self) -> io::Result<LinkSocket> {
+        LinkSocket::from_std_tcp(self.into_std()?)
+    }
+}
+
+impl LinkStream for tokio::net::UnixStream {
+    fn into_link_socket(self) -> io::Result<LinkSocket> {
+        LinkSocket::from_std_unix(self.into_std()?)
+    }
+}
+
+/// Does the TLS handshake (if asked) and the hello on a connected socket.
+async fn open_link<S: LinkStream>(
+    mut s: S,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    hello: Hello,
+    url: &str,
+) -> Result<Box<PeerLink>, String> {
+    let Some((connector, name)) = tls else {
+        say_hello(&mut s, hello).await?;
+        let socket = s.into_link_socket().map_err(|e| e.to_string())?;
+        return Ok(Box::new(PeerLink::new(socket, None)));
+    };
+    let mut t = tokio::time::timeout(LINK_DIAL_TIMEOUT, connector.connect(name, s))
+        .await
+        .map_err(|_| format!("TLS handshake with {url}: timed out"))?
+        .map_err(|e| e.to_string())?;
+    say_hello(&mut t, hello).await?;
+    let (s, session) = t.into_inner();
+    let socket = s.into_link_socket().map_err(|e| e.to_string())?;
+    Ok(Box::new(PeerLink::new(socket, Some(session.into()))))
 }
 
 const LINK_DIAL_TIMEOUT: Duration = Duration::from_secs(1);

@@ -830,6 +830,16 @@ mod tests {
         links.set_peers(&peers);
     }
 
+    /// Links member 1 (`a`) to member 2 (`b`); the receiver is what the dialer would hold.
+    fn connect(a: &mut Links, b: &mut Links) -> oneshot::Receiver<String> {
+        let (sa, sb) = pair();
+        let (closed_tx, closed_rx) = oneshot::channel();
+        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
+            .unwrap();
+        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        closed_rx
+    }
+
     /// Polls `to` until it has `n` messages (each poll blocks until the socket has news).
     fn receive(to: &mut Links, n: usize) -> Vec<Message> {
         let mut got = Vec::new();
@@ -848,11 +858,7 @@ mod tests {
         for i in 0..3u8 {
             a.queue(&append(2, &[i]));
         }
-        let (sa, sb) = pair();
-        let (closed_tx, _closed_rx) = oneshot::channel();
-        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
-            .unwrap();
-        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        let _closed_rx = connect(&mut a, &mut b);
         a.queue(&append(2, &[3]));
         a.flush_all();
         let got = receive(&mut b, 4);
@@ -885,11 +891,7 @@ mod tests {
         one_peer(&mut b, 1);
         a.queue(&append(2, b"stale"));
         a.mark_down(2);
-        let (sa, sb) = pair();
-        let (closed_tx, _closed_rx) = oneshot::channel();
-        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
-            .unwrap();
-        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        let _closed_rx = connect(&mut a, &mut b);
         a.mark_down(2);
         a.queue(&append(2, b"fresh"));
         a.flush_all();
@@ -903,11 +905,7 @@ mod tests {
         let (mut a, mut b) = (links(1), links(2));
         one_peer(&mut a, 2);
         // b does not know member 1 yet: its link is closed at once.
-        let (sa, sb) = pair();
-        let (closed_tx, _closed_rx) = oneshot::channel();
-        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
-            .unwrap();
-        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        let _closed_rx = connect(&mut a, &mut b);
         while a.take_unreachable().is_empty() {
             a.queue(&append(2, b"x"));
             a.flush_all();
@@ -917,11 +915,7 @@ mod tests {
         one_peer(&mut b, 1);
         let mut a = links(1);
         one_peer(&mut a, 2);
-        let (sa, sb) = pair();
-        let (closed_tx, _closed_rx) = oneshot::channel();
-        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
-            .unwrap();
-        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        let _closed_rx = connect(&mut a, &mut b);
         let mut forged = append(2, b"forged");
         forged.from = 3;
         a.queue(&forged);
@@ -953,11 +947,7 @@ mod tests {
         let (mut a, mut b) = (links(1), links(2));
         one_peer(&mut a, 2);
         one_peer(&mut b, 1);
-        let (sa, sb) = pair();
-        let (closed_tx, _closed_rx) = oneshot::channel();
-        a.link_up(2, Box::new(PeerLink::new(sa, None)), closed_tx)
-            .unwrap();
-        b.accept(1, Box::new(PeerLink::new(sb, None))).unwrap();
+        let _closed_rx = connect(&mut a, &mut b);
         let big = vec![0x5a; 8 << 20];
         a.queue(&append(2, &big));
         a.flush_all();

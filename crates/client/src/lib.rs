@@ -52,6 +52,9 @@ pub struct Client {
 
 /// Responses can be as large as the server allows; etcd's clients accept up to 2 GiB - 1.
 const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+/// The largest request sent, as etcd's clientv3 (`MaxCallSendMsgSize`, 2 MiB): a larger one
+/// fails here rather than travel to a server that refuses it anyway.
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 impl Client {
     pub async fn connect<S: AsRef<str>>(
@@ -64,15 +67,21 @@ impl Client {
 
     pub fn from_channel(channel: Channel) -> Client {
         Client {
-            kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
-            watch: WatchClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
-            lease: LeaseClient::new(channel.clone()),
-            cluster: ClusterClient::new(channel.clone()),
+            kv: KvClient::new(channel.clone())
+                .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(MAX_REQUEST_BYTES),
+            watch: WatchClient::new(channel.clone())
+                .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(MAX_REQUEST_BYTES),
+            lease: LeaseClient::new(channel.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
+            cluster: ClusterClient::new(channel.clone())
+                .max_encoding_message_size(MAX_REQUEST_BYTES),
             maintenance: MaintenanceClient::new(channel.clone())
-                .max_decoding_message_size(MAX_RESPONSE_BYTES),
-            auth: AuthClient::new(channel.clone()),
-            lock: LockClient::new(channel.clone()),
-            election: ElectionClient::new(channel),
+                .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(MAX_REQUEST_BYTES),
+            auth: AuthClient::new(channel.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
+            lock: LockClient::new(channel.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
+            election: ElectionClient::new(channel).max_encoding_message_size(MAX_REQUEST_BYTES),
         }
     }
 

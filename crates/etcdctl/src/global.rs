@@ -474,13 +474,28 @@ impl Ctl {
             None => f.await,
         };
         res.map(|r| r.into_inner()).map_err(|s| {
+            let (code, message) = exit::as_grpc_go(&s);
             self.warn(&format!(
-                "rpc error: code = {} desc = {}",
-                exit::code_name(s.code()),
-                s.message()
+                "rpc error: code = {} desc = {message}",
+                exit::code_name(code)
             ));
             exit::status_text(&s)
         })
+    }
+
+    /// clientv3's send limit, checked before sending as grpc-go does, with its error.
+    pub fn check_send_size<M: prost::Message>(&self, request: &M) -> Result<(), String> {
+        let len = request.encoded_len();
+        if len <= etcd_client::MAX_REQUEST_BYTES {
+            return Ok(());
+        }
+        let text = format!(
+            "rpc error: code = ResourceExhausted desc = trying to send message larger than max \
+             ({len} vs. {})",
+            etcd_client::MAX_REQUEST_BYTES
+        );
+        self.warn(&text);
+        Err(text)
     }
 
     fn warn(&self, error: &str) {
@@ -499,7 +514,10 @@ impl Ctl {
 macro_rules! call {
     ($c:expr, $cl:ident . $m:ident ( $req:expr )) => {{
         let req = $req;
-        let mut r = $c.unary($cl.$m($c.req(req.clone()))).await;
+        let mut r = match $c.check_send_size(&req) {
+            Ok(()) => $c.unary($cl.$m($c.req(req.clone()))).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &r {
             if $crate::global::needs_new_token(e) && $c.authenticate().await.is_ok() {
                 r = $c.unary($cl.$m($c.req(req))).await;

@@ -7,7 +7,7 @@
 //! argument), parsing stopping at the first non-flag, Go's error texts and exit codes, and the
 //! environment filling in only flags absent from the command line, with warnings about the rest.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -398,12 +398,12 @@ pub(super) fn apply_env(
     // Go visits flags in lexical order; when several variables are bad etcd reports the last.
     names.sort_unstable();
     let mut used = BTreeSet::new();
-    let mut shadowed = BTreeSet::new();
+    let mut shadowed = BTreeMap::new();
     let mut last_err = None;
     for name in names {
         let key = env_name(name);
         if cmdline.contains(name) {
-            shadowed.insert(key);
+            shadowed.insert(key, name);
             continue;
         }
         let Some(raw) = env.map.get(&key) else {
@@ -442,12 +442,12 @@ pub(super) fn apply_env(
             continue;
         }
         let shown = values::one_line(value.as_deref().unwrap_or(""));
-        if shadowed.contains(key) {
-            // etcd 3.4 refuses to start here ("conflicting environment variable ... is shadowed
-            // by corresponding command-line flag"); later versions warn, which we follow.
+        if let Some(flag) = shadowed.get(key) {
+            // etcd 3.4 refuses to start here, with this text; later versions only warn, which
+            // we follow, in 3.4's words (naming the flag too).
             st.warnings.push(format!(
-                "recognized environment variable {key}, but unused: shadowed by corresponding \
-                 flag; unset it or drop the flag"
+                "conflicting environment variable {key:?} is shadowed by corresponding \
+                 command-line flag --{flag} (either unset environment variable or disable flag)"
             ));
         } else if key.starts_with("ETCD_") {
             st.warnings.push(format!(

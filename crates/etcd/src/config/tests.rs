@@ -417,9 +417,11 @@ fn flag_beats_env_and_env_beats_default() {
     assert_eq!(cfg.name, "from-flag");
     assert_eq!(cfg.snapshot_count, 7);
     assert!(
-        warnings.iter().any(|w| w.starts_with(
-            "recognized environment variable ETCD_NAME, but unused: shadowed by corresponding flag"
-        )),
+        warnings.contains(
+            &"conflicting environment variable \"ETCD_NAME\" is shadowed by corresponding \
+              command-line flag --name (either unset environment variable or disable flag)"
+                .to_string()
+        ),
         "{warnings:?}"
     );
 }

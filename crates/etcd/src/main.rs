@@ -2,6 +2,7 @@
 //! logging, then hand a `ServerConfig` to the server library and serve until stopped.
 
 mod config;
+mod logging;
 
 // jemalloc rather than glibc's malloc: the request path allocates many small, short-lived
 // buffers across threads, and glibc spent ~16% of a member's CPU in malloc/free under a write
@@ -117,7 +118,8 @@ async fn serve(cfg: ServerConfig) -> ExitCode {
         e = running.fatal() => {
             if matches!(e, etcd_server::ServerError::Removed) {
                 // Being removed is a normal end for a member: etcd exits 0 then.
-                tracing::warn!("{e}; stopping");
+                tracing::error!("{e}");
+                tracing::info!("the data-dir used by this member must be removed.");
                 return ExitCode::SUCCESS;
             }
             tracing::error!(error = %e, "stopping after a fatal error");
@@ -151,18 +153,24 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
         .find(|o| o.as_str() != "default")
         .cloned()
         .unwrap_or_else(|| "stderr".to_string());
-    let builder = tracing_subscriber::fmt().with_max_level(level);
     // zap writes JSON lines; capnslog (etcd 3.4's default) writes plain text lines.
     let json = cfg.logger == Logger::Zap;
+    let builder = tracing_subscriber::fmt().with_max_level(level);
     let result = match output.as_str() {
-        "stderr" if json => builder.json().with_writer(std::io::stderr).try_init(),
-        "stderr" => builder
-            .with_ansi(false)
+        "stderr" if json => builder
+            .event_format(logging::Zap)
             .with_writer(std::io::stderr)
             .try_init(),
-        "stdout" if json => builder.json().with_writer(std::io::stdout).try_init(),
+        "stderr" => builder
+            .event_format(logging::Capnslog)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        "stdout" if json => builder
+            .event_format(logging::Zap)
+            .with_writer(std::io::stdout)
+            .try_init(),
         "stdout" => builder
-            .with_ansi(false)
+            .event_format(logging::Capnslog)
             .with_writer(std::io::stdout)
             .try_init(),
         path => {
@@ -173,9 +181,15 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
                 .map_err(|e| format!("cannot open log output {path}: {e}"))?;
             let file = std::sync::Mutex::new(file);
             if json {
-                builder.json().with_writer(file).try_init()
+                builder
+                    .event_format(logging::Zap)
+                    .with_writer(file)
+                    .try_init()
             } else {
-                builder.with_ansi(false).with_writer(file).try_init()
+                builder
+                    .event_format(logging::Capnslog)
+                    .with_writer(file)
+                    .try_init()
             }
         }
     };
@@ -239,5 +253,6 @@ fn server_config(cfg: &Config) -> ServerConfig {
         watch_progress_notify_interval: cfg.experimental_watch_progress_notify_interval,
         client_tls: tls(&cfg.client_tls, false),
         peer_tls: tls(&cfg.peer_tls, true),
+        cors: cfg.cors.clone(),
     }
 }

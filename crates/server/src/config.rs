@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub watch_progress_notify_interval: Duration,
     pub client_tls: TlsSettings,
     pub peer_tls: TlsSettings,
+    /// `--cors`: origins allowed to make cross-origin HTTP requests; `["*"]` allows all.
+    pub cors: Vec<String>,
 }
 
 impl ServerConfig {
@@ -85,6 +87,7 @@ impl ServerConfig {
             watch_progress_notify_interval: Duration::from_secs(600),
             client_tls: TlsSettings::default(),
             peer_tls: TlsSettings::default(),
+            cors: vec!["*".to_string()],
         }
     }
 

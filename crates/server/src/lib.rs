@@ -13,6 +13,7 @@ pub mod lease;
 pub mod membership;
 mod peer;
 pub mod raft;
+mod refusal;
 mod serve;
 pub mod server;
 pub mod snapshot;

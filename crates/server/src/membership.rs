@@ -5,7 +5,7 @@
 //! SHA-1 over its sorted peer URLs, the cluster token and, for members added at runtime, the
 //! time; the cluster's ID is SHA-1 over its sorted member IDs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use etcd_api::etcdserverpb::Member as WireMember;
 use etcd_api::internalpb::MemberRecord;
@@ -66,6 +66,9 @@ fn first_8_bytes(digest: &[u8]) -> u64 {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Membership {
     pub members: BTreeMap<u64, MemberRecord>,
+    /// Members removed so far: a removed member that comes back is told so (etcd's
+    /// "permanently removed"), never taken for one not added yet.
+    pub removed: BTreeSet<u64>,
 }
 
 impl Membership {
@@ -100,7 +103,10 @@ impl Membership {
                 },
             );
         }
-        Ok(Membership { members })
+        Ok(Membership {
+            members,
+            removed: BTreeSet::new(),
+        })
     }
 
     pub fn cluster_id(&self) -> u64 {

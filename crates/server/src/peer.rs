@@ -30,9 +30,11 @@ use tonic::{Response, Status, Streaming};
 use crate::apply::ClusterState;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::membership::Membership;
 use crate::raft::links::{HELLO_LEN, LINK_MAGIC, LINK_VERSION, LinkSocket};
 use crate::raft::node::MessageSender;
 use crate::raft::{PeerLink, RaftInbox, RaftInput};
+use crate::refusal::{CLUSTER_MISMATCH, PeerRefusals, REMOVED};
 use crate::serve;
 use crate::server::EtcdServer;
 use crate::snapshot::SnapshotInbox;
@@ -52,17 +54,22 @@ pub async fn start(
     server: Arc<OnceLock<Arc<EtcdServer>>>,
     store: Arc<Store>,
     inbox: SnapshotInbox,
+    refusals: Arc<PeerRefusals>,
 ) -> Result<Box<dyn MessageSender>, ServerError> {
     let snap_dir = cfg
         .backend_path()
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
+    let membership = MembershipView {
+        boot: cluster.membership.clone(),
+        server: server.clone(),
+    };
     let service = PeerService {
         cluster_id,
         member_id,
         inputs: inputs.clone(),
-        cluster: cluster.clone(),
+        membership: membership.clone(),
         server,
         inbox,
         snap_dir: snap_dir.clone(),
@@ -76,6 +83,7 @@ pub async fn start(
         cluster_id,
         member_id,
         inputs: inputs.clone(),
+        membership,
     });
     serve::serve_peers(cfg, routes, links).await?;
 
@@ -88,6 +96,7 @@ pub async fn start(
         runtime: tokio::runtime::Handle::current(),
         store,
         snap_dir,
+        refusals,
     };
     sender.update_peers(&cluster.membership.peer_urls());
     Ok(Box::new(sender))
@@ -154,6 +163,7 @@ struct PeerSender {
     /// Snapshots carry a copy of the backend, staged in `snap_dir`.
     store: Arc<Store>,
     snap_dir: std::path::PathBuf,
+    refusals: Arc<PeerRefusals>,
 }
 
 impl MessageSender for PeerSender {
@@ -176,6 +186,7 @@ impl MessageSender for PeerSender {
                     urls: urls.clone(),
                     tls: self.tls.clone(),
                     inputs: self.inputs.clone(),
+                    refusals: self.refusals.clone(),
                 },
                 stop_rx,
             ));
@@ -434,6 +445,7 @@ struct Dialer {
     urls: Vec<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
     inputs: RaftInbox,
+    refusals: Arc<PeerRefusals>,
 }
 
 /// Keeps a link to one peer up: dials, hands the link to the Raft thread, waits for it to
@@ -470,6 +482,7 @@ async fn run_dialer(d: Dialer, mut stop: oneshot::Receiver<()>) {
         if !failure.is_empty() {
             let _ = d.inputs.try_send(RaftInput::Unreachable(peer));
             problem.report(peer, &failure);
+            d.refusals.refused(url, &failure).await;
         }
         // Only a link that stayed up resets the backoff: with TLS 1.3 a peer that refuses our
         // certificate does so after the handshake "succeeded", so connecting is no proof.
@@ -497,8 +510,10 @@ impl PeerProblem {
             || error.contains("bad certificate")
         {
             "certificate"
-        } else if error.contains("cluster ID mismatch") {
+        } else if error.contains(CLUSTER_MISMATCH) {
             "cluster"
+        } else if error.contains(REMOVED) {
+            "removed"
         } else {
             "unreachable"
         };
@@ -514,7 +529,8 @@ impl PeerProblem {
                 error,
                 "peer rejected our certificate: remote error: tls: bad certificate"
             ),
-            "cluster" => tracing::error!(peer, error, "peer refused our stream"),
+            "cluster" => tracing::error!(peer, "request sent was ignored ({error})"),
+            "removed" => tracing::error!(peer, "failed to dial {peer} ({error})"),
             _ => tracing::warn!(peer, error, "peer is unreachable"),
         }
     }
@@ -525,6 +541,7 @@ pub struct LinkAcceptor {
     cluster_id: u64,
     member_id: u64,
     inputs: RaftInbox,
+    membership: MembershipView,
 }
 
 impl LinkAcceptor {
@@ -542,15 +559,24 @@ impl LinkAcceptor {
             Err(e) => Some(e),
             Ok(h) if h.cluster_id != self.cluster_id => {
                 tracing::error!(
-                    remote_cluster = format!("{:x}", h.cluster_id),
-                    local_cluster = format!("{:x}", self.cluster_id),
                     from = format!("{:x}", h.from),
-                    "refusing messages from a member of another cluster (cluster ID mismatch)"
+                    "request cluster ID mismatch (got {:x} want {:x})",
+                    h.cluster_id,
+                    self.cluster_id
                 );
+                // Worded from the dialer's side, which logs it (etcd's text).
                 Some(format!(
-                    "cluster ID mismatch: local {:x}, remote {:x}",
-                    self.cluster_id, h.cluster_id
+                    "cluster ID mismatch: peer[{:x}]={:x}, local={:x}",
+                    self.member_id, self.cluster_id, h.cluster_id
                 ))
+            }
+            Ok(h) if self.membership.current().removed.contains(&h.from) => {
+                tracing::warn!(
+                    from = format!("{:x}", h.from),
+                    "rejected the stream from peer {:x} since it was removed",
+                    h.from
+                );
+                Some(REMOVED.to_string())
             }
             Ok(h) if h.to != self.member_id => Some(format!(
                 "member {:x} received messages for {:x}",
@@ -585,11 +611,28 @@ impl LinkAcceptor {
     }
 }
 
+/// The membership as this member knows it: the applied one once the member runs, the
+/// bootstrap one before.
+#[derive(Clone)]
+struct MembershipView {
+    boot: Membership,
+    server: Arc<OnceLock<Arc<EtcdServer>>>,
+}
+
+impl MembershipView {
+    fn current(&self) -> Membership {
+        match self.server.get() {
+            Some(server) => server.cluster_state().membership,
+            None => self.boot.clone(),
+        }
+    }
+}
+
 struct PeerService {
     cluster_id: u64,
     member_id: u64,
     inputs: RaftInbox,
-    cluster: ClusterState,
+    membership: MembershipView,
     /// Set once the member has started; lease calls before that find no leader here.
     server: Arc<OnceLock<Arc<EtcdServer>>>,
     inbox: SnapshotInbox,
@@ -673,14 +716,9 @@ impl RaftPeer for PeerService {
         &self,
         _request: tonic::Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
-        // The applied membership once the member runs; the bootstrap one before.
-        let members = match self.server.get() {
-            Some(server) => server.cluster_state().membership,
-            None => self.cluster.membership.clone(),
-        };
         Ok(Response::new(MembersResponse {
             cluster_id: self.cluster_id,
-            members: members.members.into_values().collect(),
+            members: self.membership.current().members.into_values().collect(),
         }))
     }
 }

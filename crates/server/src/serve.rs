@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tower::ServiceExt;
 use url::Url;
 
 use crate::config::ServerConfig;
@@ -23,11 +24,18 @@ use crate::raft::links::LINK_MAGIC;
 use crate::server::EtcdServer;
 use crate::{grpc, http, tls};
 
-pub async fn serve_clients(server: &Arc<EtcdServer>) -> Result<(), ServerError> {
-    let router = grpc::routes(server)
-        .into_axum_router()
-        .merge(http::routes(server.clone()));
+/// The client port's listeners, bound but not accepting yet: a member serves clients only
+/// once its attributes are published through Raft (etcd's `ReadyNotify`), so the first answer
+/// a client gets already comes from a member the cluster lists with its name and URLs.
+/// Binding first still makes a taken port fail the start at once.
+pub struct ClientListeners {
+    listeners: Vec<(Url, Listener)>,
+    router: Router,
+}
+
+pub async fn bind_clients(server: &Arc<EtcdServer>) -> Result<ClientListeners, ServerError> {
     let tls = tls::client_server_config(&server.cfg)?;
+    let mut listeners = Vec::new();
     for url in &server.cfg.listen_client_urls {
         let tls = if is_tls(url) {
             Some(tls.clone().ok_or_else(|| {
@@ -38,11 +46,55 @@ pub async fn serve_clients(server: &Arc<EtcdServer>) -> Result<(), ServerError> 
         } else {
             None
         };
-        let listener = bind(url, tls).await?;
-        tracing::info!(url = %url, "serving client traffic");
-        tokio::spawn(accept_loop(listener, router.clone()));
+        listeners.push((url.clone(), bind(url, tls).await?));
     }
-    Ok(())
+    Ok(ClientListeners {
+        listeners,
+        router: client_router(server),
+    })
+}
+
+impl ClientListeners {
+    /// Starts accepting, with etcd's log line per listener.
+    pub fn serve(self) {
+        for (url, listener) in self.listeners {
+            let address = match (url.host_str(), url.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                _ => crate::membership::url_string(&url),
+            };
+            if is_tls(&url) {
+                tracing::info!("serving client requests on {address}");
+            } else {
+                tracing::warn!(
+                    "serving insecure client requests on {address}, this is strongly discouraged!"
+                );
+            }
+            tokio::spawn(accept_loop(listener, self.router.clone()));
+        }
+    }
+}
+
+/// gRPC and HTTP on one port, told apart as etcd (Go's `grpc.Server` beside an HTTP mux) does:
+/// a request with a gRPC content type goes to the gRPC services, any other to the HTTP routes,
+/// so a plain `GET /anything` gets `404 page not found`, never an empty gRPC answer.
+fn client_router(server: &Arc<EtcdServer>) -> Router {
+    let grpc = grpc::router(server);
+    let http = http::routes(server.clone());
+    Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+        let target = if is_grpc_request(request.headers()) {
+            grpc.clone()
+        } else {
+            http.clone()
+        };
+        target.oneshot(request)
+    }))
+}
+
+fn is_grpc_request(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 pub async fn serve_peers(

@@ -335,10 +335,10 @@ impl EtcdServer {
         if !record.is_learner {
             return Err(ServerError::MemberNotLearner);
         }
-        let applied = match self.lease_leader().await? {
+        match self.lease_leader().await? {
             None => {
                 self.propose_conf_change(raft::prelude::ConfChangeType::AddNode, &record)
-                    .await?
+                    .await?;
             }
             Some(mut leader) => {
                 let req = etcd_api::etcdserverpb::MemberPromoteRequest { id };
@@ -348,14 +348,11 @@ impl EtcdServer {
                     .map_err(forwarded_member_error)?;
                 // Wait until the promotion is applied here too, so our answer lists it.
                 self.linearizable_barrier().await?;
-                crate::apply::Applied {
-                    revision: self.store.current_revision(),
-                    response: crate::apply::ApplyResponse::Empty,
-                }
             }
-        };
+        }
+        // etcd's cluster service headers carry no revision.
         Ok(etcd_api::etcdserverpb::MemberPromoteResponse {
-            header: self.header(applied.revision),
+            header: self.header(0),
             members: self.cluster_state().membership.to_wire(),
         })
     }

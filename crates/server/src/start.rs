@@ -16,6 +16,7 @@ use crate::error::ServerError;
 use crate::lease::{self, Lessor, SharedLessor};
 use crate::membership::url_string;
 use crate::raft::{Links, RaftLoop, RaftLoopParts, RaftStatus, bootstrap};
+use crate::refusal::PeerRefusals;
 use crate::server::{EtcdServer, unix_millis};
 use crate::wait::Wait;
 use crate::{peer, serve, tls};
@@ -29,9 +30,19 @@ const RAFT_INPUT_CAPACITY: usize = 16 * 1024;
 pub struct RunningServer {
     pub server: Arc<EtcdServer>,
     fatal_rx: mpsc::Receiver<ServerError>,
+    ready_rx: watch::Receiver<bool>,
 }
 
 impl RunningServer {
+    /// Resolves once the member's attributes are published through Raft and its client
+    /// listeners accept (etcd's `ReadyNotify`; what systemd's READY=1 means).
+    pub async fn ready(&self) {
+        let mut ready = self.ready_rx.clone();
+        // An error means the publishing task is gone, which only happens when the runtime
+        // stops; there is nothing left to wait for then.
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
     /// Resolves when the member hits an error it cannot continue after (a failed WAL or
     /// backend write): the process should exit, as etcd does.
     /// Stops the Raft loop after making the backend durable. Listeners stop with the process.
@@ -109,6 +120,15 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let snapshot_inbox = crate::snapshot::SnapshotInbox::default();
     let watch_hub = crate::watch::WatchHub::start(&cfg, store.clone())?;
 
+    let (fatal_tx, fatal_rx) = mpsc::channel(1);
+    let refusals = Arc::new(PeerRefusals::new(
+        &cfg,
+        member_id,
+        cluster_id,
+        tls::peer_client_config(&cfg)?,
+        status.clone(),
+        fatal_tx.clone(),
+    ));
     let peers = peer::start(
         &cfg,
         member_id,
@@ -118,6 +138,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         server_slot.clone(),
         store.clone(),
         snapshot_inbox.clone(),
+        refusals,
     )
     .await?;
     let raft_loop = RaftLoop::new(
@@ -137,7 +158,6 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             snapshot_inbox,
         },
     )?;
-    let (fatal_tx, fatal_rx) = mpsc::channel(1);
     std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
@@ -164,10 +184,21 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     });
     // The peer service answers forwarded lease calls with this member's state.
     let _ = server_slot.set(server.clone());
-    serve::serve_clients(&server).await?;
-    tokio::spawn(publish(server.clone()));
+    let clients = serve::bind_clients(&server).await?;
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let publisher = server.clone();
+    tokio::spawn(async move {
+        publish(&publisher).await;
+        tracing::info!("ready to serve client requests");
+        clients.serve();
+        let _ = ready_tx.send(true);
+    });
     tokio::spawn(lease::run_expiry(server.clone()));
-    Ok(RunningServer { server, fatal_rx })
+    Ok(RunningServer {
+        server,
+        fatal_rx,
+        ready_rx,
+    })
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
@@ -184,7 +215,7 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
 
 /// Publishes this member's name and client URLs through Raft, retrying until it is applied,
 /// as etcd does; only then does the member count as started.
-async fn publish(server: Arc<EtcdServer>) {
+async fn publish(server: &EtcdServer) {
     let attrs = MemberAttributes {
         member_id: server.member_id,
         name: server.cfg.name.clone(),
@@ -209,14 +240,21 @@ async fn publish(server: Arc<EtcdServer>) {
             }
         }
     }
+    // Go's `%+v` of etcd's member attributes: `{Name:a ClientURLs:[http://x http://y]}`.
+    let attributes = format!(
+        "{{Name:{} ClientURLs:[{}]}}",
+        attrs.name,
+        attrs.client_urls.join(" ")
+    );
     tracing::info!(
-        member = format!("{:x}", server.member_id),
-        client_urls = ?attrs.client_urls,
+        plain = format!("published {attributes} to cluster {:x}", server.cluster_id),
+        local_member_id = format!("{:x}", server.member_id),
+        local_member_attributes = attributes,
+        cluster_id = format!("{:x}", server.cluster_id),
         "published local member to cluster through raft"
     );
     tracing::info!(
         cluster_version = crate::config::CLUSTER_VERSION,
         "enabled capabilities for version 3.4"
     );
-    tracing::info!("ready to serve client requests");
 }

@@ -350,7 +350,8 @@ impl Cluster {
             .join(",")
     }
 
-    fn spawn(&mut self, slot: usize) {
+    /// Starts a stopped member without waiting for it to serve (it may be unable to).
+    pub fn spawn(&mut self, slot: usize) {
         let m = &mut self.members[slot];
         assert!(m.child.is_none(), "member {slot} is already running");
         let log = std::fs::OpenOptions::new()
@@ -584,6 +585,17 @@ impl Cluster {
 
     /// MemberRemove through another member, then waits until the removed member exits 0.
     pub async fn remove_member(&mut self, slot: usize) {
+        self.remove_from_membership(slot).await;
+        let exit = self.wait_exit(slot).await;
+        assert!(
+            exit.success(),
+            "removed member {slot} exited with {exit}; log:\n{}",
+            self.members[slot].log_tail(40)
+        );
+    }
+
+    /// MemberRemove through another member; the member itself may be running or not.
+    pub async fn remove_from_membership(&mut self, slot: usize) {
         let id = self.members[slot].id;
         let deadline = Instant::now() + WAIT_MAX;
         loop {
@@ -611,28 +623,29 @@ impl Cluster {
         }
         self.members[slot].removed = true;
         self.shared.endpoints.lock().unwrap()[slot] = None;
+    }
+
+    /// Waits until the member's process exits, and returns how.
+    pub async fn wait_exit(&mut self, slot: usize) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT_MAX;
         let exit = loop {
             let child = self.members[slot]
                 .child
                 .as_mut()
-                .expect("removed member was running");
+                .expect("the member is running");
             if let Ok(Some(status)) = child.try_wait() {
                 break status;
             }
             assert!(
                 Instant::now() < deadline,
-                "removed member {slot} did not exit; log:\n{}",
+                "member {slot} did not exit; log:\n{}",
                 self.members[slot].log_tail(40)
             );
             tokio::time::sleep(POLL_INTERVAL).await;
         };
         self.members[slot].child = None;
         self.shared.pids.lock().unwrap()[slot] = None;
-        assert!(
-            exit.success(),
-            "removed member {slot} exited with {exit}; log:\n{}",
-            self.members[slot].log_tail(40)
-        );
+        exit
     }
 
     /// Starts `writers` client tasks writing distinct keys under `prefix`, spread over the

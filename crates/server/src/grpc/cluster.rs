@@ -98,10 +98,10 @@ impl Cluster for ClusterService {
         } else {
             ConfChangeType::AddNode
         };
-        let applied = self.server.propose_conf_change(change, &record).await?;
+        self.server.propose_conf_change(change, &record).await?;
         let members = self.server.cluster_state().membership.to_wire();
         Ok(Response::new(MemberAddResponse {
-            header: self.server.header(applied.revision),
+            header: self.server.header(0),
             member: Some(record_to_wire(&record)),
             members,
         }))
@@ -120,12 +120,11 @@ impl Cluster for ClusterService {
             .get(&id)
             .cloned()
             .ok_or(ServerError::MemberNotFound)?;
-        let applied = self
-            .server
+        self.server
             .propose_conf_change(ConfChangeType::RemoveNode, &record)
             .await?;
         Ok(Response::new(MemberRemoveResponse {
-            header: self.server.header(applied.revision),
+            header: self.server.header(0),
             members: self.server.cluster_state().membership.to_wire(),
         }))
     }
@@ -146,15 +145,14 @@ impl Cluster for ClusterService {
             return Err(ServerError::MemberNotFound.into());
         }
         self.check_urls_unused(&peer_urls, req.id)?;
-        let applied = self
-            .server
+        self.server
             .propose(Request::MemberPeerUrls(MemberPeerUrls {
                 member_id: req.id,
                 peer_urls,
             }))
             .await?;
         Ok(Response::new(MemberUpdateResponse {
-            header: self.server.header(applied.revision),
+            header: self.server.header(0),
             members: self.server.cluster_state().membership.to_wire(),
         }))
     }
@@ -168,7 +166,7 @@ impl Cluster for ClusterService {
         }
         let state = self.server.cluster_state();
         Ok(Response::new(MemberListResponse {
-            header: self.server.current_header(),
+            header: self.server.header(0),
             members: state.membership.to_wire(),
         }))
     }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use etcd_api::etcdserverpb::maintenance_server::Maintenance;
 use etcd_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    StatusRequest, StatusResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, StatusRequest, StatusResponse,
 };
 use etcd_api::internalpb::internal_request::Request;
 use tonic::{Response, Status};
@@ -49,6 +49,7 @@ impl Maintenance for MaintenanceService {
         if s.leader() == 0 {
             errors.push(ServerError::NoLeader.to_string());
         }
+        errors.extend(s.cluster_state().alarms.iter().map(alarm_text));
         Ok(Response::new(StatusResponse {
             header: s.current_header(),
             version: SERVER_VERSION.to_string(),
@@ -119,5 +120,44 @@ impl Maintenance for MaintenanceService {
             compact_revision: kv_hash.compact_revision,
             hash_revision: kv_hash.hash_revision,
         }))
+    }
+}
+
+/// An alarm as etcd's Status lists it in `errors`: the Go protobuf compact text of the
+/// `AlarmMember` (`memberID:<decimal> alarm:NOSPACE `), each set field followed by a space.
+fn alarm_text(alarm: &AlarmMember) -> String {
+    let mut text = String::new();
+    if alarm.member_id != 0 {
+        text.push_str(&format!("memberID:{} ", alarm.member_id));
+    }
+    if alarm.alarm != 0 {
+        match AlarmType::try_from(alarm.alarm) {
+            Ok(kind) => text.push_str(&format!("alarm:{} ", kind.as_str_name())),
+            Err(_) => text.push_str(&format!("alarm:{} ", alarm.alarm)),
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarm_text_is_gos_compact_protobuf_text() {
+        let nospace = AlarmMember {
+            member_id: 2185233399518806002,
+            alarm: AlarmType::Nospace as i32,
+        };
+        assert_eq!(
+            alarm_text(&nospace),
+            "memberID:2185233399518806002 alarm:NOSPACE "
+        );
+        let corrupt = AlarmMember {
+            member_id: 1,
+            alarm: AlarmType::Corrupt as i32,
+        };
+        assert_eq!(alarm_text(&corrupt), "memberID:1 alarm:CORRUPT ");
+        assert_eq!(alarm_text(&AlarmMember::default()), "");
     }
 }

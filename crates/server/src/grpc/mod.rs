@@ -7,6 +7,7 @@ mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod transport_errors;
 mod unimplemented;
 pub mod validate;
 mod watch;
@@ -27,8 +28,16 @@ use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 
-/// Every v3 service, ready to be merged with the HTTP routes of the client port.
-pub fn routes(server: &Arc<EtcdServer>) -> Routes {
+/// Every v3 service as one router, with transport errors in grpc-go's words.
+pub fn router(server: &Arc<EtcdServer>) -> axum::Router {
+    routes(server)
+        .into_axum_router()
+        .layer(tower::util::MapResponseLayer::new(
+            transport_errors::as_grpc_go::<axum::body::Body>,
+        ))
+}
+
+fn routes(server: &Arc<EtcdServer>) -> Routes {
     let max_recv = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let max_send = usize::MAX;
     Routes::new(

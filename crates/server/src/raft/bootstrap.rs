@@ -308,6 +308,7 @@ pub fn load_cluster_state(store: &Store) -> Result<Option<ClusterState>, ServerE
     for member in saved.members {
         cluster.membership.members.insert(member.id, member);
     }
+    cluster.membership.removed = saved.removed.into_iter().collect();
     if let Some(raw) = store.meta_get(META_ALARMS)? {
         let alarms = etcd_api::etcdserverpb::AlarmResponse::decode(raw.as_slice())
             .map_err(|e| ServerError::Internal(format!("backend: cannot decode alarms: {e}")))?;
@@ -322,6 +323,7 @@ pub fn encode_cluster_state(cluster: &ClusterState) -> (Vec<u8>, Vec<u8>) {
         members: cluster.membership.members.values().cloned().collect(),
         voters: cluster.voters.clone(),
         learners: cluster.learners.clone(),
+        removed: cluster.membership.removed.iter().copied().collect(),
     };
     let alarms = etcd_api::etcdserverpb::AlarmResponse {
         header: None,

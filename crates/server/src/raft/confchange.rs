@@ -85,6 +85,7 @@ pub fn apply_entry(
         }
         ConfChangeType::RemoveNode => {
             members.remove(&cc.node_id);
+            cluster.membership.removed.insert(cc.node_id);
             applied.peers_changed = true;
             applied.removed_self = cc.node_id == self_id;
         }

@@ -7,12 +7,13 @@ use slog::{Drain, KV, Level, OwnedKVList, Record, Serializer};
 
 struct TracingDrain;
 
-/// Collects a record's key-value pairs as ` key=value` text.
-struct KvText(String);
+/// Collects a record's key-value pairs.
+#[derive(Default)]
+struct KvPairs(Vec<(String, String)>);
 
-impl Serializer for KvText {
+impl Serializer for KvPairs {
     fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
-        let _ = write!(self.0, " {key}={val}");
+        self.0.push((key.to_string(), val.to_string()));
         Ok(())
     }
 }
@@ -21,11 +22,28 @@ impl Drain for TracingDrain {
     type Ok = ();
     type Err = slog::Never;
 
+    /// etcd's Raft lines start with the member's ID (`1e53... became leader at term 2`);
+    /// raft-rs carries it as the logger's `raft_id` value. Values the message already shows
+    /// (raft-rs passes its format arguments as values too) are not repeated.
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), slog::Never> {
-        let mut kv = KvText(String::new());
+        let mut kv = KvPairs::default();
         let _ = record.kv().serialize(record, &mut kv);
         let _ = values.serialize(record, &mut kv);
-        let msg = format!("{}{}", record.msg(), kv.0);
+        let text = record.msg().to_string();
+        let mut id = String::new();
+        let mut msg = String::new();
+        for (key, value) in kv.0 {
+            if key == "raft_id" {
+                id = value;
+            } else if !text.contains(&value) {
+                let _ = write!(msg, " {key}={value}");
+            }
+        }
+        let msg = if id.is_empty() {
+            format!("{text}{msg}")
+        } else {
+            format!("{id} {text}{msg}")
+        };
         match record.level() {
             Level::Critical | Level::Error => tracing::error!(target: "raft", "{msg}"),
             Level::Warning => tracing::warn!(target: "raft", "{msg}"),

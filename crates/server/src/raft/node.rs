@@ -510,7 +510,13 @@ impl RaftLoop {
             .term
             .store(self.node.raft.term, Ordering::Release);
         if let Some(ss) = ready.ss() {
-            self.status.leader.store(ss.leader_id, Ordering::Release);
+            let previous_leader = self.status.leader.swap(ss.leader_id, Ordering::AcqRel);
+            log_leader_change(
+                self.member_id,
+                previous_leader,
+                ss.leader_id,
+                self.node.raft.term,
+            );
             let was_leader = self.status.is_leader.load(Ordering::Acquire);
             let is_leader = ss.raft_state == StateRole::Leader;
             self.status.is_leader.store(is_leader, Ordering::Release);
@@ -522,13 +528,6 @@ impl RaftLoop {
                     .promote(Instant::now(), self.election_timeout);
             } else if !is_leader && was_leader {
                 self.lessor.lock().demote();
-            }
-            if is_leader && !was_leader {
-                tracing::info!(
-                    member = format!("{:x}", self.member_id),
-                    term = self.node.raft.term,
-                    "became leader"
-                );
             }
         }
         // A leader may send before persisting (Raft paper §10.2.1); followers' replies wait.
@@ -757,6 +756,24 @@ fn parse_read_ctx(member_id: u64, ctx: &[u8]) -> Option<u64> {
         return None;
     }
     Some(u64::from_be_bytes(counter.try_into().ok()?))
+}
+
+/// etcd's `raft.node` lines on every member when the leader it follows changes; operators
+/// grep for "elected leader" to find elections.
+fn log_leader_change(member_id: u64, previous: u64, leader: u64, term: u64) {
+    if previous == leader {
+        return;
+    }
+    if previous == 0 {
+        tracing::info!(target: "raft", "raft.node: {member_id:x} elected leader {leader:x} at term {term}");
+    } else if leader == 0 {
+        tracing::info!(target: "raft", "raft.node: {member_id:x} lost leader {previous:x} at term {term}");
+    } else {
+        tracing::info!(
+            target: "raft",
+            "raft.node: {member_id:x} changed leader from {previous:x} to {leader:x} at term {term}"
+        );
+    }
 }
 
 #[cfg(test)]

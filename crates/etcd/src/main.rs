@@ -37,6 +37,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Action::PrintHelp => {
+            // As etcd: the usage (which names --config-file) on stderr, the flags on stdout.
+            eprint!("{}", config::usage());
             print!("{}", config::help());
             return ExitCode::SUCCESS;
         }

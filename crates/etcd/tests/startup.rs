@@ -23,6 +23,17 @@ fn version_flag() {
 }
 
 #[test]
+fn help_prints_the_usage_on_stderr_and_the_flags_on_stdout() {
+    let out = run_etcd(&["--help"], &[]);
+    assert!(out.status.success());
+    let usage = stderr(&out);
+    assert!(usage.starts_with("Usage:\n"), "{usage}");
+    assert!(usage.contains("\n  etcd --config-file\n"), "{usage}");
+    let flags = String::from_utf8_lossy(&out.stdout);
+    assert!(flags.contains("\nMember:\n  --name 'default'\n"), "{flags}");
+}
+
+#[test]
 fn unknown_flag_is_refused_like_etcd() {
     let out = run_etcd(&["--no-such-flag"], &[]);
     assert_eq!(out.status.code(), Some(2));

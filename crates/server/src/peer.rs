@@ -21,7 +21,7 @@ use etcd_api::internalpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use etcd_api::internalpb::{MembersRequest, MembersResponse, PeerAck, SnapshotChunk};
 use etcd_client::ConnectOptions;
 use etcd_mvcc::Store;
-use etcd_transport::{Conn, StdSocket};
+use etcd_transport::{CertIdentity, Conn, StdSocket};
 use raft::prelude::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -79,11 +79,13 @@ pub async fn start(
         RaftPeerServer::new(service).max_decoding_message_size(PEER_FRAME_BYTES_MAX),
     )
     .into_axum_router();
+    let peer_tls = &cfg.peer_tls.info;
     let links = Arc::new(LinkAcceptor {
         cluster_id,
         member_id,
         inputs: inputs.clone(),
         membership,
+        check_certificate_names: peer_tls.client_cert_auth && !peer_tls.skip_client_san_verify,
     });
     serve::serve_peers(cfg, routes, links).await?;
 
@@ -542,6 +544,9 @@ pub struct LinkAcceptor {
     member_id: u64,
     inputs: RaftInbox,
     membership: MembershipView,
+    /// `--peer-client-cert-auth`: the certificate must be valid for the peer URLs of the
+    /// member the hello claims to be, as the TLS layer checked it against the address.
+    check_certificate_names: bool,
 }
 
 impl LinkAcceptor {
@@ -577,6 +582,15 @@ impl LinkAcceptor {
                     h.from
                 );
                 Some(REMOVED.to_string())
+            }
+            Ok(h) if let Some(refusal) = self.certificate_refusal(&conn, h.from) => {
+                tracing::warn!(
+                    remote,
+                    from = format!("{:x}", h.from),
+                    "rejected the link from peer {:x}: {refusal}",
+                    h.from
+                );
+                Some(refusal)
             }
             Ok(h) if h.to != self.member_id => Some(format!(
                 "member {:x} received messages for {:x}",
@@ -626,6 +640,64 @@ impl MembershipView {
             None => self.boot.clone(),
         }
     }
+}
+
+impl LinkAcceptor {
+    /// Why the client certificate of `conn` cannot speak for member `from`, if it cannot:
+    /// it must be valid (Go's `VerifyHostname`) for the host of one of that member's peer
+    /// URLs. Only checked with client-certificate authentication on the peer port.
+    fn certificate_refusal(&self, conn: &Conn, from: u64) -> Option<String> {
+        if !self.check_certificate_names {
+            return None;
+        }
+        let leaf = conn.peer_certificates().first()?;
+        let identity = match CertIdentity::from_der(leaf) {
+            Ok(identity) => identity,
+            Err(e) => return Some(e.to_string()),
+        };
+        let peer_urls = self
+            .membership
+            .current()
+            .members
+            .get(&from)
+            .map(|m| m.peer_urls.clone())
+            .unwrap_or_default();
+        certificate_speaks_for(&identity, &peer_urls, from).err()
+    }
+}
+
+/// Whether a certificate may speak for the member with these peer URLs: it must be valid for
+/// the host of one of them. A certificate naming no host at all passes, as it passes the
+/// transport's address check (etcd's `checkSAN` skips it too); so does a member with no TCP
+/// peer URL (unix sockets) or one not known here yet.
+fn certificate_speaks_for(
+    identity: &CertIdentity,
+    peer_urls: &[String],
+    member: u64,
+) -> Result<(), String> {
+    if identity.ip_addresses.is_empty() && identity.dns_names.is_empty() {
+        return Ok(());
+    }
+    let hosts: Vec<String> = peer_urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .filter_map(|u| u.host_str().map(str::to_string))
+        .collect();
+    if hosts.is_empty() || hosts.iter().any(|h| identity.matches_hostname(h)) {
+        return Ok(());
+    }
+    let valid_for: Vec<String> = identity
+        .ip_addresses
+        .iter()
+        .map(ToString::to_string)
+        .chain(identity.dns_names.iter().cloned())
+        .collect();
+    Err(format!(
+        "x509: certificate is valid for {}, not {} (the peer URL host of member {member:x})",
+        valid_for.join(", "),
+        hosts.join(", ")
+    ))
 }
 
 struct PeerService {
@@ -726,6 +798,34 @@ impl RaftPeer for PeerService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn identity(ips: &[&str], names: &[&str]) -> CertIdentity {
+        CertIdentity {
+            common_name: None,
+            ip_addresses: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+            dns_names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_certificate_speaks_only_for_members_at_its_hosts() {
+        let urls = ["https://127.0.0.2:2380".to_string()];
+        assert!(certificate_speaks_for(&identity(&["127.0.0.2"], &[]), &urls, 2).is_ok());
+        let refused = certificate_speaks_for(&identity(&["127.0.0.1"], &["a.example"]), &urls, 2)
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            "x509: certificate is valid for 127.0.0.1, a.example, not 127.0.0.2 (the peer URL \
+             host of member 2)"
+        );
+        let by_name = ["https://m2.example:2380".to_string()];
+        assert!(certificate_speaks_for(&identity(&[], &["*.example"]), &by_name, 2).is_ok());
+        assert!(certificate_speaks_for(&identity(&[], &["m3.example"]), &by_name, 2).is_err());
+        // Nothing to tie it to: a certificate without names, a member with no TCP URL.
+        assert!(certificate_speaks_for(&identity(&[], &[]), &urls, 2).is_ok());
+        let unix = ["unixs://m2.sock".to_string()];
+        assert!(certificate_speaks_for(&identity(&["127.0.0.1"], &[]), &unix, 2).is_ok());
+    }
 
     #[test]
     fn a_hello_round_trips_and_a_foreign_one_is_refused() {

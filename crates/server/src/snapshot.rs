@@ -157,6 +157,9 @@ pub async fn receive(
         if message.is_none() {
             let msg = Message::parse_from_bytes(&chunk.message)
                 .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
+            // Before anything is staged on disk: a lie must not cost us disk space either.
+            crate::raft::guard::check_snapshot_stream(&msg, member_id)
+                .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
             let index = msg.get_snapshot().get_metadata().index;
             let path = staging_path(snap_dir, "recv", chunk.from, index);
             let f = std::fs::File::create(&path)

@@ -161,7 +161,14 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
-            if let Err(e) = raft_loop.run() {
+            // A panic must stop the member, not leave it serving without Raft: the fatal
+            // channel outlives this thread (the peer refusals hold a sender too).
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft_loop.run()))
+                    .unwrap_or_else(|_| {
+                        Err(ServerError::Internal("the Raft loop panicked".into()))
+                    });
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, "the Raft loop failed; this member must stop");
                 let _ = fatal_tx.blocking_send(e);
             }

@@ -6,6 +6,7 @@
 
 mod bootstrap;
 pub mod confchange;
+pub(crate) mod guard;
 pub mod links;
 mod logger;
 pub(crate) mod node;

@@ -11,13 +11,14 @@ use etcd_mvcc::Store;
 use etcd_wal::Wal;
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
 use super::bootstrap::{Bootstrapped, encode_cluster_state};
 use super::confchange;
+use super::guard::{self, LocalState, Route};
 use super::links::{Links, PeerLink};
 use super::logger::raft_logger;
 use crate::apply::{
@@ -76,6 +77,8 @@ pub struct RaftStatus {
     pub term: AtomicU64,
     pub commit_index: AtomicU64,
     pub is_leader: AtomicBool,
+    /// Peer messages dropped because they break Raft's rules (`guard`).
+    pub refused_peer_messages: AtomicU64,
 }
 
 /// The async side of the peer transport: dialers for the links, and snapshots, which go on
@@ -127,6 +130,7 @@ pub struct RaftLoop {
     reads_waiting: Vec<oneshot::Sender<Result<u64, ServerError>>>,
     reads_in_flight: HashMap<u64, PendingRead>,
     next_read_ctx: u64,
+    refusal_log: RefusalLog,
 }
 
 pub struct RaftLoopParts {
@@ -224,6 +228,7 @@ impl RaftLoop {
             next_read_ctx: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
+            refusal_log: RefusalLog::default(),
         })
     }
 
@@ -243,7 +248,7 @@ impl RaftLoop {
                     Ok(input) => {
                         busy = true;
                         batch_bytes += input_bytes(&input);
-                        self.handle_input(input);
+                        self.handle_input(input)?;
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return self.stop_unasked(),
@@ -258,7 +263,7 @@ impl RaftLoop {
                     Ok(RaftInput::Stop(done)) => return self.stop(done),
                     Ok(input) => {
                         self.links.unpark();
-                        self.handle_input(input);
+                        self.handle_input(input)?;
                     }
                     Err(TryRecvError::Empty) => {
                         timeout = next_tick.saturating_duration_since(Instant::now());
@@ -270,9 +275,7 @@ impl RaftLoop {
                 .poll(timeout)
                 .map_err(|e| ServerError::Internal(format!("polling the peer links: {e}")))?;
             for msg in self.links.take_received() {
-                if let Err(e) = self.node.step(msg) {
-                    tracing::debug!(error = %e, "raft rejected a peer message");
-                }
+                self.step_peer(msg, Route::Link)?;
             }
             for peer in self.links.take_unreachable() {
                 self.node.report_unreachable(peer);
@@ -305,7 +308,41 @@ impl RaftLoop {
         result
     }
 
-    fn handle_input(&mut self, input: RaftInput) {
+    /// Steps a message from a peer into Raft once `guard` finds nothing wrong with it. A
+    /// panic inside raft-rs (a bug of ours or theirs, not a lie: lies are refused first) stops
+    /// the member with the message and the peer named.
+    fn step_peer(&mut self, msg: Message, route: Route) -> Result<(), ServerError> {
+        if let Err(problem) = guard::check(&msg, route, &LocalState::of(&self.node)) {
+            self.status
+                .refused_peer_messages
+                .fetch_add(1, Ordering::Relaxed);
+            self.refusal_log
+                .report(msg.from, msg.get_msg_type(), &problem);
+            if route == Route::SnapshotStream {
+                let index = msg.get_snapshot().get_metadata().index;
+                if let Some(staged) = self.snapshot_inbox.take(index) {
+                    let _ = std::fs::remove_file(staged);
+                }
+            }
+            return Ok(());
+        }
+        let (kind, from, term, index) = (msg.get_msg_type(), msg.from, msg.term, msg.index);
+        let node = &mut self.node;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.step(msg))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "raft rejected a peer message");
+                Ok(())
+            }
+            Err(panic) => Err(ServerError::Internal(format!(
+                "raft panicked stepping {kind:?} (term {term}, index {index}) from peer \
+                 {from:x}: {}",
+                panic_text(&panic)
+            ))),
+        }
+    }
+
+    fn handle_input(&mut self, input: RaftInput) -> Result<(), ServerError> {
         match input {
             RaftInput::Propose { id, data } => {
                 if let Err(e) = self.node.propose(Vec::new(), data) {
@@ -313,11 +350,7 @@ impl RaftLoop {
                 }
             }
             RaftInput::ReadIndex(reply) => self.reads_waiting.push(reply),
-            RaftInput::Peer(msg) => {
-                if let Err(e) = self.node.step(*msg) {
-                    tracing::debug!(error = %e, "raft rejected a peer message");
-                }
-            }
+            RaftInput::Peer(msg) => self.step_peer(*msg, Route::SnapshotStream)?,
             RaftInput::Unreachable(peer) => {
                 self.links.mark_down(peer);
                 self.node.report_unreachable(peer);
@@ -345,6 +378,7 @@ impl RaftLoop {
             // Handled by the loop before it gets here.
             RaftInput::Stop(done) => drop(done),
         }
+        Ok(())
     }
 
     /// A snapshot from the leader: the backend file that came with it replaces ours, and the
@@ -756,6 +790,55 @@ fn parse_read_ctx(member_id: u64, ctx: &[u8]) -> Option<u64> {
         return None;
     }
     Some(u64::from_be_bytes(counter.try_into().ok()?))
+}
+
+/// Logs refused peer messages at most once per peer per minute, with what was wrong.
+#[derive(Default)]
+struct RefusalLog {
+    /// When each peer was last logged. Bounded: `from` is whatever the message claims.
+    last_logged: HashMap<u64, Instant>,
+    /// Refusals since a peer was last logged, said with the next line.
+    unlogged: HashMap<u64, u64>,
+}
+
+impl RefusalLog {
+    const INTERVAL: Duration = Duration::from_secs(60);
+    const PEERS_MAX: usize = 64;
+
+    fn report(&mut self, from: u64, kind: MessageType, problem: &str) {
+        let now = Instant::now();
+        if self
+            .last_logged
+            .get(&from)
+            .is_some_and(|at| now.duration_since(*at) < Self::INTERVAL)
+        {
+            *self.unlogged.entry(from).or_default() += 1;
+            return;
+        }
+        if self.last_logged.len() >= Self::PEERS_MAX {
+            self.last_logged.clear();
+            self.unlogged.clear();
+        }
+        self.last_logged.insert(from, now);
+        let also_refused = self.unlogged.remove(&from).unwrap_or(0);
+        tracing::warn!(
+            peer = format!("{from:x}"),
+            also_refused,
+            "dropped a {kind:?} from peer {from:x} that breaks Raft's rules: {problem} (a bug \
+             or an impostor on the peer port: use peer TLS with --peer-client-cert-auth)"
+        );
+    }
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".to_string()
+    }
 }
 
 /// etcd's `raft.node` lines on every member when the leader it follows changes; operators

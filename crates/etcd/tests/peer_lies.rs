@@ -280,3 +280,199 @@ async fn a_lone_member_refuses_links_from_strangers_and_lying_snapshots() {
     let acked = load.stop().await;
     cluster.check(PREFIX, &acked).await;
 }
+
+/// A CA and leaf certificates for the given IP SANs, as PEM files in `dir`.
+struct Pki {
+    ca_params: rcgen::CertificateParams,
+    ca_key: rcgen::KeyPair,
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &std::path::Path) -> Pki {
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+        Pki {
+            ca_params,
+            ca_key,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// (certificate, key) files of a leaf for both server and client auth.
+    fn issue(&self, name: &str, ips: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+        let mut params =
+            rcgen::CertificateParams::new(ips.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{name}.crt")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+}
+
+/// Opens a TLS link from 127.0.0.1 to `address` with this certificate and says hello in
+/// `from`'s name: the verdict, `Err` with the refusal.
+async fn tls_hello(
+    address: std::net::SocketAddr,
+    pki: &Pki,
+    cert: &(std::path::PathBuf, std::path::PathBuf),
+    cluster_id: u64,
+    from: u64,
+    to: u64,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let info = etcd_transport::TlsInfo {
+        cert_file: Some(cert.0.clone()),
+        key_file: Some(cert.1.clone()),
+        trusted_ca_file: Some(pki.ca()),
+        ..etcd_transport::TlsInfo::default()
+    };
+    let config = info.client_config(&[]).unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(address).await.map_err(|e| e.to_string())?;
+    let name = info.server_name_for(&address.ip().to_string()).unwrap();
+    let mut tls = etcd_transport::tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut hello = LINK_MAGIC.to_vec();
+    hello.push(LINK_VERSION);
+    for word in [cluster_id, from, to] {
+        hello.extend_from_slice(&word.to_be_bytes());
+    }
+    tls.write_all(&hello).await.map_err(|e| e.to_string())?;
+    let mut verdict = [0u8; 1];
+    tls.read_exact(&mut verdict)
+        .await
+        .map_err(|e| e.to_string())?;
+    if verdict[0] == 0 {
+        return Ok(());
+    }
+    let mut len = [0u8; 2];
+    tls.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    let mut reason = vec![0; u16::from_be_bytes(len) as usize];
+    tls.read_exact(&mut reason)
+        .await
+        .map_err(|e| e.to_string())?;
+    Err(String::from_utf8_lossy(&reason).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_certificate_speaks_only_for_its_own_member() {
+    // Two members on two loopback addresses; member b's certificate also names 127.0.0.1,
+    // the address its connections leave from, for the transport's address check.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let a_cert = pki.issue("a", &["127.0.0.1"]);
+    let b_cert = pki.issue("b", &["127.0.0.2", "127.0.0.1"]);
+    let stranger_cert = pki.issue("stranger", &["127.0.0.1"]);
+    let port = common::cluster::cluster_port;
+    let (a_peer, b_peer) = (
+        format!("https://127.0.0.1:{}", port()),
+        format!("https://127.0.0.2:{}", port()),
+    );
+    let initial_cluster = format!("a={a_peer},b={b_peer}");
+    let mut members = Vec::new();
+    for (name, peer, cert) in [("a", &a_peer, &a_cert), ("b", &b_peer, &b_cert)] {
+        let client = format!("http://127.0.0.1:{}", port());
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.path().join(format!("{name}.etcd")))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+            ])
+            .args(["--initial-cluster", &initial_cluster])
+            .arg("--peer-cert-file")
+            .arg(&cert.0)
+            .arg("--peer-key-file")
+            .arg(&cert.1)
+            .arg("--peer-trusted-ca-file")
+            .arg(pki.ca())
+            .arg("--peer-client-cert-auth")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        members.push((KillOnDrop(child), client));
+    }
+    // Both serve once they elected a leader over their TLS links.
+    let mut ids = Vec::new();
+    let mut cluster_id = 0;
+    for (_, client) in &members {
+        let mut attempts = 0;
+        let resp = loop {
+            let answer = match common::cluster::connect(client, Duration::from_secs(5)).await {
+                Ok(mut c) => c.get("ready").await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(resp) => break resp,
+                Err(_) if attempts < 200 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!(
+                    "member at {client} never served: {e}\n{}",
+                    std::fs::read_to_string(dir.path().join("a.log")).unwrap_or_default()
+                ),
+            }
+        };
+        let header = resp.header.unwrap();
+        ids.push(header.member_id);
+        cluster_id = header.cluster_id;
+    }
+    let (a_id, b_id) = (ids[0], ids[1]);
+    let a_address: std::net::SocketAddr = a_peer.trim_start_matches("https://").parse().unwrap();
+
+    // The stranger's certificate is valid for 127.0.0.1, where it connects from, but member
+    // b's peer URL is at 127.0.0.2.
+    let refused = tls_hello(a_address, &pki, &stranger_cert, cluster_id, b_id, a_id)
+        .await
+        .expect_err("a certificate for another host cannot speak for member b");
+    assert!(
+        refused.starts_with("x509: certificate is valid for 127.0.0.1, not 127.0.0.2"),
+        "{refused}"
+    );
+    // Member b's own certificate may.
+    tls_hello(a_address, &pki, &b_cert, cluster_id, b_id, a_id)
+        .await
+        .expect("member b's certificate speaks for member b");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

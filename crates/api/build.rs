@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/v3lock.proto",
         "proto/v3election.proto",
         "proto/internal.proto",
+        "proto/lease.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -29,6 +29,11 @@ pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
 }
 
+/// etcd's lease record as its backend stores it (`leasepb`), for backups in etcd's format.
+pub mod leasepb {
+    tonic::include_proto!("leasepb");
+}
+
 /// Raft proposals and member-to-member traffic; ours, not etcd's.
 pub mod internalpb {
     tonic::include_proto!("internalpb");

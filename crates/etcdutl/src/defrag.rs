@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use crate::bbolt::{self, BoltError, Db};
+use etcd_bbolt::{BoltError, Db};
 
 pub fn defrag_file(path: &Path) -> Result<(), BoltError> {
     let db = Db::open(path)?;
     let (buckets, _) = db.read_all()?;
-    let bytes = bbolt::write(&buckets, db.meta.page_size as usize);
+    let bytes = etcd_bbolt::write(&buckets, db.meta.page_size as usize);
     let tmp = path.with_extension("defrag.tmp");
     std::fs::write(&tmp, &bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;

@@ -2,7 +2,7 @@
 //! and snap files, and the `snapshot status` / `snapshot restore` / `defrag` operations that
 //! both `etcdutl` and `etcdctl` expose.
 
-pub mod bbolt;
+pub use etcd_bbolt as bbolt;
 pub mod defrag;
 pub mod migrate;
 pub mod pb;

@@ -8,15 +8,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::bbolt::{self, Bucket, Db};
 use crate::pb::Enc;
+use etcd_bbolt::{Bucket, Db};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
-    Bolt(#[from] bbolt::BoltError),
+    Bolt(#[from] etcd_bbolt::BoltError),
     #[error("{0}")]
     Msg(String),
 }
@@ -589,7 +589,7 @@ pub fn migrate(
             b.insert(b"consistent_index".to_vec(), index.to_be_bytes().to_vec());
         }
     }
-    let out = bbolt::write(&buckets, page_size);
+    let out = etcd_bbolt::write(&buckets, page_size);
     let tmp = db_path.with_extension("migrate.tmp");
     std::fs::write(&tmp, &out)?;
     std::fs::File::open(&tmp)?.sync_all()?;
@@ -693,7 +693,7 @@ mod robustness {
             }
             std::fs::write(&wal_file, &mutated).expect("write");
             let _ = read_wal(&wal_dir, 0);
-            let db = crate::bbolt::write(&[(b"key".to_vec(), Bucket::new())], 4096);
+            let db = etcd_bbolt::write(&[(b"key".to_vec(), Bucket::new())], 4096);
             let mut db = db;
             for _ in 0..(1 + round % 8) {
                 let i = (next() as usize) % db.len();

@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::bbolt::{self, Bucket, Db};
 use crate::pb;
 use crate::wal::{self, WalWriter};
+use etcd_bbolt::{Bucket, Db};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
-    Bolt(#[from] bbolt::BoltError),
+    Bolt(#[from] etcd_bbolt::BoltError),
     #[error("{0}")]
     Msg(String),
 }
@@ -391,7 +391,10 @@ pub fn restore(cfg: &RestoreConfig) -> Result<(), SnapshotError> {
         }
     }
     std::fs::create_dir_all(&snap_dir)?;
-    write_private(&snap_dir.join("db"), &bbolt::write(&buckets, page_size))?;
+    write_private(
+        &snap_dir.join("db"),
+        &etcd_bbolt::write(&buckets, page_size),
+    )?;
 
     // saveWALAndSnap: one ConfChange entry per member at term 1, then the snapshot.
     let local_id = members

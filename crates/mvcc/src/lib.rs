@@ -33,6 +33,7 @@
 mod apply;
 mod backend;
 mod error;
+mod export;
 mod hash;
 mod history;
 pub mod index;
@@ -44,5 +45,6 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use error::MvccError;
+pub use export::BackendView;
 pub use hash::KvHash;
 pub use store::{Store, StoreOptions};

@@ -295,10 +295,22 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
 }
 
 pub fn load_cluster_state(store: &Store) -> Result<Option<ClusterState>, ServerError> {
-    let Some(raw) = store.meta_get(META_MEMBERSHIP)? else {
+    decode_cluster_state(
+        store.meta_get(META_MEMBERSHIP)?.as_deref(),
+        store.meta_get(META_ALARMS)?.as_deref(),
+    )
+}
+
+/// The cluster state from its saved forms (see [`encode_cluster_state`]); `None` before the
+/// first save.
+pub fn decode_cluster_state(
+    membership: Option<&[u8]>,
+    alarms: Option<&[u8]>,
+) -> Result<Option<ClusterState>, ServerError> {
+    let Some(raw) = membership else {
         return Ok(None);
     };
-    let saved = MembershipState::decode(raw.as_slice())
+    let saved = MembershipState::decode(raw)
         .map_err(|e| ServerError::Internal(format!("backend: cannot decode membership: {e}")))?;
     let mut cluster = ClusterState {
         voters: saved.voters,
@@ -309,8 +321,8 @@ pub fn load_cluster_state(store: &Store) -> Result<Option<ClusterState>, ServerE
         cluster.membership.members.insert(member.id, member);
     }
     cluster.membership.removed = saved.removed.into_iter().collect();
-    if let Some(raw) = store.meta_get(META_ALARMS)? {
-        let alarms = etcd_api::etcdserverpb::AlarmResponse::decode(raw.as_slice())
+    if let Some(raw) = alarms {
+        let alarms = etcd_api::etcdserverpb::AlarmResponse::decode(raw)
             .map_err(|e| ServerError::Internal(format!("backend: cannot decode alarms: {e}")))?;
         cluster.alarms = alarms.alarms;
     }

@@ -8,9 +8,11 @@
 //! page when `root` is 0. Everything read from the file is bounds-checked: no panic on any
 //! content.
 //!
-//! The writer lays out a fresh, compact file (what `bbolt compact` or a defrag produce).
+//! The writer lays out a fresh, compact file (what `bbolt compact` or a defrag produce),
+//! streaming: see [`FileWriter`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Seek, SeekFrom, Write};
 
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
@@ -335,69 +337,129 @@ impl Db {
     }
 }
 
-/// Writes a fresh bbolt file holding `buckets` (top-level buckets only).
+/// Writes a fresh bbolt file holding `buckets` (top-level buckets only), in memory.
 pub fn write(buckets: &[(Vec<u8>, Bucket)], page_size: usize) -> Vec<u8> {
-    let mut buckets = buckets.to_vec();
-    buckets.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut w = Writer {
-        ps: page_size,
-        pages: Vec::new(),
-        next: 2,
+    let mut sorted: Vec<&(Vec<u8>, Bucket)> = buckets.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let write_all = || -> std::io::Result<Vec<u8>> {
+        let mut w = FileWriter::new(std::io::Cursor::new(Vec::new()), page_size)?;
+        for (name, bucket) in sorted {
+            let mut b = w.bucket(name)?;
+            for (k, v) in bucket {
+                b.put(k, v)?;
+            }
+            b.finish()?;
+        }
+        Ok(w.finish()?.into_inner())
     };
-    let mut top: Vec<(Vec<u8>, Vec<u8>, u32)> = Vec::new();
-    for (name, b) in &buckets {
-        let items: Vec<(Vec<u8>, Vec<u8>, u32)> =
-            b.iter().map(|(k, v)| (k.clone(), v.clone(), 0)).collect();
-        let root = w.tree(&items);
-        let mut hdr = root.to_le_bytes().to_vec();
-        hdr.extend_from_slice(&0u64.to_le_bytes());
-        top.push((name.clone(), hdr, BUCKET_LEAF_FLAG));
-    }
-    let root = w.tree(&top);
-    let freelist = w.alloc(1);
-    let mut fl = vec![0u8; page_size];
-    fl[..8].copy_from_slice(&freelist.to_le_bytes());
-    fl[8..10].copy_from_slice(&FREELIST.to_le_bytes());
-    w.pages.push((freelist, fl));
-    let pgid = w.next;
-    let mut out = vec![0u8; pgid as usize * page_size];
-    for i in 0..2u64 {
-        let p = &mut out[i as usize * page_size..(i as usize + 1) * page_size];
-        p[..8].copy_from_slice(&i.to_le_bytes());
-        p[8..10].copy_from_slice(&META.to_le_bytes());
-        let m = &mut p[PAGE_HEADER..PAGE_HEADER + 64];
-        m[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        m[4..8].copy_from_slice(&VERSION.to_le_bytes());
-        m[8..12].copy_from_slice(&(page_size as u32).to_le_bytes());
-        m[16..24].copy_from_slice(&root.to_le_bytes());
-        m[32..40].copy_from_slice(&freelist.to_le_bytes());
-        m[40..48].copy_from_slice(&pgid.to_le_bytes());
-        m[48..56].copy_from_slice(&i.to_le_bytes());
-        let sum = fnv64a(&m[..56]);
-        m[56..64].copy_from_slice(&sum.to_le_bytes());
-    }
-    for (id, bytes) in w.pages {
-        let start = id as usize * page_size;
-        out[start..start + bytes.len()].copy_from_slice(&bytes);
-    }
-    out
+    // Writing to memory in key order cannot fail.
+    write_all().unwrap_or_default()
 }
 
-struct Writer {
-    ps: usize,
-    pages: Vec<(u64, Vec<u8>)>,
+/// Writes a bbolt file page by page, bucket by bucket, keys in order, holding in memory only
+/// the page being filled and one entry per page of the tree levels above it: a backend of
+/// any size streams through in about `page_size` bytes plus its index.
+///
+/// Pages are numbered in the order they are written, from 2 on; the two meta pages (0 and 1)
+/// are written last, so a file cut short by a crash has no valid meta and is refused whole.
+pub struct FileWriter<W: Write + Seek> {
+    out: W,
+    page_size: usize,
     next: u64,
+    /// The top-level buckets written so far: (name, bucket header, flags).
+    top: Vec<(Vec<u8>, Vec<u8>, u32)>,
 }
 
-impl Writer {
-    fn alloc(&mut self, n: u64) -> u64 {
+/// One top-level bucket being written; keys must come in strictly ascending order.
+pub struct BucketWriter<'a, W: Write + Seek> {
+    file: &'a mut FileWriter<W>,
+    name: Vec<u8>,
+    tree: TreeBuilder,
+}
+
+impl<W: Write + Seek> FileWriter<W> {
+    pub fn new(out: W, page_size: usize) -> std::io::Result<FileWriter<W>> {
+        if !(1024..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bbolt page size {page_size} is not a power of two in 1 KiB..64 KiB"),
+            ));
+        }
+        Ok(FileWriter {
+            out,
+            page_size,
+            next: 2,
+            top: Vec::new(),
+        })
+    }
+
+    /// Starts the next top-level bucket; names must come in strictly ascending order.
+    pub fn bucket(&mut self, name: &[u8]) -> std::io::Result<BucketWriter<'_, W>> {
+        if self
+            .top
+            .last()
+            .is_some_and(|(last, _, _)| last.as_slice() >= name)
+        {
+            return Err(out_of_order("bucket", name));
+        }
+        Ok(BucketWriter {
+            file: self,
+            name: name.to_vec(),
+            tree: TreeBuilder::default(),
+        })
+    }
+
+    /// Writes the bucket directory, the freelist and the meta pages; returns the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        let mut directory = TreeBuilder::default();
+        for (name, header, flags) in std::mem::take(&mut self.top) {
+            directory.add(&mut self, name, header, flags)?;
+        }
+        let root = directory.finish(&mut self)?;
+        let freelist = self.alloc(1);
+        let mut page = vec![0u8; self.page_size];
+        page[..8].copy_from_slice(&freelist.to_le_bytes());
+        page[8..10].copy_from_slice(&FREELIST.to_le_bytes());
+        self.write_page(freelist, &page)?;
+        let high_water = self.next;
+        for id in 0..2u64 {
+            let mut page = vec![0u8; self.page_size];
+            page[..8].copy_from_slice(&id.to_le_bytes());
+            page[8..10].copy_from_slice(&META.to_le_bytes());
+            let m = &mut page[PAGE_HEADER..PAGE_HEADER + 64];
+            m[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+            m[4..8].copy_from_slice(&VERSION.to_le_bytes());
+            m[8..12].copy_from_slice(&(self.page_size as u32).to_le_bytes());
+            m[16..24].copy_from_slice(&root.to_le_bytes());
+            m[32..40].copy_from_slice(&freelist.to_le_bytes());
+            m[40..48].copy_from_slice(&high_water.to_le_bytes());
+            m[48..56].copy_from_slice(&id.to_le_bytes());
+            let sum = fnv64a(&m[..56]);
+            m[56..64].copy_from_slice(&sum.to_le_bytes());
+            self.write_page(id, &page)?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn alloc(&mut self, pages: u64) -> u64 {
         let id = self.next;
-        self.next += n;
+        self.next += pages;
         id
     }
 
-    /// Writes one page of elements; returns its id.
-    fn node(&mut self, leaf: bool, items: &[(Vec<u8>, Vec<u8>, u32)], children: &[u64]) -> u64 {
+    fn write_page(&mut self, id: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.seek(SeekFrom::Start(id * self.page_size as u64))?;
+        self.out.write_all(bytes)
+    }
+
+    /// Writes one node (spanning as many pages as it needs); returns its page id.
+    fn node(
+        &mut self,
+        leaf: bool,
+        items: &[(Vec<u8>, Vec<u8>, u32)],
+        children: &[u64],
+    ) -> std::io::Result<u64> {
         let n = items.len();
         let mut body = Vec::new();
         let mut elems = vec![0u8; n * ELEM];
@@ -420,73 +482,131 @@ impl Writer {
             }
         }
         let total = data_start + body.len();
-        let npages = total.div_ceil(self.ps).max(1) as u64;
-        let id = self.alloc(npages);
-        let mut p = vec![0u8; npages as usize * self.ps];
+        let pages = total.div_ceil(self.page_size).max(1) as u64;
+        let id = self.alloc(pages);
+        let mut p = vec![0u8; pages as usize * self.page_size];
         p[..8].copy_from_slice(&id.to_le_bytes());
         p[8..10].copy_from_slice(&(if leaf { LEAF } else { BRANCH }).to_le_bytes());
         p[10..12].copy_from_slice(&(n as u16).to_le_bytes());
-        p[12..16].copy_from_slice(&((npages - 1) as u32).to_le_bytes());
+        p[12..16].copy_from_slice(&((pages - 1) as u32).to_le_bytes());
         p[PAGE_HEADER..data_start].copy_from_slice(&elems);
         p[data_start..total].copy_from_slice(&body);
-        self.pages.push((id, p));
-        id
+        self.write_page(id, &p)?;
+        Ok(id)
+    }
+}
+
+impl<W: Write + Seek> BucketWriter<'_, W> {
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+        if self
+            .tree
+            .last_key
+            .as_deref()
+            .is_some_and(|last| last >= key)
+        {
+            return Err(out_of_order("key", key));
+        }
+        self.tree.add(self.file, key.to_vec(), value.to_vec(), 0)
     }
 
-    /// Splits items into pages filled to about half (bbolt's default fill), bottom-up.
-    fn tree(&mut self, items: &[(Vec<u8>, Vec<u8>, u32)]) -> u64 {
-        let threshold = self.ps / 2;
-        let mut level: Vec<(Vec<u8>, u64)> = Vec::new();
-        let mut chunk: Vec<(Vec<u8>, Vec<u8>, u32)> = Vec::new();
-        let mut size = PAGE_HEADER;
-        for it in items {
-            let sz = ELEM + it.0.len() + it.1.len();
-            if !chunk.is_empty() && size + sz > threshold && chunk.len() >= 2 {
-                let first = chunk[0].0.clone();
-                let id = self.node(true, &chunk, &[]);
-                level.push((first, id));
-                chunk.clear();
-                size = PAGE_HEADER;
-            }
-            size += sz;
-            chunk.push(it.clone());
+    pub fn finish(self) -> std::io::Result<()> {
+        let root = self.tree.finish(self.file)?;
+        let mut header = root.to_le_bytes().to_vec();
+        header.extend_from_slice(&0u64.to_le_bytes());
+        self.file.top.push((self.name, header, BUCKET_LEAF_FLAG));
+        Ok(())
+    }
+}
+
+fn out_of_order(what: &str, name: &[u8]) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("bbolt {what} {name:02x?} is not after the previous one"),
+    )
+}
+
+/// Builds one B+tree bottom-up as items arrive in order: leaves are filled to about half a
+/// page (bbolt's default fill) and written as they fill; the branch levels are built from one
+/// (first key, page) entry per leaf once the last item is in.
+#[derive(Default)]
+struct TreeBuilder {
+    chunk: Vec<(Vec<u8>, Vec<u8>, u32)>,
+    chunk_bytes: usize,
+    leaves: Vec<(Vec<u8>, u64)>,
+    last_key: Option<Vec<u8>>,
+}
+
+impl TreeBuilder {
+    fn add<W: Write + Seek>(
+        &mut self,
+        file: &mut FileWriter<W>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        flags: u32,
+    ) -> std::io::Result<()> {
+        let size = ELEM + key.len() + value.len();
+        if !self.chunk.is_empty()
+            && PAGE_HEADER + self.chunk_bytes + size > file.page_size / 2
+            && self.chunk.len() >= 2
+        {
+            self.flush_leaf(file)?;
         }
-        if !chunk.is_empty() || level.is_empty() {
-            let first = chunk.first().map(|c| c.0.clone()).unwrap_or_default();
-            let id = self.node(true, &chunk, &[]);
-            level.push((first, id));
+        self.chunk_bytes += size;
+        self.last_key = Some(key.clone());
+        self.chunk.push((key, value, flags));
+        Ok(())
+    }
+
+    fn flush_leaf<W: Write + Seek>(&mut self, file: &mut FileWriter<W>) -> std::io::Result<()> {
+        let first = self.chunk.first().map(|c| c.0.clone()).unwrap_or_default();
+        let id = file.node(true, &self.chunk, &[])?;
+        self.leaves.push((first, id));
+        self.chunk.clear();
+        self.chunk_bytes = 0;
+        Ok(())
+    }
+
+    /// Writes what is left and the branch levels; returns the root page.
+    fn finish<W: Write + Seek>(mut self, file: &mut FileWriter<W>) -> std::io::Result<u64> {
+        if !self.chunk.is_empty() || self.leaves.is_empty() {
+            self.flush_leaf(file)?;
         }
+        let mut level = std::mem::take(&mut self.leaves);
+        let threshold = file.page_size / 2;
         while level.len() > 1 {
             let mut next = Vec::new();
             let mut chunk: Vec<(Vec<u8>, u64)> = Vec::new();
             let mut size = PAGE_HEADER;
-            for it in &level {
-                let sz = ELEM + it.0.len();
-                if !chunk.is_empty() && size + sz > threshold && chunk.len() >= 2 {
-                    next.push(self.branch(&chunk));
+            for entry in level {
+                let entry_size = ELEM + entry.0.len();
+                if !chunk.is_empty() && size + entry_size > threshold && chunk.len() >= 2 {
+                    next.push(branch(file, &chunk)?);
                     chunk.clear();
                     size = PAGE_HEADER;
                 }
-                size += sz;
-                chunk.push(it.clone());
+                size += entry_size;
+                chunk.push(entry);
             }
             if !chunk.is_empty() {
-                next.push(self.branch(&chunk));
+                next.push(branch(file, &chunk)?);
             }
             level = next;
         }
-        level[0].1
+        Ok(level[0].1)
     }
+}
 
-    fn branch(&mut self, chunk: &[(Vec<u8>, u64)]) -> (Vec<u8>, u64) {
-        let items: Vec<(Vec<u8>, Vec<u8>, u32)> = chunk
-            .iter()
-            .map(|(k, _)| (k.clone(), Vec::new(), 0))
-            .collect();
-        let children: Vec<u64> = chunk.iter().map(|(_, id)| *id).collect();
-        let id = self.node(false, &items, &children);
-        (chunk[0].0.clone(), id)
-    }
+fn branch<W: Write + Seek>(
+    file: &mut FileWriter<W>,
+    chunk: &[(Vec<u8>, u64)],
+) -> std::io::Result<(Vec<u8>, u64)> {
+    let items: Vec<(Vec<u8>, Vec<u8>, u32)> = chunk
+        .iter()
+        .map(|(k, _)| (k.clone(), Vec::new(), 0))
+        .collect();
+    let children: Vec<u64> = chunk.iter().map(|(_, id)| *id).collect();
+    let id = file.node(false, &items, &children)?;
+    Ok((chunk[0].0.clone(), id))
 }
 
 #[cfg(test)]
@@ -514,6 +634,54 @@ mod tests {
         let (got, _) = db.read_all().unwrap();
         assert_eq!(got, sorted);
         assert!(db.check().is_empty(), "{:?}", db.check());
+    }
+
+    #[test]
+    fn streams_a_large_bucket_to_a_file_and_reads_it_back() {
+        let file = tempfile_path("stream");
+        let out = std::fs::File::create(&file).unwrap();
+        let mut w = FileWriter::new(out, 4096).unwrap();
+        let mut b = w.bucket(b"key").unwrap();
+        let mut expected = Bucket::new();
+        for i in 0..50_000u32 {
+            let (k, v) = (
+                i.to_be_bytes().to_vec(),
+                vec![(i % 251) as u8; (i % 300) as usize],
+            );
+            b.put(&k, &v).unwrap();
+            expected.insert(k, v);
+        }
+        b.finish().unwrap();
+        w.bucket(b"meta").unwrap().finish().unwrap();
+        w.finish().unwrap();
+        let db = Db::open(&file).unwrap();
+        let (got, _) = db.read_all().unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (b"key".to_vec(), expected),
+                (b"meta".to_vec(), Bucket::new())
+            ]
+        );
+        assert!(db.check().is_empty(), "{:?}", db.check());
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn keys_and_buckets_out_of_order_are_refused() {
+        let mut w = FileWriter::new(std::io::Cursor::new(Vec::new()), 4096).unwrap();
+        let mut b = w.bucket(b"b").unwrap();
+        b.put(b"2", b"").unwrap();
+        assert!(b.put(b"2", b"").is_err());
+        assert!(b.put(b"1", b"").is_err());
+        b.finish().unwrap();
+        assert!(w.bucket(b"a").is_err());
+        assert!(w.bucket(b"b").is_err());
+        assert!(FileWriter::new(std::io::Cursor::new(Vec::new()), 1000).is_err());
+    }
+
+    fn tempfile_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("etcd-bbolt-{name}-{}.db", std::process::id()))
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md at the repository root for the map.
 
 pub mod apply;
+pub mod auth;
 mod backup;
 pub mod config;
 pub mod error;

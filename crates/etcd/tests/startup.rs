@@ -34,6 +34,30 @@ fn help_prints_the_usage_on_stderr_and_the_flags_on_stdout() {
 }
 
 #[test]
+fn token_types_other_than_simple_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("a.etcd");
+    let data_dir = data_dir.to_str().unwrap();
+    let out = run_etcd(
+        &["--data-dir", data_dir, "--auth-token", "jwt,pub-key=x"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--auth-token jwt is not supported"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_etcd(&["--data-dir", data_dir, "--auth-token", "bogus"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("auth: invalid auth options"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn unknown_flag_is_refused_like_etcd() {
     let out = run_etcd(&["--no-such-flag"], &[]);
     assert_eq!(out.status.code(), Some(2));

@@ -12,10 +12,15 @@ use etcd_api::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, PutResponse, RequestOp, TxnRequest,
     TxnResponse, alarm_request::AlarmAction, request_op,
 };
-use etcd_api::internalpb::{InternalRequest, MemberAttributes, internal_request::Request};
+use etcd_api::internalpb::{
+    InternalRequest, MemberAttributes, RequestAuth, internal_request::Request,
+};
 use etcd_api::mvccpb::{Event, event::EventType};
 use etcd_mvcc::ApplyBatch;
 
+use crate::auth::checks::Asker;
+use crate::auth::tokens::{AuthInfo, SimpleTokens};
+use crate::auth::{AuthError, AuthStore};
 use crate::error::ServerError;
 use crate::lease::{self, Lessor};
 use crate::membership::Membership;
@@ -41,6 +46,10 @@ pub enum ApplyResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke,
     Alarm(Vec<AlarmMember>),
+    /// An auth change went through (its response carries only a header).
+    Auth,
+    /// An Authenticate was applied: the token every member now accepts.
+    Authenticated(String),
     /// Requests with nothing to return (no-ops, member attributes).
     Empty,
 }
@@ -50,6 +59,8 @@ pub enum ApplyResponse {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
     pub alarms: Vec<AlarmMember>,
+    /// Users, roles, whether auth is on, and the auth revision.
+    pub auth: AuthStore,
     pub membership: Membership,
     /// The Raft configuration (voters, learners) as of the applied index.
     pub voters: Vec<u64>,
@@ -58,6 +69,7 @@ pub struct ClusterState {
 
 pub const META_ALARMS: &str = "alarms";
 pub const META_MEMBERSHIP: &str = "membership";
+pub const META_AUTH: &str = "auth";
 
 impl ClusterState {
     pub fn has_alarm(&self, alarm: AlarmType) -> bool {
@@ -71,6 +83,9 @@ pub struct ApplyContext<'a> {
     /// Set when `cluster` changed and must be saved.
     pub cluster_changed: bool,
     pub lessor: &'a mut Lessor,
+    /// Member-local: the simple tokens this member accepts (not part of the replicated state;
+    /// a token's expiry is by this member's clock, as a lease's deadline).
+    pub tokens: &'a SimpleTokens,
     /// Every change the batch made, in revision order, for watchers.
     pub events: RevisionEvents,
 }
@@ -96,9 +111,15 @@ fn apply_one(
     ctx: &mut ApplyContext<'_>,
     request: InternalRequest,
 ) -> ApplyResult {
+    let asker = request.auth;
     let Some(request) = request.request else {
         return Ok(empty(batch));
     };
+    if let Some(asker) = &asker
+        && ctx.cluster.auth.is_enabled()
+    {
+        check_permissions(&ctx.cluster.auth, ctx.lessor, asker, &request)?;
+    }
     let state = &mut *ctx.cluster;
     let changed = &mut ctx.cluster_changed;
     let lessor = &mut *ctx.lessor;
@@ -145,11 +166,112 @@ fn apply_one(
         }
         // Checkpoints (etcd's experimental remaining-TTL persistence) are not proposed by us.
         Request::LeaseCheckpoint(_) => ApplyResponse::Empty,
+        Request::Authenticate(auth) => {
+            let info = AuthInfo {
+                user: auth.name,
+                revision: state.auth.revision(),
+            };
+            ctx.tokens
+                .assign(auth.simple_token.clone(), info, Instant::now());
+            ApplyResponse::Authenticated(auth.simple_token)
+        }
+        auth => {
+            apply_auth_change(&mut state.auth, ctx.tokens, auth)?;
+            *changed = true;
+            ApplyResponse::Auth
+        }
     };
     Ok(Applied {
         revision: batch.current_revision(),
         response,
     })
+}
+
+/// A client's request, checked against the auth store as it stands when the request is
+/// applied (etcd's auth applier): a permission revoked before it, or a token from an older
+/// auth revision, refuses it on every member alike.
+fn check_permissions(
+    auth: &AuthStore,
+    lessor: &Lessor,
+    asker: &RequestAuth,
+    request: &Request,
+) -> Result<(), ServerError> {
+    let asker = Asker {
+        store: auth,
+        user: &asker.user,
+        revision: asker.revision,
+    };
+    let lease_keys = |id: i64| -> Vec<Vec<u8>> {
+        lessor
+            .get(id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    match request {
+        Request::Put(r) => asker.put(r, &lease_keys)?,
+        Request::DeleteRange(r) => asker.delete_range(r)?,
+        Request::Txn(r) => asker.txn(r, &lease_keys)?,
+        Request::LeaseRevoke(r) => asker.lease_revoke(&lease_keys(r.id))?,
+        Request::AuthEnable(_)
+        | Request::AuthDisable(_)
+        | Request::AuthUserAdd(_)
+        | Request::AuthUserDelete(_)
+        | Request::AuthUserChangePassword(_)
+        | Request::AuthUserGrantRole(_)
+        | Request::AuthUserRevokeRole(_)
+        | Request::AuthRoleAdd(_)
+        | Request::AuthRoleGrantPermission(_)
+        | Request::AuthRoleRevokePermission(_)
+        | Request::AuthRoleDelete(_) => asker.admin()?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An auth change; tokens follow it (a deleted user, a changed password, auth turned off).
+fn apply_auth_change(
+    auth: &mut AuthStore,
+    tokens: &SimpleTokens,
+    request: Request,
+) -> Result<(), ServerError> {
+    match request {
+        Request::AuthEnable(_) => auth.enable()?,
+        Request::AuthDisable(_) => {
+            auth.disable();
+            tokens.clear();
+        }
+        Request::AuthUserAdd(r) => {
+            let no_password = r.options.is_some_and(|o| o.no_password);
+            auth.user_add(&r.name, Some(&r.hashed_password), no_password)?;
+        }
+        Request::AuthUserDelete(r) => {
+            auth.user_delete(&r.name)?;
+            tokens.invalidate_user(&r.name);
+        }
+        Request::AuthUserChangePassword(r) => {
+            auth.user_change_password(&r.name, &r.hashed_password)?;
+            tokens.invalidate_user(&r.name);
+        }
+        Request::AuthUserGrantRole(r) => auth.user_grant_role(&r.user, &r.role)?,
+        Request::AuthUserRevokeRole(r) => auth.user_revoke_role(&r.name, &r.role)?,
+        Request::AuthRoleAdd(r) => auth.role_add(&r.name)?,
+        Request::AuthRoleDelete(r) => auth.role_delete(&r.role)?,
+        Request::AuthRoleGrantPermission(r) => {
+            let perm = r
+                .perm
+                .ok_or(ServerError::Auth(AuthError::PermissionNotGranted))?;
+            auth.role_grant_permission(&r.name, perm)?;
+        }
+        Request::AuthRoleRevokePermission(r) => {
+            auth.role_revoke_permission(&r.role, &r.key, &r.range_end)?
+        }
+        other => {
+            return Err(ServerError::Internal(format!(
+                "not an auth change: {other:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn empty(batch: &ApplyBatch<'_>) -> Applied {

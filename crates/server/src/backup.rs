@@ -12,7 +12,7 @@
 //! - `lease`: lease ID (8 bytes, big-endian) -> `leasepb.Lease`;
 //! - `members`: member ID in hex -> etcd's member JSON; `members_removed`: ID -> "removed";
 //! - `alarm`: an encoded `AlarmMember` -> empty; `cluster`: `clusterVersion` -> "3.4.0";
-//! - `auth` (`authRevision`), `authUsers`, `authRoles`.
+//! - `auth` (`authRevision`, `authEnabled`), `authUsers`, `authRoles` (`authpb.User`/`Role`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,7 +26,7 @@ use etcd_mvcc::{BackendView, MvccError, Store};
 use prost::Message;
 use serde::Serialize;
 
-use crate::apply::{META_ALARMS, META_MEMBERSHIP};
+use crate::apply::{META_ALARMS, META_AUTH, META_MEMBERSHIP};
 use crate::config::CLUSTER_VERSION;
 use crate::error::ServerError;
 use crate::lease::LEASE_META_PREFIX;
@@ -45,6 +45,7 @@ pub fn write_bbolt(store: &Store, path: &Path) -> Result<u64, ServerError> {
     let cluster = decode_cluster_state(
         view.meta_get(META_MEMBERSHIP)?.as_deref(),
         view.meta_get(META_ALARMS)?.as_deref(),
+        view.meta_get(META_AUTH)?.as_deref(),
     )?
     .unwrap_or_default();
 
@@ -53,10 +54,26 @@ pub fn write_bbolt(store: &Store, path: &Path) -> Result<u64, ServerError> {
         alarms.insert(alarm.encode_to_vec(), Vec::new());
     }
     bucket(&mut file, b"alarm", &alarms, path)?;
-    let auth = BTreeMap::from([(b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())]);
+    // etcd's auth buckets: the revision and the enabled flag, then roles and users by name.
+    let auth_state = cluster.auth.to_state();
+    let mut auth = BTreeMap::from([(
+        b"authRevision".to_vec(),
+        auth_state.revision.to_be_bytes().to_vec(),
+    )]);
+    auth.insert(b"authEnabled".to_vec(), vec![u8::from(auth_state.enabled)]);
     bucket(&mut file, b"auth", &auth, path)?;
-    bucket(&mut file, b"authRoles", &BTreeMap::new(), path)?;
-    bucket(&mut file, b"authUsers", &BTreeMap::new(), path)?;
+    let roles = auth_state
+        .roles
+        .iter()
+        .map(|r| (r.name.clone(), r.encode_to_vec()))
+        .collect();
+    bucket(&mut file, b"authRoles", &roles, path)?;
+    let users = auth_state
+        .users
+        .iter()
+        .map(|u| (u.name.clone(), u.encode_to_vec()))
+        .collect();
+    bucket(&mut file, b"authUsers", &users, path)?;
     let version = BTreeMap::from([(
         b"clusterVersion".to_vec(),
         CLUSTER_VERSION.as_bytes().to_vec(),

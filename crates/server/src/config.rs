@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub peer_tls: TlsSettings,
     /// `--cors`: origins allowed to make cross-origin HTTP requests; `["*"]` allows all.
     pub cors: Vec<String>,
+    /// `--bcrypt-cost` for the passwords of new users and changed passwords.
+    pub bcrypt_cost: u32,
+    /// `--auth-token-ttl`: how long a simple token lives after its last use.
+    pub auth_token_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -88,6 +92,8 @@ impl ServerConfig {
             client_tls: TlsSettings::default(),
             peer_tls: TlsSettings::default(),
             cors: vec!["*".to_string()],
+            bcrypt_cost: 10,
+            auth_token_ttl: Duration::from_secs(300),
         }
     }
 

@@ -61,6 +61,8 @@ pub enum ServerError {
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
     #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("{0}")]
     Mvcc(#[from] MvccError),
     #[error("wal: {0}")]
     Wal(#[from] etcd_wal::WalError),
@@ -100,6 +102,7 @@ impl ServerError {
             ServerError::LeaseNotFound | ServerError::MemberNotFound => Code::NotFound,
             ServerError::LeaseExists => Code::FailedPrecondition,
             ServerError::LeaseTtlTooLarge => Code::OutOfRange,
+            ServerError::Auth(e) => e.code(),
             ServerError::Mvcc(e) => mvcc_code(e),
             ServerError::Wal(_)
             | ServerError::Config(_)

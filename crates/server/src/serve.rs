@@ -140,7 +140,24 @@ async fn accept_loop(mut listener: Listener, router: Router) {
         // The listener completes TLS handshakes (with a timeout) before handing connections
         // over, and never fails: bad handshakes are logged and skipped inside it.
         let conn = listener.accept().await;
-        tokio::spawn(serve_http(conn, Vec::new(), router.clone()));
+        // The client certificate's Common Name, for auth (`--client-cert-auth`): each request
+        // of the connection carries it, and a request without a token is that user.
+        let common_name = conn
+            .peer_certificates()
+            .first()
+            .and_then(|der| etcd_transport::CertIdentity::from_der(der).ok())
+            .and_then(|identity| identity.common_name)
+            .filter(|cn| !cn.is_empty());
+        match common_name {
+            Some(cn) => {
+                let cn = crate::grpc::access::ClientCommonName(Arc::from(cn));
+                let router = router.clone().layer(axum::Extension(cn));
+                tokio::spawn(serve_http(conn, Vec::new(), router));
+            }
+            None => {
+                tokio::spawn(serve_http(conn, Vec::new(), router.clone()));
+            }
+        }
     }
 }
 

@@ -33,15 +33,36 @@ pub struct EtcdServer {
     /// How this member dials its peers (lease forwarding to the leader).
     pub(crate) peer_client_tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) watch_hub: Arc<crate::watch::WatchHub>,
+    /// The simple tokens this member accepts (member-local, replicated by Authenticate).
+    pub(crate) tokens: Arc<crate::auth::tokens::SimpleTokens>,
+    /// Bounds the bcrypt work running at once (see `start`).
+    pub(crate) bcrypt_slots: tokio::sync::Semaphore,
 }
 
 impl EtcdServer {
-    /// Proposes a request through Raft and waits until this member applied it.
+    /// Runs `f` on the auth store as applied here, under the cluster state's read lock.
+    pub(crate) fn with_auth<R>(&self, f: impl FnOnce(&crate::auth::AuthStore) -> R) -> R {
+        f(&self.cluster.read().unwrap_or_else(|e| e.into_inner()).auth)
+    }
+
+    /// Proposes a member's own request through Raft (no user's permissions apply) and waits
+    /// until this member applied it.
     pub async fn propose(&self, request: Request) -> Result<Applied, ServerError> {
+        self.propose_as(request, None).await
+    }
+
+    /// Proposes a client's request, checked when applied against the permissions of `auth`
+    /// (see `grpc::access`) while auth is on.
+    pub async fn propose_as(
+        &self,
+        request: Request,
+        auth: Option<etcd_api::internalpb::RequestAuth>,
+    ) -> Result<Applied, ServerError> {
         let (id, rx) = self.wait.register();
         let proposal = InternalRequest {
             id,
             proposer_id: self.member_id,
+            auth,
             request: Some(request),
         };
         let data = proposal.encode_to_vec();

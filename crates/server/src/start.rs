@@ -11,6 +11,7 @@ use etcd_mvcc::{Store, StoreOptions};
 use tokio::sync::{mpsc, watch};
 
 use crate::apply::ClusterState;
+use crate::auth::tokens::SimpleTokens;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::lease::{self, Lessor, SharedLessor};
@@ -24,6 +25,10 @@ use crate::{peer, serve, tls};
 /// Inputs the Raft loop may hold before senders are refused ("too many requests"). Large
 /// enough to absorb a burst from thousands of clients between two Ready rounds.
 const RAFT_INPUT_CAPACITY: usize = 16 * 1024;
+
+/// Password hashes computed at once, on the blocking pool: an Authenticate storm queues here
+/// instead of taking every blocking thread (bcrypt costs tens of milliseconds each).
+const BCRYPT_CONCURRENCY: usize = 2;
 
 /// A started member. Dropping it does not stop it; call [`RunningServer::fatal`] to learn
 /// when it failed.
@@ -119,6 +124,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let server_slot = Arc::new(OnceLock::new());
     let snapshot_inbox = crate::snapshot::SnapshotInbox::default();
     let watch_hub = crate::watch::WatchHub::start(&cfg, store.clone())?;
+    let tokens = Arc::new(SimpleTokens::new(cfg.auth_token_ttl));
 
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
     let refusals = Arc::new(PeerRefusals::new(
@@ -156,6 +162,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             lessor: lessor.clone(),
             watch_hub: watch_hub.clone(),
             snapshot_inbox,
+            tokens: tokens.clone(),
         },
     )?;
     std::thread::Builder::new()
@@ -188,6 +195,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         lessor,
         peer_client_tls: tls::peer_client_config(&cfg)?,
         watch_hub,
+        tokens,
+        bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
     });
     // The peer service answers forwarded lease calls with this member's state.
     let _ = server_slot.set(server.clone());

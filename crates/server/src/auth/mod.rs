@@ -6,9 +6,11 @@
 //! same on every member); `perms` merges a user's permissions into ranges; `error` holds
 //! etcd's messages and codes.
 
+pub mod checks;
 pub mod error;
 pub mod perms;
 pub mod store;
+pub mod tokens;
 
 pub use error::AuthError;
 pub use store::{AuthStore, ROOT};

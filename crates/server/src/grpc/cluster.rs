@@ -14,6 +14,7 @@ use etcd_api::internalpb::{MemberPeerUrls, MemberRecord, internal_request::Reque
 use raft::prelude::ConfChangeType;
 use tonic::{Response, Status};
 
+use super::access;
 use crate::error::ServerError;
 use crate::membership::{member_id, record_to_wire, url_string};
 use crate::server::EtcdServer;
@@ -67,6 +68,9 @@ impl Cluster for ClusterService {
         &self,
         request: tonic::Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        // Membership changes are for admins (the root role) once auth is on, as etcd.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let req = request.into_inner();
         let peer_urls = parse_peer_urls(&req.peer_ur_ls)?;
         self.check_urls_unused(&peer_urls, 0)?;
@@ -111,6 +115,9 @@ impl Cluster for ClusterService {
         &self,
         request: tonic::Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        // Membership changes are for admins (the root role) once auth is on, as etcd.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let id = request.into_inner().id;
         let record = self
             .server
@@ -133,6 +140,9 @@ impl Cluster for ClusterService {
         &self,
         request: tonic::Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        // Membership changes are for admins (the root role) once auth is on, as etcd.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let req = request.into_inner();
         let peer_urls = parse_peer_urls(&req.peer_ur_ls)?;
         if !self
@@ -175,6 +185,9 @@ impl Cluster for ClusterService {
         &self,
         request: tonic::Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        // Membership changes are for admins (the root role) once auth is on, as etcd.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let resp = self.server.member_promote(request.into_inner().id).await?;
         Ok(Response::new(resp))
     }

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Code, Response, Status};
 
+use super::access;
 use super::lock::{
     QueueGuard, contender_key, create_revision_is, delete_op, enqueue, first_contender, put_op,
     txn, wait_until_first,
@@ -47,8 +48,14 @@ impl Election for ElectionService {
         &self,
         request: tonic::Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
         let key = contender_key(&req.name, req.lease);
+        // The election's keys are written and read in the caller's name.
+        access::check(&self.server, &caller, |a| {
+            a.prefix(&req.name, true)?;
+            a.prefix(&req.name, false)
+        })?;
         let mut mine = enqueue(&self.server, &key, &req.value, req.lease).await?;
         if mine.value != req.value {
             // Campaigning again with a key we already hold: take the new value, as etcd.
@@ -84,8 +91,15 @@ impl Election for ElectionService {
         &self,
         request: tonic::Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
         let leader = req.leader.ok_or_else(missing_leader_key)?;
+        access::check(&self.server, &caller, |a| {
+            a.delete_range(&etcd_api::etcdserverpb::DeleteRangeRequest {
+                key: leader.key.clone(),
+                ..Default::default()
+            })
+        })?;
         let resp = txn(
             &self.server,
             TxnRequest {
@@ -107,7 +121,9 @@ impl Election for ElectionService {
         &self,
         request: tonic::Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let name = request.into_inner().name;
+        access::check(&self.server, &caller, |a| a.prefix(&name, false))?;
         let kv = first_contender(&self.server, &name)
             .await?
             .ok_or_else(no_leader)?;
@@ -121,7 +137,9 @@ impl Election for ElectionService {
         &self,
         request: tonic::Request<LeaderRequest>,
     ) -> Result<Response<BoxStream<LeaderResponse>>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let name = request.into_inner().name;
+        access::check(&self.server, &caller, |a| a.prefix(&name, false))?;
         let server = self.server.clone();
         let (tx, rx) = mpsc::channel(OBSERVE_BUFFERED);
         server.linearizable_barrier().await?;
@@ -162,7 +180,14 @@ impl Election for ElectionService {
         &self,
         request: tonic::Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let leader = request.into_inner().leader.ok_or_else(missing_leader_key)?;
+        access::check(&self.server, &caller, |a| {
+            a.delete_range(&etcd_api::etcdserverpb::DeleteRangeRequest {
+                key: leader.key.clone(),
+                ..Default::default()
+            })
+        })?;
         let resp = txn(
             &self.server,
             TxnRequest {

@@ -10,7 +10,7 @@ use etcd_api::etcdserverpb::{
 use etcd_api::internalpb::internal_request::Request;
 use tonic::{Response, Status};
 
-use super::{check_quota, validate};
+use super::{access, check_quota, validate};
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
@@ -25,12 +25,16 @@ impl Kv for KvService {
         &self,
         request: tonic::Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
         validate::check_range(&req)?;
         if !req.serializable {
             self.server.linearizable_barrier().await?;
         }
+        access::check(&self.server, &caller, |a| a.range(&req))?;
         let mut resp = self.server.store.range(&req).map_err(ServerError::from)?;
+        // A permission change while reading: the answer may hold what is no longer allowed.
+        access::check(&self.server, &caller, |a| a.range(&req))?;
         // Taken after the read, so the header never names a revision older than a returned key.
         resp.header = self.server.current_header();
         Ok(Response::new(resp))
@@ -40,10 +44,17 @@ impl Kv for KvService {
         &self,
         request: tonic::Request<PutRequest>,
     ) -> Result<Response<PutResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
         validate::check_put(&req)?;
+        access::check(&self.server, &caller, |a| {
+            a.put(&req, &access::lease_keys(&self.server))
+        })?;
         check_quota(&self.server, req.key.len() + req.value.len()).await?;
-        let applied = self.server.propose(Request::Put(req)).await?;
+        let applied = self
+            .server
+            .propose_as(Request::Put(req), caller.request_auth())
+            .await?;
         match applied.response {
             ApplyResponse::Put(mut resp) => {
                 resp.header = self.server.header(applied.revision);
@@ -57,9 +68,14 @@ impl Kv for KvService {
         &self,
         request: tonic::Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
         validate::check_delete(&req)?;
-        let applied = self.server.propose(Request::DeleteRange(req)).await?;
+        access::check(&self.server, &caller, |a| a.delete_range(&req))?;
+        let applied = self
+            .server
+            .propose_as(Request::DeleteRange(req), caller.request_auth())
+            .await?;
         match applied.response {
             ApplyResponse::DeleteRange(mut resp) => {
                 resp.header = self.server.header(applied.revision);
@@ -73,14 +89,21 @@ impl Kv for KvService {
         &self,
         request: tonic::Request<TxnRequest>,
     ) -> Result<Response<TxnResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
         validate::check_txn(&req, self.server.cfg.max_txn_ops)?;
+        access::check(&self.server, &caller, |a| {
+            a.txn(&req, &access::lease_keys(&self.server))
+        })?;
         // Read-only txns go through Raft like writes for now: correct and linearizable, at the
         // cost of a log entry. Serving them locally needs a read-side txn in the store.
         if !is_read_only(&req) {
             check_quota(&self.server, txn_put_bytes(&req)).await?;
         }
-        let applied = self.server.propose(Request::Txn(req)).await?;
+        let applied = self
+            .server
+            .propose_as(Request::Txn(req), caller.request_auth())
+            .await?;
         match applied.response {
             ApplyResponse::Txn(mut resp) => {
                 resp.header = self.server.header(applied.revision);

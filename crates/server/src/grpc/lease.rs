@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Response, Status, Streaming};
 
+use super::access;
 use super::kv::unexpected;
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
@@ -58,8 +59,15 @@ impl Lease for LeaseService {
         &self,
         request: tonic::Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
-        let applied = self.server.propose(Request::LeaseRevoke(req)).await?;
+        access::check(&self.server, &caller, |a| {
+            a.lease_revoke(&access::lease_keys(&self.server)(req.id))
+        })?;
+        let applied = self
+            .server
+            .propose_as(Request::LeaseRevoke(req), caller.request_auth())
+            .await?;
         Ok(Response::new(LeaseRevokeResponse {
             header: self.server.header(applied.revision),
         }))

@@ -16,6 +16,7 @@ use etcd_api::internalpb::internal_request::Request;
 use etcd_api::mvccpb::KeyValue;
 use tonic::Status;
 
+use super::access;
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
@@ -242,7 +243,13 @@ impl etcd_api::v3lockpb::lock_server::Lock for LockService {
         &self,
         request: tonic::Request<etcd_api::v3lockpb::LockRequest>,
     ) -> Result<tonic::Response<etcd_api::v3lockpb::LockResponse>, Status> {
+        // The lock's keys are written and read in the caller's name.
+        let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
+        access::check(&self.server, &caller, |a| {
+            a.prefix(&req.name, true)?;
+            a.prefix(&req.name, false)
+        })?;
         let key = contender_key(&req.name, req.lease);
         let mine = enqueue(&self.server, &key, b"", req.lease).await?;
         // On an error or a canceled call, the guard takes us out of the queue.
@@ -259,7 +266,14 @@ impl etcd_api::v3lockpb::lock_server::Lock for LockService {
         &self,
         request: tonic::Request<etcd_api::v3lockpb::UnlockRequest>,
     ) -> Result<tonic::Response<etcd_api::v3lockpb::UnlockResponse>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
         let key = request.into_inner().key;
+        access::check(&self.server, &caller, |a| {
+            a.delete_range(&DeleteRangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+        })?;
         let applied = self
             .server
             .propose(Request::DeleteRange(DeleteRangeRequest {

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Response, Status};
 
+use super::access;
 use super::kv::unexpected;
 use crate::apply::ApplyResponse;
 use crate::config::SERVER_VERSION;
@@ -74,8 +75,11 @@ impl Maintenance for MaintenanceService {
     /// written beside the backend from one consistent view, streamed, and removed.
     async fn snapshot(
         &self,
-        _request: tonic::Request<SnapshotRequest>,
+        request: tonic::Request<SnapshotRequest>,
     ) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
+        // etcd lets only admins (the root role) do this once auth is on.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let store = self.server.store.clone();
         let snap_dir = self
             .server
@@ -122,8 +126,11 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: tonic::Request<DefragmentRequest>,
+        request: tonic::Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        // etcd lets only admins (the root role) do this once auth is on.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let store = self.server.store.clone();
         tokio::task::spawn_blocking(move || store.defragment())
             .await
@@ -136,8 +143,11 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(
         &self,
-        _request: tonic::Request<HashRequest>,
+        request: tonic::Request<HashRequest>,
     ) -> Result<Response<HashResponse>, Status> {
+        // etcd lets only admins (the root role) do this once auth is on.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let store = self.server.store.clone();
         let hash = tokio::task::spawn_blocking(move || store.hash())
             .await
@@ -153,6 +163,9 @@ impl Maintenance for MaintenanceService {
         &self,
         request: tonic::Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        // etcd lets only admins (the root role) do this once auth is on.
+        let caller = access::caller(&self.server, &(&request).into())?;
+        access::check(&self.server, &caller, |a| a.admin())?;
         let revision = request.into_inner().revision;
         let store = self.server.store.clone();
         let kv_hash = tokio::task::spawn_blocking(move || store.hash_kv(revision))

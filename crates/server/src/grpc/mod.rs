@@ -1,6 +1,8 @@
 //! The gRPC services of the client port. Handlers validate, then either read the store
 //! (after a linearizable barrier unless serializable) or propose through Raft and wait.
 
+pub mod access;
+mod auth;
 mod cluster;
 mod election;
 mod kv;
@@ -8,7 +10,6 @@ mod lease;
 mod lock;
 mod maintenance;
 mod transport_errors;
-mod unimplemented;
 pub mod validate;
 mod watch;
 
@@ -70,7 +71,12 @@ fn routes(server: &Arc<EtcdServer>) -> Routes {
     .add_service(LeaseServer::new(lease::LeaseService {
         server: server.clone(),
     }))
-    .add_service(AuthServer::new(unimplemented::Unimplemented))
+    .add_service(
+        AuthServer::new(auth::AuthService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max_recv),
+    )
     .add_service(LockServer::new(lock::LockService {
         server: server.clone(),
     }))

@@ -19,6 +19,9 @@ use prost::Message as _;
 use tokio::task::AbortHandle;
 use tonic::{Response, Status, Streaming};
 
+use super::access;
+use crate::auth::AuthError;
+use crate::error::ServerError;
 use crate::server::EtcdServer;
 use crate::watch::{StreamHandle, WatchHub};
 
@@ -34,10 +37,17 @@ impl Watch for WatchService {
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>>, Status>
     {
         let hub = self.server.watch_hub.clone();
+        // Who opened the stream: its token, or its client certificate's name.
+        let metadata = request.metadata().clone();
+        let mut extensions = tonic::Extensions::new();
+        if let Some(cn) = request.extensions().get::<access::ClientCommonName>() {
+            extensions.insert(cn.clone());
+        }
         let stream = hub.open_stream();
         let interval = with_jitter(hub.config().effective_progress_interval(), stream.id);
         let requests = tokio::spawn(serve_requests(
-            hub.clone(),
+            self.server.clone(),
+            (metadata, extensions),
             stream.clone(),
             request.into_inner(),
             interval,
@@ -61,11 +71,13 @@ const CONTROL_SLACK: usize = 16;
 /// Reads the client's requests until it closes its side; runs the progress ticker until the
 /// response stream goes away (which aborts this task).
 async fn serve_requests(
-    hub: Arc<WatchHub>,
+    server: Arc<EtcdServer>,
+    opener: (tonic::metadata::MetadataMap, tonic::Extensions),
     stream: StreamHandle,
     mut requests: Streaming<WatchRequest>,
     progress_interval: Duration,
 ) {
+    let hub = server.watch_hub.clone();
     let queued_max = hub.config().stream_responses_max + CONTROL_SLACK;
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + progress_interval,
@@ -79,7 +91,11 @@ async fn serve_requests(
                 Ok(Some(req)) => {
                     // A client that sends requests but does not read answers waits here.
                     stream.queue.wait_until_below(queued_max).await;
-                    handle_request(&hub, &stream, req);
+                    let opener = access::RequestParts {
+                        metadata: &opener.0,
+                        extensions: &opener.1,
+                    };
+                    handle_request(&server, &opener, &stream, req);
                 }
                 // The client closed its sending side; it may still be reading, as in etcd.
                 Ok(None) => reading = false,
@@ -94,9 +110,35 @@ async fn serve_requests(
     }
 }
 
-fn handle_request(hub: &WatchHub, stream: &StreamHandle, req: WatchRequest) {
+fn handle_request(
+    server: &EtcdServer,
+    opener: &access::RequestParts<'_>,
+    stream: &StreamHandle,
+    req: WatchRequest,
+) {
+    let hub = &server.watch_hub;
     match req.request_union {
-        Some(watch_request::RequestUnion::CreateRequest(create)) => hub.create(stream, &create),
+        Some(watch_request::RequestUnion::CreateRequest(create)) => {
+            // Checked at creation with the stream's token, as etcd (its reasons as texts).
+            let permitted = access::caller(server, opener).and_then(|caller| {
+                access::check(server, &caller, |a| {
+                    a.range(&etcd_api::etcdserverpb::RangeRequest {
+                        key: create.key.clone(),
+                        range_end: create.range_end.clone(),
+                        ..Default::default()
+                    })
+                })
+            });
+            match permitted {
+                Ok(()) => hub.create(stream, &create),
+                Err(ServerError::Auth(
+                    e @ (AuthError::InvalidAuthToken
+                    | AuthError::AuthOldRevision
+                    | AuthError::UserEmpty),
+                )) => hub.refuse_create(stream, &e.to_string()),
+                Err(_) => hub.refuse_create(stream, &AuthError::PermissionDenied.to_string()),
+            }
+        }
         Some(watch_request::RequestUnion::CancelRequest(cancel)) => {
             hub.cancel(stream, cancel.watch_id);
         }

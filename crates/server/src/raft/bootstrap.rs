@@ -11,7 +11,7 @@ use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::storage::MemStorage;
 
-use crate::apply::{ClusterState, META_ALARMS, META_MEMBERSHIP};
+use crate::apply::{ClusterState, META_ALARMS, META_AUTH, META_MEMBERSHIP};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::membership::Membership;
@@ -83,10 +83,9 @@ pub fn bootstrap(
         core.set_hardstate(hard_state);
     }
     let cluster = ClusterState {
-        alarms: Vec::new(),
         membership,
         voters,
-        learners: Vec::new(),
+        ..ClusterState::default()
     };
     Ok(Bootstrapped {
         member_id,
@@ -183,10 +182,8 @@ fn join(cfg: &ServerConfig, remote: RemoteCluster) -> Result<Bootstrapped, Serve
         storage: MemStorage::new(),
         applied: 0,
         cluster: ClusterState {
-            alarms: Vec::new(),
             membership,
-            voters: Vec::new(),
-            learners: Vec::new(),
+            ..ClusterState::default()
         },
         fresh: true,
         snapshot_index: 0,
@@ -298,6 +295,7 @@ pub fn load_cluster_state(store: &Store) -> Result<Option<ClusterState>, ServerE
     decode_cluster_state(
         store.meta_get(META_MEMBERSHIP)?.as_deref(),
         store.meta_get(META_ALARMS)?.as_deref(),
+        store.meta_get(META_AUTH)?.as_deref(),
     )
 }
 
@@ -306,6 +304,7 @@ pub fn load_cluster_state(store: &Store) -> Result<Option<ClusterState>, ServerE
 pub fn decode_cluster_state(
     membership: Option<&[u8]>,
     alarms: Option<&[u8]>,
+    auth: Option<&[u8]>,
 ) -> Result<Option<ClusterState>, ServerError> {
     let Some(raw) = membership else {
         return Ok(None);
@@ -326,11 +325,16 @@ pub fn decode_cluster_state(
             .map_err(|e| ServerError::Internal(format!("backend: cannot decode alarms: {e}")))?;
         cluster.alarms = alarms.alarms;
     }
+    if let Some(raw) = auth {
+        let state = etcd_api::internalpb::AuthStoreState::decode(raw)
+            .map_err(|e| ServerError::Internal(format!("backend: cannot decode auth: {e}")))?;
+        cluster.auth = crate::auth::AuthStore::from_state(state);
+    }
     Ok(Some(cluster))
 }
 
 /// The encoded forms saved by the apply path (see [`load_cluster_state`]).
-pub fn encode_cluster_state(cluster: &ClusterState) -> (Vec<u8>, Vec<u8>) {
+pub fn encode_cluster_state(cluster: &ClusterState) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let membership = MembershipState {
         members: cluster.membership.members.values().cloned().collect(),
         voters: cluster.voters.clone(),
@@ -341,5 +345,9 @@ pub fn encode_cluster_state(cluster: &ClusterState) -> (Vec<u8>, Vec<u8>) {
         header: None,
         alarms: cluster.alarms.clone(),
     };
-    (membership.encode_to_vec(), alarms.encode_to_vec())
+    (
+        membership.encode_to_vec(),
+        alarms.encode_to_vec(),
+        cluster.auth.to_state().encode_to_vec(),
+    )
 }

@@ -22,9 +22,10 @@ use super::guard::{self, LocalState, Route};
 use super::links::{Links, PeerLink};
 use super::logger::raft_logger;
 use crate::apply::{
-    ApplyContext, ApplyResult, ClusterState, META_ALARMS, META_MEMBERSHIP, RevisionEvents,
-    apply_request,
+    ApplyContext, ApplyResult, ClusterState, META_ALARMS, META_AUTH, META_MEMBERSHIP,
+    RevisionEvents, apply_request,
 };
+use crate::auth::tokens::SimpleTokens;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::lease::SharedLessor;
@@ -119,6 +120,7 @@ pub struct RaftLoop {
     lessor: SharedLessor,
     watch_hub: Arc<WatchHub>,
     snapshot_inbox: SnapshotInbox,
+    tokens: Arc<SimpleTokens>,
     /// Applied entries between snapshots (`--snapshot-count`).
     snapshot_count: u64,
     last_snapshot_index: u64,
@@ -144,6 +146,7 @@ pub struct RaftLoopParts {
     pub lessor: SharedLessor,
     pub watch_hub: Arc<WatchHub>,
     pub snapshot_inbox: SnapshotInbox,
+    pub tokens: Arc<SimpleTokens>,
 }
 
 impl RaftLoop {
@@ -179,10 +182,11 @@ impl RaftLoop {
         if boot.fresh {
             // Record the bootstrap membership in the backend, as applied up to the bootstrap
             // entries, before anything else is applied.
-            let (membership, alarms) = encode_cluster_state(&boot.cluster);
+            let (membership, alarms, auth) = encode_cluster_state(&boot.cluster);
             store.apply(|batch| {
                 batch.meta_put(META_MEMBERSHIP, &membership);
                 batch.meta_put(META_ALARMS, &alarms);
+                batch.meta_put(META_AUTH, &auth);
                 if boot.applied > 0 {
                     batch.set_consistent_index(boot.applied, 1);
                 }
@@ -214,6 +218,7 @@ impl RaftLoop {
             lessor: parts.lessor,
             watch_hub: parts.watch_hub,
             snapshot_inbox: parts.snapshot_inbox,
+            tokens: parts.tokens,
             snapshot_count: cfg.snapshot_count.max(1),
             last_snapshot_index: boot.snapshot_index,
             election_timeout: cfg.election_timeout,
@@ -643,12 +648,14 @@ impl RaftLoop {
         let mut conf_results: Vec<u64> = Vec::new();
         let mut removed_self = false;
         let lessor = &self.lessor;
+        let tokens = &*self.tokens;
         let events = self.store.apply(|batch| {
             let mut lessor = lessor.lock();
             let mut ctx = ApplyContext {
                 cluster,
                 cluster_changed: false,
                 lessor: &mut lessor,
+                tokens,
                 events: RevisionEvents::new(),
             };
             for entry in &entries {
@@ -710,9 +717,10 @@ impl RaftLoop {
                 }
             }
             if ctx.cluster_changed {
-                let (membership, alarms) = encode_cluster_state(ctx.cluster);
+                let (membership, alarms, auth) = encode_cluster_state(ctx.cluster);
                 batch.meta_put(META_MEMBERSHIP, &membership);
                 batch.meta_put(META_ALARMS, &alarms);
+                batch.meta_put(META_AUTH, &auth);
             }
             (ctx.cluster_changed, ctx.events)
         })?;

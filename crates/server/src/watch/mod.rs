@@ -475,6 +475,26 @@ impl WatchHub {
         stream.queue.close();
     }
 
+    /// Refuses a create request before it reaches `create` (auth said no), as etcd does:
+    /// `created` + `canceled` with the reason and no watch id.
+    pub fn refuse_create(&self, stream: &StreamHandle, reason: &str) {
+        let current = {
+            let st = self.shared.lock();
+            st.notified_rev.max(self.shared.store.current_revision())
+        };
+        stream.queue.push_control(Outgoing {
+            response: WatchResponse {
+                watch_id: INVALID_WATCH_ID,
+                created: true,
+                canceled: true,
+                cancel_reason: reason.to_string(),
+                ..Default::default()
+            },
+            header_revision: current,
+            fragment: false,
+        });
+    }
+
     /// Creates a watcher as etcd's Watch create request does, and queues the answer: `created`
     /// with the watch id and the current revision, or `created` + `canceled` with etcd's
     /// reason (empty range, duplicate id). A start revision below the compacted one is

@@ -1,0 +1,325 @@
+//! Auth as etcd 3.4 does it, through the real gRPC API: users and roles, enabling, tokens,
+//! permission checks on reads, writes, transactions (nested too), watches and leases, admin
+//! checks, the auth revision invalidating old tokens, and the auth state surviving a restart.
+
+mod common;
+
+use common::EtcdProcess;
+use etcd_api::authpb::{Permission, permission::Type as PermType};
+use etcd_api::etcdserverpb::*;
+use etcd_client::Client;
+use tokio_stream::StreamExt;
+
+/// A request carrying `token` as etcd's clients send it.
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("token", token.parse().expect("a token is ASCII"));
+    }
+    request
+}
+
+async fn authenticate(c: &mut Client, name: &str, password: &str) -> Result<String, tonic::Status> {
+    c.auth
+        .authenticate(AuthenticateRequest {
+            name: name.into(),
+            password: password.into(),
+        })
+        .await
+        .map(|r| r.into_inner().token)
+}
+
+async fn put(c: &mut Client, token: Option<&str>, key: &str) -> Result<(), tonic::Status> {
+    let req = PutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    c.kv.put(with_token(req, token)).await.map(|_| ())
+}
+
+async fn get(
+    c: &mut Client,
+    token: Option<&str>,
+    key: &str,
+    end: &str,
+) -> Result<(), tonic::Status> {
+    let req = RangeRequest {
+        key: key.into(),
+        range_end: end.into(),
+        ..Default::default()
+    };
+    c.kv.range(with_token(req, token)).await.map(|_| ())
+}
+
+fn denied(result: Result<(), tonic::Status>) -> String {
+    let status = result.expect_err("refused");
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+const PERMISSION_DENIED: &str = "PermissionDenied: etcdserver: permission denied";
+
+/// root (with the root role), and `u` with role `r`: read-write on `foo`, read on `bar*`.
+async fn set_up_users(c: &mut Client) {
+    c.auth
+        .user_add(AuthUserAddRequest {
+            name: "root".into(),
+            password: "rootpw".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.auth
+        .user_grant_role(AuthUserGrantRoleRequest {
+            user: "root".into(),
+            role: "root".into(),
+        })
+        .await
+        .unwrap();
+    c.auth
+        .user_add(AuthUserAddRequest {
+            name: "u".into(),
+            password: "upw".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.auth
+        .role_add(AuthRoleAddRequest { name: "r".into() })
+        .await
+        .unwrap();
+    for (kind, key, end) in [
+        (PermType::Readwrite, "foo", ""),
+        (PermType::Read, "bar", "bas"),
+    ] {
+        c.auth
+            .role_grant_permission(AuthRoleGrantPermissionRequest {
+                name: "r".into(),
+                perm: Some(Permission {
+                    perm_type: kind as i32,
+                    key: key.into(),
+                    range_end: end.into(),
+                }),
+            })
+            .await
+            .unwrap();
+    }
+    c.auth
+        .user_grant_role(AuthUserGrantRoleRequest {
+            user: "u".into(),
+            role: "r".into(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn permissions_are_checked_on_every_request_once_auth_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("a.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    let refused = c.auth.auth_enable(AuthEnableRequest {}).await.unwrap_err();
+    assert_eq!(refused.message(), "etcdserver: root user does not exist");
+    set_up_users(&mut c).await;
+    let refused = authenticate(&mut c, "root", "rootpw").await.unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "etcdserver: authentication is not enabled"
+    );
+    c.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+
+    // No token, a bad one, a wrong password.
+    assert_eq!(
+        denied(put(&mut c, None, "foo").await),
+        "InvalidArgument: etcdserver: user name is empty"
+    );
+    assert_eq!(
+        denied(put(&mut c, Some("nonsense.1"), "foo").await),
+        "Unauthenticated: etcdserver: invalid auth token"
+    );
+    for (user, password) in [("u", "wrong"), ("nobody", "upw")] {
+        let refused = authenticate(&mut c, user, password).await.unwrap_err();
+        assert_eq!(
+            refused.message(),
+            "etcdserver: authentication failed, invalid user ID or password"
+        );
+    }
+
+    let u = authenticate(&mut c, "u", "upw").await.unwrap();
+    let root = authenticate(&mut c, "root", "rootpw").await.unwrap();
+    assert!(put(&mut c, Some(&u), "foo").await.is_ok());
+    assert!(get(&mut c, Some(&u), "foo", "").await.is_ok());
+    assert!(get(&mut c, Some(&u), "bar", "bas").await.is_ok());
+    assert!(get(&mut c, Some(&u), "bar1", "").await.is_ok());
+    assert_eq!(
+        denied(put(&mut c, Some(&u), "bar1").await),
+        PERMISSION_DENIED
+    );
+    assert_eq!(
+        denied(get(&mut c, Some(&u), "bar", "bat").await),
+        PERMISSION_DENIED
+    );
+    assert_eq!(
+        denied(get(&mut c, Some(&u), "zzz", "").await),
+        PERMISSION_DENIED
+    );
+    assert!(put(&mut c, Some(&root), "zzz").await.is_ok());
+
+    // Transactions: every compare and op, nested ones too.
+    let put_op = |key: &str| RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.into(),
+            ..Default::default()
+        })),
+    };
+    let allowed = TxnRequest {
+        compare: vec![Compare {
+            key: b"bar1".to_vec(),
+            ..Default::default()
+        }],
+        success: vec![put_op("foo")],
+        failure: vec![],
+    };
+    assert!(
+        c.kv.txn(with_token(allowed.clone(), Some(&u)))
+            .await
+            .is_ok()
+    );
+    let mut nested = allowed.clone();
+    nested.failure.push(RequestOp {
+        request: Some(request_op::Request::RequestTxn(TxnRequest {
+            success: vec![put_op("zzz")],
+            ..Default::default()
+        })),
+    });
+    let refused = c.kv.txn(with_token(nested, Some(&u))).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    // A watch on keys it may not read is created canceled, with etcd's reason.
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"zzz".to_vec(),
+                ..Default::default()
+            },
+        )),
+    };
+    let mut responses = c
+        .watch
+        .watch(with_token(tokio_stream::iter(vec![create]), Some(&u)))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = responses.next().await.unwrap().unwrap();
+    assert!(first.created && first.canceled, "{first:?}");
+    assert_eq!(first.cancel_reason, "etcdserver: permission denied");
+
+    // Administration is root's.
+    let refused = c
+        .auth
+        .user_list(with_token(AuthUserListRequest {}, Some(&u)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let users = c
+        .auth
+        .user_list(with_token(AuthUserListRequest {}, Some(&root)))
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert_eq!(users, ["root", "u"]);
+    let refused = c
+        .maintenance
+        .defragment(with_token(DefragmentRequest {}, Some(&u)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let refused = c
+        .auth
+        .user_revoke_role(with_token(
+            AuthUserRevokeRoleRequest {
+                name: "root".into(),
+                role: "root".into(),
+            },
+            Some(&root),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.message(), "etcdserver: invalid auth management");
+
+    // A revoked permission: the old token is stale at once, a new one is refused.
+    c.auth
+        .role_revoke_permission(with_token(
+            AuthRoleRevokePermissionRequest {
+                role: "r".into(),
+                key: b"foo".to_vec(),
+                range_end: Vec::new(),
+            },
+            Some(&root),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        denied(put(&mut c, Some(&u), "foo").await),
+        "InvalidArgument: etcdserver: revision of auth store is old"
+    );
+    let u = authenticate(&mut c, "u", "upw").await.unwrap();
+    assert_eq!(
+        denied(put(&mut c, Some(&u), "foo").await),
+        PERMISSION_DENIED
+    );
+
+    // Turning auth off lets everyone in again.
+    let root = authenticate(&mut c, "root", "rootpw").await.unwrap();
+    c.auth
+        .auth_disable(with_token(AuthDisableRequest {}, Some(&root)))
+        .await
+        .unwrap();
+    assert!(put(&mut c, None, "zzz").await.is_ok());
+}
+
+#[tokio::test]
+async fn users_roles_and_the_enabled_flag_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdProcess::start(&dir.path().join("a.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    set_up_users(&mut c).await;
+    c.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+    let revision = c
+        .auth
+        .auth_status(AuthStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .auth_revision;
+    etcd.kill();
+    etcd.spawn();
+    // Readiness is judged by a read, which now needs a user: wait by authenticating.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let token = loop {
+        if let Ok(mut c) = etcd.try_client().await
+            && let Ok(token) = authenticate(&mut c, "u", "upw").await
+        {
+            break token;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", etcd.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut c = etcd.client().await;
+    let status = c
+        .auth
+        .auth_status(AuthStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.enabled);
+    assert_eq!(status.auth_revision, revision);
+    assert!(put(&mut c, Some(&token), "foo").await.is_ok());
+    assert_eq!(
+        denied(put(&mut c, Some(&token), "bar1").await),
+        PERMISSION_DENIED
+    );
+}

@@ -323,3 +323,28 @@ async fn users_roles_and_the_enabled_flag_survive_a_restart() {
         PERMISSION_DENIED
     );
 }
+
+#[tokio::test]
+async fn jwt_tokens_are_issued_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt.secret");
+    std::fs::write(&secret, b"a shared secret for the test's tokens").unwrap();
+    let option = format!("jwt,sign-method=HS256,priv-key={},ttl=5m", secret.display());
+    let etcd = EtcdProcess::start(&dir.path().join("a.etcd"), &["--auth-token", &option]).await;
+    let mut c = etcd.client().await;
+    set_up_users(&mut c).await;
+    c.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+    let token = authenticate(&mut c, "u", "upw").await.unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    assert!(put(&mut c, Some(&token), "foo").await.is_ok());
+    assert_eq!(
+        denied(put(&mut c, Some(&token), "bar1").await),
+        PERMISSION_DENIED
+    );
+    let mut tampered = token.clone();
+    tampered.push('A');
+    assert_eq!(
+        denied(put(&mut c, Some(&tampered), "foo").await),
+        "Unauthenticated: etcdserver: invalid auth token"
+    );
+}

@@ -34,27 +34,29 @@ fn help_prints_the_usage_on_stderr_and_the_flags_on_stdout() {
 }
 
 #[test]
-fn token_types_other_than_simple_are_refused_clearly() {
+fn bad_auth_token_options_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("a.etcd");
     let data_dir = data_dir.to_str().unwrap();
-    let out = run_etcd(
-        &["--data-dir", data_dir, "--auth-token", "jwt,pub-key=x"],
-        &[],
-    );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("--auth-token jwt is not supported"),
-        "{}",
-        stderr(&out)
-    );
-    let out = run_etcd(&["--data-dir", data_dir, "--auth-token", "bogus"], &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("auth: invalid auth options"),
-        "{}",
-        stderr(&out)
-    );
+    for (option, expected) in [
+        (
+            "jwt,pub-key=/nonexistent.pub",
+            "invalid auth signature method",
+        ),
+        (
+            "jwt,sign-method=RS256,pub-key=/nonexistent.pub",
+            "cannot read the JWT pub-key /nonexistent.pub",
+        ),
+        ("bogus", "auth: invalid auth options"),
+    ] {
+        let out = run_etcd(&["--data-dir", data_dir, "--auth-token", option], &[]);
+        assert!(!out.status.success(), "{option}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{option}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

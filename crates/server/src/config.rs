@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub bcrypt_cost: u32,
     /// `--auth-token-ttl`: how long a simple token lives after its last use.
     pub auth_token_ttl: Duration,
+    /// `--auth-token`: `simple`, or `jwt,...` with its options (see `auth::jwt`).
+    pub auth_token: String,
 }
 
 impl ServerConfig {
@@ -94,6 +96,7 @@ impl ServerConfig {
             cors: vec!["*".to_string()],
             bcrypt_cost: 10,
             auth_token_ttl: Duration::from_secs(300),
+            auth_token: "simple".to_string(),
         }
     }
 

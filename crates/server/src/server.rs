@@ -35,6 +35,8 @@ pub struct EtcdServer {
     pub(crate) watch_hub: Arc<crate::watch::WatchHub>,
     /// The simple tokens this member accepts (member-local, replicated by Authenticate).
     pub(crate) tokens: Arc<crate::auth::tokens::SimpleTokens>,
+    /// `--auth-token jwt`: tokens are signed and verified instead of kept.
+    pub(crate) jwt: Option<crate::auth::jwt::JwtTokens>,
     /// Bounds the bcrypt work running at once (see `start`).
     pub(crate) bcrypt_slots: tokio::sync::Semaphore,
 }

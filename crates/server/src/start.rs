@@ -11,6 +11,7 @@ use etcd_mvcc::{Store, StoreOptions};
 use tokio::sync::{mpsc, watch};
 
 use crate::apply::ClusterState;
+use crate::auth::jwt::{JwtTokens, TokenKind, parse_token_option};
 use crate::auth::tokens::SimpleTokens;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -83,6 +84,10 @@ impl RunningServer {
 }
 
 pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
+    let jwt = match parse_token_option(&cfg.auth_token).map_err(ServerError::Config)? {
+        TokenKind::Simple => None,
+        TokenKind::Jwt(opts) => Some(JwtTokens::new(&opts).map_err(ServerError::Config)?),
+    };
     create_private_dir(&cfg.member_dir())?;
     let backend_path = cfg.backend_path();
     if let Some(parent) = backend_path.parent() {
@@ -196,6 +201,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         peer_client_tls: tls::peer_client_config(&cfg)?,
         watch_hub,
         tokens,
+        jwt,
         bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
     });
     // The peer service answers forwarded lease calls with this member's state.

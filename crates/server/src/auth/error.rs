@@ -36,6 +36,9 @@ pub enum AuthError {
     InvalidAuthMgmt,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// A JWT member with only the public key was asked to issue a token.
+    #[error("auth: token signing attempted with verify-only key")]
+    VerifyOnly,
 }
 
 impl AuthError {
@@ -46,6 +49,8 @@ impl AuthError {
                 Code::InvalidArgument
             }
             PermissionDenied => Code::PermissionDenied,
+            // etcd has no gRPC error for it and answers Unknown.
+            VerifyOnly => Code::Unknown,
             InvalidAuthToken => Code::Unauthenticated,
             RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
             | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted

@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod error;
+pub mod jwt;
 pub mod perms;
 pub mod store;
 pub mod tokens;

@@ -77,7 +77,10 @@ pub fn caller(server: &EtcdServer, request: &RequestParts<'_>) -> Result<Caller,
                 },
             })))
         }
-        Some(token) => match server.tokens.info(token, Instant::now()) {
+        Some(token) => match match &server.jwt {
+            Some(jwt) => jwt.info(token),
+            None => server.tokens.info(token, Instant::now()),
+        } {
             Some(info) => Ok(Caller(Some(info))),
             None => Err(AuthError::InvalidAuthToken.into()),
         },

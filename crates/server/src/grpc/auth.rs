@@ -29,11 +29,19 @@ pub struct AuthService {
 
 /// A bcrypt hash of a password nobody is asked for, checked when the user does not exist,
 /// so that "no such user" takes as long as "wrong password" and does not tell them apart.
-fn dummy_hash() -> &'static str {
+/// Computes the dummy hash ahead of the first Authenticate that needs it, off the runtime.
+pub fn warm_up(cost: u32) {
+    tokio::task::spawn_blocking(move || {
+        dummy_hash(cost);
+    });
+}
+
+/// Made with the member's own `--bcrypt-cost`, so checking it costs what a real check does.
+fn dummy_hash(cost: u32) -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
         let secret: [u8; 16] = rand::random();
-        bcrypt::hash(secret, bcrypt::DEFAULT_COST).unwrap_or_default()
+        bcrypt::hash(secret, cost).unwrap_or_default()
     })
 }
 
@@ -154,9 +162,10 @@ impl Auth for AuthService {
             Err(e) => return Err(ServerError::from(e).into()),
         };
         let password = req.password;
+        let cost = self.server.cfg.bcrypt_cost;
         let matches = self
             .bcrypt(move || {
-                let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+                let hash = hash.as_deref().unwrap_or_else(|| dummy_hash(cost));
                 bcrypt::verify(password, hash).unwrap_or(false)
             })
             .await?;

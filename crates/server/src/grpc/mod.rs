@@ -39,6 +39,7 @@ pub fn router(server: &Arc<EtcdServer>) -> axum::Router {
 }
 
 fn routes(server: &Arc<EtcdServer>) -> Routes {
+    auth::warm_up(server.cfg.bcrypt_cost);
     let max_recv = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let max_send = usize::MAX;
     Routes::new(

@@ -202,3 +202,75 @@ fn garbage_files_fail_cleanly() {
 #[path = "../../../tests/support/ports.rs"]
 mod ports;
 use ports::free_port;
+
+/// Runs `etcdutl args` and asserts it fails the way a user can act on: exit 1, one
+/// `Error: ...` line, no panic.
+fn fails_cleanly(args: &[&str], what: &str) -> String {
+    let out = etcdutl().args(args).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{what}: {args:?}: {stderr}");
+    assert!(stderr.contains("Error: "), "{what}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    stderr
+}
+
+#[test]
+fn truncated_flipped_and_misdigested_snapshots_fail_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("snap.db");
+    write_db(&db, 300);
+    let mut file = std::fs::read(&db).expect("read");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &file);
+    file.extend_from_slice(digest.as_ref());
+    let cut = dir.path().join("cut.db");
+    let restore_to = dir.path().join("restored");
+    // Every 4 KiB boundary: never a panic, never a restored data dir.
+    for len in (0..file.len())
+        .step_by(4096)
+        .chain([file.len() - 1, file.len() - 33])
+    {
+        std::fs::write(&cut, &file[..len]).expect("write");
+        let path = cut.to_string_lossy().into_owned();
+        let what = format!("cut at {len} of {}", file.len());
+        let status = etcdutl()
+            .args(["snapshot", "status", &path])
+            .output()
+            .expect("run");
+        assert!(
+            !String::from_utf8_lossy(&status.stderr).contains("panicked"),
+            "{what}"
+        );
+        fails_cleanly(
+            &[
+                "snapshot",
+                "restore",
+                &path,
+                "--data-dir",
+                &restore_to.to_string_lossy(),
+            ],
+            &what,
+        );
+        assert!(!restore_to.exists(), "{what}: a data dir was left behind");
+    }
+    // A flipped byte in the data, and a wrong digest: the hash check refuses both.
+    for (what, at) in [
+        ("a flipped data byte", 5000),
+        ("a wrong digest", file.len() - 1),
+    ] {
+        let mut bad = file.clone();
+        bad[at] ^= 0x40;
+        std::fs::write(&cut, &bad).expect("write");
+        let stderr = fails_cleanly(
+            &[
+                "snapshot",
+                "restore",
+                &cut.to_string_lossy(),
+                "--data-dir",
+                &restore_to.to_string_lossy(),
+            ],
+            what,
+        );
+        assert!(stderr.contains("expected sha256"), "{what}: {stderr}");
+        assert!(!restore_to.exists(), "{what}: a data dir was left behind");
+    }
+}

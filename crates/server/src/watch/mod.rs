@@ -482,17 +482,7 @@ impl WatchHub {
             let st = self.shared.lock();
             st.notified_rev.max(self.shared.store.current_revision())
         };
-        stream.queue.push_control(Outgoing {
-            response: WatchResponse {
-                watch_id: INVALID_WATCH_ID,
-                created: true,
-                canceled: true,
-                cancel_reason: reason.to_string(),
-                ..Default::default()
-            },
-            header_revision: current,
-            fragment: false,
-        });
+        stream.queue.push_control(create_refused(reason, current));
     }
 
     /// Creates a watcher as etcd's Watch create request does, and queues the answer: `created`
@@ -508,17 +498,7 @@ impl WatchHub {
         let Some(entry) = st.streams.get_mut(&stream.id) else {
             return;
         };
-        let refuse = |reason: &str| Outgoing {
-            response: WatchResponse {
-                watch_id: INVALID_WATCH_ID,
-                created: true,
-                canceled: true,
-                cancel_reason: reason.to_string(),
-                ..Default::default()
-            },
-            header_revision: current,
-            fragment: false,
-        };
+        let refuse = |reason: &str| create_refused(reason, current);
         let range = match range {
             Ok(range) => range,
             Err(reason) => {
@@ -687,6 +667,21 @@ fn compacted_response(watch_id: i64, compact_rev: i64) -> Outgoing {
             ..Default::default()
         },
         header_revision: 0,
+        fragment: false,
+    }
+}
+
+/// etcd's answer to a create request it refuses: `created` + `canceled`, the reason, no id.
+fn create_refused(reason: &str, header_revision: i64) -> Outgoing {
+    Outgoing {
+        response: WatchResponse {
+            watch_id: INVALID_WATCH_ID,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        },
+        header_revision,
         fragment: false,
     }
 }

@@ -51,6 +51,9 @@ pub struct Global {
     /// Identify HTTPS client using this SSL key file
     #[arg(long = "key", id = "tls_key", global = true)]
     pub key: Option<std::path::PathBuf>,
+    /// provide username[:password] (every client authenticates as this user)
+    #[arg(long, global = true)]
+    pub user: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

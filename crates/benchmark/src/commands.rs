@@ -3,7 +3,6 @@
 use etcd_api::etcdserverpb::{
     PutRequest, RangeRequest, RequestOp, TxnRequest, request_op::Request,
 };
-use etcd_client::Client;
 use rand::{Rng, SeedableRng};
 
 use crate::cli::{
@@ -45,9 +44,10 @@ pub async fn hash_kv_summary(
     endpoint: &str,
     shown: &str,
     options: etcd_client::ConnectOptions,
+    credentials: Option<etcd_client::Credentials>,
 ) -> Result<String, BenchError> {
     use etcd_api::etcdserverpb::{HashKvRequest, StatusRequest};
-    let mut client = Client::connect(&[endpoint], options).await?;
+    let mut client = crate::run::connect(&[endpoint], options, credentials).await?;
     let started = std::time::Instant::now();
     let _ = client
         .maintenance

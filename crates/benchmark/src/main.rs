@@ -47,7 +47,16 @@ fn connect_config(global: &Global) -> Result<ConnectConfig, BenchError> {
             .map_err(|e| BenchError::Usage(e.to_string()))?;
         options.tls = Some(config);
     }
+    let credentials = match &global.user {
+        None => None,
+        Some(spec) => Some(etcd_client::Credentials::parse(spec).ok_or_else(|| {
+            BenchError::Usage(format!(
+                "--user {spec:?} needs a password: give --user name:password"
+            ))
+        })?),
+    };
     Ok(ConnectConfig {
+        credentials,
         endpoints: run::normalize_endpoints(&global.endpoints, tls),
         conns: global.conns,
         clients: global.clients,
@@ -100,8 +109,13 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
                 let endpoint = config.endpoints.first().cloned().unwrap_or_default();
                 // etcd names the endpoint as given on the command line.
                 let shown = cli.global.endpoints.first().map(|e| e.trim()).unwrap_or("");
-                let summary =
-                    commands::hash_kv_summary(&endpoint, shown, config.options.clone()).await?;
+                let summary = commands::hash_kv_summary(
+                    &endpoint,
+                    shown,
+                    config.options.clone(),
+                    config.credentials.clone(),
+                )
+                .await?;
                 println!("{summary}");
             }
             return Ok(());

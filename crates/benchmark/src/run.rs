@@ -38,6 +38,20 @@ pub struct ConnectConfig {
     pub clients: usize,
     pub target_leader: bool,
     pub options: ConnectOptions,
+    /// `--user`: every client authenticates as this user.
+    pub credentials: Option<etcd_client::Credentials>,
+}
+
+/// A client for these endpoints, authenticated when the benchmark runs as a user.
+pub async fn connect<S: AsRef<str>>(
+    endpoints: &[S],
+    options: ConnectOptions,
+    credentials: Option<etcd_client::Credentials>,
+) -> Result<Client, etcd_client::ClientError> {
+    match credentials {
+        Some(c) => Client::connect_as(endpoints, options, c).await,
+        None => Client::connect(endpoints, options).await,
+    }
 }
 
 /// Endpoints as given, with `http://` (`https://` when TLS is configured) added to a bare
@@ -66,7 +80,13 @@ pub fn connection_of_client(client: usize, conns: usize) -> usize {
 /// The endpoint of the current leader, found by asking each endpoint for its status.
 async fn leader_endpoint(config: &ConnectConfig) -> Result<String, BenchError> {
     for endpoint in &config.endpoints {
-        let Ok(mut client) = Client::connect(&[endpoint], config.options.clone()).await else {
+        let Ok(mut client) = connect(
+            &[endpoint],
+            config.options.clone(),
+            config.credentials.clone(),
+        )
+        .await
+        else {
             continue;
         };
         let Ok(status) = client.maintenance.status(StatusRequest {}).await else {
@@ -151,7 +171,8 @@ pub async fn make_clients(config: &ConnectConfig) -> Result<Clients, BenchError>
         let mut rotated = endpoints.clone();
         rotated.rotate_left(i % endpoints.len().max(1));
         let options = config.options.clone();
-        let connect = async move { Client::connect(&rotated, options).await };
+        let credentials = config.credentials.clone();
+        let connect = async move { connect(&rotated, options, credentials).await };
         let (client, runtime) = match shards.get(i % shards.len().max(1)) {
             Some(shard) => {
                 let client = shard

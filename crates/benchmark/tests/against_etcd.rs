@@ -121,3 +121,79 @@ fn put_range_and_txn_against_etcd() {
         String::from_utf8_lossy(&keepalive.stdout)
     );
 }
+
+#[tokio::test]
+async fn puts_as_a_user_once_auth_is_on() {
+    use etcd_api::etcdserverpb::{AuthEnableRequest, AuthUserAddRequest, AuthUserGrantRoleRequest};
+    let Some(etcd) = etcd_binary() else {
+        println!("note: target/debug/etcd is not built; skipping (cargo build -p etcd to run it)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client_port, peer_port) = (free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let _server = Server(
+        Command::new(etcd)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts"),
+    );
+    let endpoint = format!("127.0.0.1:{client_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !succeeded(&benchmark(&endpoint, &["put", "--total", "1"])) {
+        assert!(Instant::now() < deadline, "etcd did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut c = etcd_client::Client::connect(&[client_url.as_str()], Default::default())
+        .await
+        .expect("connect");
+    c.auth
+        .user_add(AuthUserAddRequest {
+            name: "root".into(),
+            password: "rootpw".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.auth
+        .user_grant_role(AuthUserGrantRoleRequest {
+            user: "root".into(),
+            role: "root".into(),
+        })
+        .await
+        .unwrap();
+    c.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+
+    let anonymous = benchmark(&endpoint, &["put", "--total", "20"]);
+    assert!(!succeeded(&anonymous), "puts without a user went through");
+    let as_root = benchmark(
+        &endpoint,
+        &[
+            "--user",
+            "root:rootpw",
+            "--clients",
+            "4",
+            "put",
+            "--total",
+            "200",
+        ],
+    );
+    assert!(
+        succeeded(&as_root),
+        "{}\n{}",
+        String::from_utf8_lossy(&as_root.stdout),
+        String::from_utf8_lossy(&as_root.stderr)
+    );
+    let no_password = benchmark(&endpoint, &["--user", "root", "put", "--total", "1"]);
+    assert!(!no_password.status.success());
+    assert!(String::from_utf8_lossy(&no_password.stderr).contains("needs a password"));
+}

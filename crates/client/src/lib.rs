@@ -10,10 +10,12 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod channel;
 
 use std::time::Duration;
 
+pub use auth::{Credentials, TokenInterceptor, TokenSlot, needs_new_token};
 pub use channel::{ConnectOptions, connect_channel};
 use etcd_api::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
@@ -22,7 +24,26 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_api::v3electionpb::election_client::ElectionClient;
 use etcd_api::v3lockpb::lock_client::LockClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// Calls `$client.$stub.$method($req)`; when the token turned out expired or stale,
+/// authenticates once and calls again.
+macro_rules! retry_once {
+    ($client:ident, $stub:ident . $method:ident ( $req:ident )) => {{
+        let response = match $client.$stub.$method($req.clone()).await {
+            Err(status) if $client.should_refresh(&status) => {
+                $client.authenticate().await?;
+                $client.$stub.$method($req).await?
+            }
+            other => other?,
+        };
+        Ok(response.into_inner())
+    }};
+}
+
+/// The channel every stub uses: the connection, with the client's token added to requests.
+pub type AuthedChannel = InterceptedService<Channel, TokenInterceptor>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -40,14 +61,16 @@ pub enum ClientError {
 /// (they share the one channel).
 #[derive(Clone)]
 pub struct Client {
-    pub kv: KvClient<Channel>,
-    pub watch: WatchClient<Channel>,
-    pub lease: LeaseClient<Channel>,
-    pub cluster: ClusterClient<Channel>,
-    pub maintenance: MaintenanceClient<Channel>,
-    pub auth: AuthClient<Channel>,
-    pub lock: LockClient<Channel>,
-    pub election: ElectionClient<Channel>,
+    pub kv: KvClient<AuthedChannel>,
+    pub watch: WatchClient<AuthedChannel>,
+    pub lease: LeaseClient<AuthedChannel>,
+    pub cluster: ClusterClient<AuthedChannel>,
+    pub maintenance: MaintenanceClient<AuthedChannel>,
+    pub auth: AuthClient<AuthedChannel>,
+    pub lock: LockClient<AuthedChannel>,
+    pub election: ElectionClient<AuthedChannel>,
+    /// The user this client authenticates as, and where its token lives.
+    credentials: Option<(Credentials, TokenSlot)>,
 }
 
 /// Responses can be as large as the server allows; etcd's clients accept up to 2 GiB - 1.
@@ -66,23 +89,67 @@ impl Client {
     }
 
     pub fn from_channel(channel: Channel) -> Client {
+        Client::with_token_slot(channel, None)
+    }
+
+    /// Connects, then authenticates as `credentials`; every request carries the token, and
+    /// the convenience calls below authenticate again once when it expired or went stale.
+    pub async fn connect_as<S: AsRef<str>>(
+        endpoints: &[S],
+        options: ConnectOptions,
+        credentials: Credentials,
+    ) -> Result<Client, ClientError> {
+        let channel = connect_channel(endpoints, &options).await?;
+        let slot = TokenSlot::default();
+        let mut client = Client::with_token_slot(channel, Some(slot.clone()));
+        client.credentials = Some((credentials, slot));
+        client.authenticate().await?;
+        Ok(client)
+    }
+
+    fn with_token_slot(channel: Channel, slot: Option<TokenSlot>) -> Client {
+        let authed = InterceptedService::new(channel, TokenInterceptor::new(slot));
         Client {
-            kv: KvClient::new(channel.clone())
+            kv: KvClient::new(authed.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
-            watch: WatchClient::new(channel.clone())
+            watch: WatchClient::new(authed.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
-            lease: LeaseClient::new(channel.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
-            cluster: ClusterClient::new(channel.clone())
+            lease: LeaseClient::new(authed.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
+            cluster: ClusterClient::new(authed.clone())
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
-            maintenance: MaintenanceClient::new(channel.clone())
+            maintenance: MaintenanceClient::new(authed.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
-            auth: AuthClient::new(channel.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
-            lock: LockClient::new(channel.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
-            election: ElectionClient::new(channel).max_encoding_message_size(MAX_REQUEST_BYTES),
+            auth: AuthClient::new(authed.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
+            lock: LockClient::new(authed.clone()).max_encoding_message_size(MAX_REQUEST_BYTES),
+            election: ElectionClient::new(authed).max_encoding_message_size(MAX_REQUEST_BYTES),
+            credentials: None,
         }
+    }
+
+    /// Gets a fresh token for the client's user (nothing to do without one).
+    pub async fn authenticate(&mut self) -> Result<(), ClientError> {
+        let Some((credentials, slot)) = &self.credentials else {
+            return Ok(());
+        };
+        let req = etcd_api::etcdserverpb::AuthenticateRequest {
+            name: credentials.user.clone(),
+            password: credentials.password.clone(),
+        };
+        let token = self.auth.authenticate(req).await?.into_inner().token;
+        if !slot.set(&token) {
+            return Err(ClientError::Status(tonic::Status::internal(
+                "the server sent a token that is not ASCII",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether to authenticate again and retry after `status` (clientv3's behaviour).
+    fn should_refresh(&self, status: &tonic::Status) -> bool {
+        self.credentials.is_some() && needs_new_token(status)
     }
 
     pub async fn put(
@@ -95,7 +162,7 @@ impl Client {
             value: value.into(),
             ..Default::default()
         };
-        Ok(self.kv.put(req).await?.into_inner())
+        retry_once!(self, kv.put(req))
     }
 
     /// A linearizable read of one key.
@@ -104,7 +171,7 @@ impl Client {
             key: key.into(),
             ..Default::default()
         };
-        Ok(self.kv.range(req).await?.into_inner())
+        retry_once!(self, kv.range(req))
     }
 
     /// A linearizable read of every key starting with `prefix`.
@@ -118,7 +185,7 @@ impl Client {
             key,
             ..Default::default()
         };
-        Ok(self.kv.range(req).await?.into_inner())
+        retry_once!(self, kv.range(req))
     }
 
     pub async fn delete(
@@ -129,7 +196,7 @@ impl Client {
             key: key.into(),
             ..Default::default()
         };
-        Ok(self.kv.delete_range(req).await?.into_inner())
+        retry_once!(self, kv.delete_range(req))
     }
 }
 

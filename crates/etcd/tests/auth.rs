@@ -577,3 +577,41 @@ async fn permission_matrix_every_rpc_by_every_kind_of_caller() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+#[tokio::test]
+async fn our_client_authenticates_again_when_its_token_goes_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("a.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    set_up_users(&mut c).await;
+    c.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+    let credentials = etcd_client::Credentials::parse("u:upw").unwrap();
+    let mut user = Client::connect_as(&[etcd.client_url.as_str()], Default::default(), credentials)
+        .await
+        .unwrap();
+    user.put("foo", "1").await.unwrap();
+    // Any auth change makes the token old; the next call authenticates again and succeeds.
+    let root = authenticate(&mut c, "root", "rootpw").await.unwrap();
+    c.auth
+        .role_add(with_token(
+            AuthRoleAddRequest { name: "x".into() },
+            Some(&root),
+        ))
+        .await
+        .unwrap();
+    let stale = user.kv.put(PutRequest {
+        key: b"foo".to_vec(),
+        ..Default::default()
+    });
+    assert_eq!(
+        stale.await.unwrap_err().message(),
+        "etcdserver: revision of auth store is old",
+        "the raw stub does not retry"
+    );
+    user.put("foo", "2").await.unwrap();
+    assert_eq!(user.get("foo").await.unwrap().kvs[0].value, b"2");
+    // A wrong password is an error at connect time.
+    let wrong = etcd_client::Credentials::parse("u:nope").unwrap();
+    let refused = Client::connect_as(&[etcd.client_url.as_str()], Default::default(), wrong).await;
+    assert!(refused.is_err());
+}

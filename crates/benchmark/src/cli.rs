@@ -81,6 +81,9 @@ pub enum Command {
     WatchGet(WatchGetArgs),
     /// Benchmark mvcc
     Mvcc(MvccArgs),
+    /// Benchmark Authenticate (password checks): each request authenticates a user (ours;
+    /// etcd's benchmark has no such command)
+    Authenticate(AuthenticateArgs),
     /// Benchmark STM
     Stm(StmArgs),
 }
@@ -268,6 +271,18 @@ pub struct PutArgs {
     /// 'true' to check hashkv
     #[arg(long = "check-hashkv")]
     pub check_hashkv: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AuthenticateArgs {
+    /// The user to authenticate, as name:password
+    pub user: String,
+    /// Maximum Authenticate requests per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Total number of Authenticate requests
+    #[arg(long, default_value_t = 1000)]
+    pub total: usize,
 }
 
 #[derive(Args, Debug)]

@@ -95,6 +95,28 @@ pub fn range_request(args: &RangeArgs) -> Result<RangeRequest, BenchError> {
     })
 }
 
+/// Authenticate in a loop: the cost of password checks, and what a storm of them does to
+/// the other requests a server serves meanwhile.
+pub async fn authenticate(
+    clients: run::Clients,
+    args: crate::cli::AuthenticateArgs,
+) -> Result<Stats, BenchError> {
+    let credentials = etcd_client::Credentials::parse(&args.user).ok_or_else(|| {
+        BenchError::Usage(format!(
+            "{:?} needs a password: give name:password",
+            args.user
+        ))
+    })?;
+    let request = etcd_api::etcdserverpb::AuthenticateRequest {
+        name: credentials.user,
+        password: credentials.password,
+    };
+    Ok(run::run(clients, args.total, args.rate, move |_| {
+        Op::Authenticate(request.clone())
+    })
+    .await)
+}
+
 pub async fn range(clients: run::Clients, args: RangeArgs) -> Result<Stats, BenchError> {
     let request = range_request(&args)?;
     if request.serializable {
@@ -306,6 +328,11 @@ pub fn check_flags(command: &Command) -> Result<(), BenchError> {
             .map_err(usage),
         Command::Range(a) => range_request(a).map(drop),
         Command::Stm(a) => stm_flags(a).map(drop),
+        Command::Authenticate(a) => etcd_client::Credentials::parse(&a.user)
+            .map(drop)
+            .ok_or_else(|| {
+                BenchError::Usage(format!("{:?} needs a password: give name:password", a.user))
+            }),
         Command::LeaseKeepalive(_)
         | Command::WatchLatency(_)
         | Command::WatchGet(_)

@@ -121,6 +121,7 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
             return Ok(());
         }
         Command::Range(args) => commands::range(clients, args).await?,
+        Command::Authenticate(args) => commands::authenticate(clients, args).await?,
         Command::TxnPut(args) => commands::txn_put(clients, args).await?,
         Command::LeaseKeepalive(args) => commands::lease_keepalive(clients, args).await?,
         Command::Watch(args) => {

@@ -202,6 +202,8 @@ pub enum Op {
     LeaseKeepAliveOnce,
     /// One STM transaction, retried until it commits.
     Stm(crate::stm::StmTxn),
+    /// One password check and token.
+    Authenticate(etcd_api::etcdserverpb::AuthenticateRequest),
 }
 
 /// TTL of the lease each `lease-keepalive` client keeps alive, as etcd's benchmark.
@@ -279,6 +281,7 @@ async fn execute(client: &mut Client, state: &ClientState, op: Op) -> Result<(),
         Op::Put(r) => client.kv.put(r).await.map(drop),
         Op::Range(r) => client.kv.range(r).await.map(drop),
         Op::Txn(r) => client.kv.txn(r).await.map(drop),
+        Op::Authenticate(r) => client.auth.authenticate(r).await.map(drop),
         Op::Stm(txn) => crate::stm::run_locked(client, state.lease_id.unwrap_or(0), &txn).await,
         Op::LeaseKeepAliveOnce => {
             let request = LeaseKeepAliveRequest {

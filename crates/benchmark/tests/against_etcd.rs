@@ -193,6 +193,14 @@ async fn puts_as_a_user_once_auth_is_on() {
         String::from_utf8_lossy(&as_root.stdout),
         String::from_utf8_lossy(&as_root.stderr)
     );
+    let authenticate = benchmark(&endpoint, &["authenticate", "root:rootpw", "--total", "10"]);
+    assert!(
+        succeeded(&authenticate),
+        "{}",
+        String::from_utf8_lossy(&authenticate.stdout)
+    );
+    let wrong = benchmark(&endpoint, &["authenticate", "root:wrong", "--total", "5"]);
+    assert!(!succeeded(&wrong), "a wrong password authenticated");
     let no_password = benchmark(&endpoint, &["--user", "root", "put", "--total", "1"]);
     assert!(!no_password.status.success());
     assert!(String::from_utf8_lossy(&no_password.stderr).contains("needs a password"));

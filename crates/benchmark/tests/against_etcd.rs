@@ -39,17 +39,18 @@ fn succeeded(output: &Output) -> bool {
     output.status.success() && stdout.contains("Summary:") && !stdout.contains("Error distribution")
 }
 
-#[test]
-fn put_range_and_txn_against_etcd() {
+/// Our etcd on loopback ports, ready (a put succeeded): its data dir, the server (killed on
+/// drop, before the dir goes), the benchmark endpoint and the client URL. `None` when the binary is not built.
+fn start_etcd() -> Option<(tempfile::TempDir, Server, String, String)> {
     let Some(etcd) = etcd_binary() else {
         println!("note: target/debug/etcd is not built; skipping (cargo build -p etcd to run it)");
-        return;
+        return None;
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let (client_port, peer_port) = (free_port(), free_port());
     let client_url = format!("http://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let _server = Server(
+    let server = Server(
         Command::new(etcd)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -64,13 +65,20 @@ fn put_range_and_txn_against_etcd() {
             .expect("etcd starts"),
     );
     let endpoint = format!("127.0.0.1:{client_port}");
-
     // Ready when a put succeeds.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !succeeded(&benchmark(&endpoint, &["put", "--total", "1"])) {
         assert!(Instant::now() < deadline, "etcd did not become ready");
         std::thread::sleep(Duration::from_millis(200));
     }
+    Some((dir, server, endpoint, client_url))
+}
+
+#[test]
+fn put_range_and_txn_against_etcd() {
+    let Some((_dir, _server, endpoint, _)) = start_etcd() else {
+        return;
+    };
 
     let put = benchmark(
         &endpoint,
@@ -125,34 +133,9 @@ fn put_range_and_txn_against_etcd() {
 #[tokio::test]
 async fn puts_as_a_user_once_auth_is_on() {
     use etcd_api::etcdserverpb::{AuthEnableRequest, AuthUserAddRequest, AuthUserGrantRoleRequest};
-    let Some(etcd) = etcd_binary() else {
-        println!("note: target/debug/etcd is not built; skipping (cargo build -p etcd to run it)");
+    let Some((_dir, _server, endpoint, client_url)) = start_etcd() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (client_port, peer_port) = (free_port(), free_port());
-    let client_url = format!("http://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let _server = Server(
-        Command::new(etcd)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd starts"),
-    );
-    let endpoint = format!("127.0.0.1:{client_port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !succeeded(&benchmark(&endpoint, &["put", "--total", "1"])) {
-        assert!(Instant::now() < deadline, "etcd did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let mut c = etcd_client::Client::connect(&[client_url.as_str()], Default::default())
         .await
         .expect("connect");

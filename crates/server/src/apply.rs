@@ -201,12 +201,7 @@ fn check_permissions(
         user: &asker.user,
         revision: asker.revision,
     };
-    let lease_keys = |id: i64| -> Vec<Vec<u8>> {
-        lessor
-            .get(id)
-            .map(|l| l.keys.iter().cloned().collect())
-            .unwrap_or_default()
-    };
+    let lease_keys = |id: i64| lessor.keys_of(id);
     match request {
         Request::Put(r) => asker.put(r, &lease_keys)?,
         Request::DeleteRange(r) => asker.delete_range(r)?,

@@ -105,6 +105,11 @@ impl Asker<'_> {
         }
     }
 
+    /// Deleting one key (unlock, resign, proclaim over a leader key).
+    pub fn delete_key(&self, key: &[u8]) -> Result<(), AuthError> {
+        self.write(key, &[])
+    }
+
     /// Revoking a lease deletes its keys: write permission on each.
     pub fn lease_revoke(&self, keys: &[Vec<u8>]) -> Result<(), AuthError> {
         for key in keys {

@@ -108,12 +108,12 @@ pub fn check(
 
 /// The keys attached to a lease, for the checks of puts with a lease and of revocations.
 pub fn lease_keys(server: &EtcdServer) -> impl Fn(i64) -> Vec<Vec<u8>> + '_ {
-    move |id| {
-        server
-            .lessor
-            .lock()
-            .get(id)
-            .map(|l| l.keys.iter().cloned().collect())
-            .unwrap_or_default()
-    }
+    move |id| server.lessor.lock().keys_of(id)
+}
+
+/// The caller of `request` must hold the root role (while auth is on), as etcd requires for
+/// maintenance and membership changes.
+pub fn require_admin(server: &EtcdServer, request: &RequestParts<'_>) -> Result<(), ServerError> {
+    let caller = caller(server, request)?;
+    check(server, &caller, |a| a.admin())
 }

@@ -69,8 +69,7 @@ impl Cluster for ClusterService {
         request: tonic::Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         // Membership changes are for admins (the root role) once auth is on, as etcd.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let req = request.into_inner();
         let peer_urls = parse_peer_urls(&req.peer_ur_ls)?;
         self.check_urls_unused(&peer_urls, 0)?;
@@ -116,8 +115,7 @@ impl Cluster for ClusterService {
         request: tonic::Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         // Membership changes are for admins (the root role) once auth is on, as etcd.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let id = request.into_inner().id;
         let record = self
             .server
@@ -141,8 +139,7 @@ impl Cluster for ClusterService {
         request: tonic::Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         // Membership changes are for admins (the root role) once auth is on, as etcd.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let req = request.into_inner();
         let peer_urls = parse_peer_urls(&req.peer_ur_ls)?;
         if !self
@@ -186,8 +183,7 @@ impl Cluster for ClusterService {
         request: tonic::Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         // Membership changes are for admins (the root role) once auth is on, as etcd.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let resp = self.server.member_promote(request.into_inner().id).await?;
         Ok(Response::new(resp))
     }

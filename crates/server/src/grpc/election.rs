@@ -94,12 +94,7 @@ impl Election for ElectionService {
         let caller = access::caller(&self.server, &(&request).into())?;
         let req = request.into_inner();
         let leader = req.leader.ok_or_else(missing_leader_key)?;
-        access::check(&self.server, &caller, |a| {
-            a.delete_range(&etcd_api::etcdserverpb::DeleteRangeRequest {
-                key: leader.key.clone(),
-                ..Default::default()
-            })
-        })?;
+        access::check(&self.server, &caller, |a| a.delete_key(&leader.key))?;
         let resp = txn(
             &self.server,
             TxnRequest {
@@ -182,12 +177,7 @@ impl Election for ElectionService {
     ) -> Result<Response<ResignResponse>, Status> {
         let caller = access::caller(&self.server, &(&request).into())?;
         let leader = request.into_inner().leader.ok_or_else(missing_leader_key)?;
-        access::check(&self.server, &caller, |a| {
-            a.delete_range(&etcd_api::etcdserverpb::DeleteRangeRequest {
-                key: leader.key.clone(),
-                ..Default::default()
-            })
-        })?;
+        access::check(&self.server, &caller, |a| a.delete_key(&leader.key))?;
         let resp = txn(
             &self.server,
             TxnRequest {

@@ -268,12 +268,7 @@ impl etcd_api::v3lockpb::lock_server::Lock for LockService {
     ) -> Result<tonic::Response<etcd_api::v3lockpb::UnlockResponse>, Status> {
         let caller = access::caller(&self.server, &(&request).into())?;
         let key = request.into_inner().key;
-        access::check(&self.server, &caller, |a| {
-            a.delete_range(&DeleteRangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })
-        })?;
+        access::check(&self.server, &caller, |a| a.delete_key(&key))?;
         let applied = self
             .server
             .propose(Request::DeleteRange(DeleteRangeRequest {

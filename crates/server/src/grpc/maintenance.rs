@@ -78,8 +78,7 @@ impl Maintenance for MaintenanceService {
         request: tonic::Request<SnapshotRequest>,
     ) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
         // etcd lets only admins (the root role) do this once auth is on.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let store = self.server.store.clone();
         let snap_dir = self
             .server
@@ -129,8 +128,7 @@ impl Maintenance for MaintenanceService {
         request: tonic::Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         // etcd lets only admins (the root role) do this once auth is on.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let store = self.server.store.clone();
         tokio::task::spawn_blocking(move || store.defragment())
             .await
@@ -146,8 +144,7 @@ impl Maintenance for MaintenanceService {
         request: tonic::Request<HashRequest>,
     ) -> Result<Response<HashResponse>, Status> {
         // etcd lets only admins (the root role) do this once auth is on.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let store = self.server.store.clone();
         let hash = tokio::task::spawn_blocking(move || store.hash())
             .await
@@ -164,8 +161,7 @@ impl Maintenance for MaintenanceService {
         request: tonic::Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         // etcd lets only admins (the root role) do this once auth is on.
-        let caller = access::caller(&self.server, &(&request).into())?;
-        access::check(&self.server, &caller, |a| a.admin())?;
+        access::require_admin(&self.server, &(&request).into())?;
         let revision = request.into_inner().revision;
         let store = self.server.store.clone();
         let kv_hash = tokio::task::spawn_blocking(move || store.hash_kv(revision))

@@ -76,6 +76,14 @@ impl Lessor {
         self.leases.contains_key(&id)
     }
 
+    /// The keys attached to lease `id` (none for an unknown lease).
+    pub fn keys_of(&self, id: i64) -> Vec<Vec<u8>> {
+        self.leases
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, id: i64) -> Option<&Lease> {
         self.leases.get(&id)
     }

@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/v3election.proto",
         "proto/internal.proto",
         "proto/lease.proto",
+        "proto/membership.proto",
+        "proto/raft_internal.proto",
+        "proto/etcd_files.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -34,6 +34,17 @@ pub mod leasepb {
     tonic::include_proto!("leasepb");
 }
 
+/// etcd 3.5's membership log entries (`membershippb`), read from etcd's WAL.
+pub mod membershippb {
+    tonic::include_proto!("membershippb");
+}
+
+/// etcd's on-disk records: raftpb entries, hard state and snapshots, walpb records, snappb
+/// files (`etcdfiles`, ours: etcd spreads them over three packages).
+pub mod etcdfiles {
+    tonic::include_proto!("etcdfiles");
+}
+
 /// Raft proposals and member-to-member traffic; ours, not etcd's.
 pub mod internalpb {
     tonic::include_proto!("internalpb");

@@ -9,6 +9,7 @@ pub mod auth;
 mod backup;
 pub mod config;
 pub mod error;
+pub mod etcd_data;
 mod grpc;
 mod http;
 pub mod lease;

@@ -88,6 +88,9 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         TokenKind::Simple => None,
         TokenKind::Jwt(opts) => Some(JwtTokens::new(&opts).map_err(ServerError::Config)?),
     };
+    // etcd's data dir becomes ours before anything opens it.
+    crate::etcd_data::prepare(&crate::etcd_data::DataDirPaths::of(&cfg))
+        .map_err(|e| ServerError::Config(format!("cannot start on etcd's data dir: {e}")))?;
     create_private_dir(&cfg.member_dir())?;
     let backend_path = cfg.backend_path();
     if let Some(parent) = backend_path.parent() {

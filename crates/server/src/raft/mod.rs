@@ -11,6 +11,8 @@ pub mod links;
 mod logger;
 pub(crate) mod node;
 
-pub use bootstrap::{Bootstrapped, RemoteCluster, bootstrap, decode_cluster_state};
+pub use bootstrap::{
+    Bootstrapped, RemoteCluster, bootstrap, decode_cluster_state, encode_cluster_state,
+};
 pub use links::{Links, PeerLink, RaftInbox};
 pub use node::{MessageSender, NoPeers, RaftInput, RaftLoop, RaftLoopParts, RaftStatus};

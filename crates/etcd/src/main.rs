@@ -102,6 +102,11 @@ fn main() -> ExitCode {
 async fn serve(cfg: ServerConfig) -> ExitCode {
     let mut running = match etcd_server::start(cfg).await {
         Ok(r) => r,
+        Err(e @ etcd_server::ServerError::DataInconsistency(_)) => {
+            // etcd's wording, which operators and etcd's tests look for.
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start etcd");
             eprintln!("etcd: {e}");
@@ -263,6 +268,8 @@ fn server_config(cfg: &Config) -> ServerConfig {
             10
         },
         auth_token_ttl: Duration::from_secs(cfg.auth_token_ttl_secs),
+        initial_corrupt_check: cfg.experimental_initial_corrupt_check,
+        corrupt_check_time: cfg.experimental_corrupt_check_time,
         auth_token: cfg.auth_token.clone(),
     }
 }

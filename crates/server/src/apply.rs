@@ -348,7 +348,7 @@ fn track_lease_attachments(lessor: &mut Lessor, events: &[Event]) {
 /// compactions still go through so that an operator can make room. CORRUPT refuses all writes.
 fn reject_writes_under_alarm(state: &ClusterState, grows: bool) -> Result<(), ServerError> {
     if state.has_alarm(AlarmType::Corrupt) {
-        return Err(ServerError::Internal("etcdserver: corrupt cluster".into()));
+        return Err(ServerError::Corrupt);
     }
     if grows && state.has_alarm(AlarmType::Nospace) {
         return Err(ServerError::NoSpace);

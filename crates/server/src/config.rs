@@ -64,6 +64,12 @@ pub struct ServerConfig {
     pub auth_token_ttl: Duration,
     /// `--auth-token`: `simple`, or `jwt,...` with its options (see `auth::jwt`).
     pub auth_token: String,
+    /// `--experimental-initial-corrupt-check`: compare HashKV with peers before a restarting
+    /// member starts (see `corruption.rs`).
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`: how often the leader compares HashKV with the
+    /// followers (zero: never).
+    pub corrupt_check_time: Duration,
 }
 
 impl ServerConfig {
@@ -97,6 +103,8 @@ impl ServerConfig {
             bcrypt_cost: 10,
             auth_token_ttl: Duration::from_secs(300),
             auth_token: "simple".to_string(),
+            initial_corrupt_check: false,
+            corrupt_check_time: Duration::ZERO,
         }
     }
 

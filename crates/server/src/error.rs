@@ -60,11 +60,18 @@ pub enum ServerError {
     NotSupportedForLearner,
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption,
+    /// The CORRUPT alarm is active: writes are refused until an operator disarms it.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// `--experimental-initial-corrupt-check` found a peer whose HashKV differs from ours at
+    /// the same revision and compaction: the member does not start (etcd's wording).
+    #[error("{0:x} found data inconsistency with peers")]
+    DataInconsistency(u64),
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
     #[error("{0}")]
     Mvcc(#[from] MvccError),
-    #[error("wal: {0}")]
+    #[error("{0}")]
     Wal(#[from] etcd_wal::WalError),
     #[error("{0}")]
     Config(String),
@@ -102,6 +109,8 @@ impl ServerError {
             ServerError::LeaseNotFound | ServerError::MemberNotFound => Code::NotFound,
             ServerError::LeaseExists => Code::FailedPrecondition,
             ServerError::LeaseTtlTooLarge => Code::OutOfRange,
+            ServerError::Corrupt => Code::DataLoss,
+            ServerError::DataInconsistency(_) => Code::DataLoss,
             ServerError::Auth(e) => e.code(),
             ServerError::Mvcc(e) => mvcc_code(e),
             ServerError::Wal(_)

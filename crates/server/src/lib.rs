@@ -8,6 +8,7 @@ pub mod apply;
 pub mod auth;
 mod backup;
 pub mod config;
+mod corruption;
 pub mod error;
 pub mod etcd_data;
 mod grpc;

@@ -74,6 +74,7 @@ pub async fn start(
         inbox,
         snap_dir: snap_dir.clone(),
         snapshot_bytes_max: cfg.quota_bytes().saturating_mul(2),
+        store: store.clone(),
     };
     let routes = tonic::service::Routes::new(
         RaftPeerServer::new(service).max_decoding_message_size(PEER_FRAME_BYTES_MAX),
@@ -710,6 +711,7 @@ struct PeerService {
     inbox: SnapshotInbox,
     snap_dir: std::path::PathBuf,
     snapshot_bytes_max: u64,
+    store: Arc<Store>,
 }
 
 impl PeerService {
@@ -782,6 +784,29 @@ impl RaftPeer for PeerService {
         Ok(Response::new(
             server.member_promote(request.into_inner().id).await?,
         ))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: tonic::Request<etcd_api::etcdserverpb::HashKvRequest>,
+    ) -> Result<Response<etcd_api::etcdserverpb::HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let store = self.store.clone();
+        let hash = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+            .await
+            .map_err(|e| Status::internal(format!("hash task failed: {e}")))?
+            .map_err(ServerError::from)?;
+        Ok(Response::new(etcd_api::etcdserverpb::HashKvResponse {
+            header: Some(etcd_api::etcdserverpb::ResponseHeader {
+                cluster_id: self.cluster_id,
+                member_id: self.member_id,
+                revision: hash.current_revision,
+                raft_term: 0,
+            }),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
+            hash_revision: hash.hash_revision,
+        }))
     }
 
     async fn members(

@@ -83,6 +83,17 @@ impl RunningServer {
     }
 }
 
+/// A data file that cannot be opened: what it is, why, and what the operator can do.
+fn damaged(path: &std::path::Path, what: &str, e: &dyn std::fmt::Display) -> ServerError {
+    ServerError::Config(format!(
+        "cannot open the {what} {}: {e}; if the file is damaged, this member's data is lost: \
+         remove the member (etcdctl member remove), clear its data dir and add it back \
+         (etcdctl member add, --initial-cluster-state existing) to copy the data from the \
+         others, or restore it from a backup (etcdctl snapshot restore)",
+        path.display()
+    ))
+}
+
 pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let jwt = match parse_token_option(&cfg.auth_token).map_err(ServerError::Config)? {
         TokenKind::Simple => None,
@@ -96,19 +107,27 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     if let Some(parent) = backend_path.parent() {
         create_private_dir(parent)?;
     }
-    let store = Arc::new(Store::open(
-        &backend_path,
-        StoreOptions {
-            batch_interval: cfg.backend_batch_interval,
-            batch_limit: cfg.backend_batch_limit,
-        },
-    )?);
+    let store = Arc::new(
+        Store::open(
+            &backend_path,
+            StoreOptions {
+                batch_interval: cfg.backend_batch_interval,
+                batch_limit: cfg.backend_batch_limit,
+            },
+        )
+        .map_err(|e| damaged(&backend_path, "backend", &e))?,
+    );
     let remote = if cfg.initial_cluster_state_new || etcd_wal::Wal::exists(&cfg.wal_dir()) {
         None
     } else {
         Some(peer::fetch_cluster(&cfg).await?)
     };
     let boot = bootstrap(&cfg, &store, remote)?;
+    // A new member has nothing to compare yet (etcd checks only an initialized one).
+    if cfg.initial_corrupt_check && !boot.fresh {
+        let members: Vec<_> = boot.cluster.membership.members.values().cloned().collect();
+        crate::corruption::initial_check(&cfg, boot.member_id, &store, &members).await?;
+    }
     let member_id = boot.member_id;
     let cluster_id = boot.cluster_id;
     tracing::info!(
@@ -219,6 +238,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         let _ = ready_tx.send(true);
     });
     tokio::spawn(lease::run_expiry(server.clone()));
+    if !cfg.corrupt_check_time.is_zero() {
+        tokio::spawn(crate::corruption::monitor(
+            server.clone(),
+            cfg.corrupt_check_time,
+        ));
+    }
     Ok(RunningServer {
         server,
         fatal_rx,

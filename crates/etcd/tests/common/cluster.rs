@@ -443,6 +443,13 @@ impl Cluster {
         self.shared.leaders.lock().unwrap().forget(slot);
     }
 
+    /// SIGTERM, then waits for the exit: a clean stop, the backend committed.
+    pub async fn terminate(&mut self, slot: usize) {
+        self.signal(slot, "TERM");
+        self.wait_exit(slot).await;
+        self.shared.leaders.lock().unwrap().forget(slot);
+    }
+
     /// Starts a killed member again on the same data dir and waits until it is ready.
     pub async fn restart(&mut self, slot: usize) {
         self.spawn(slot);

@@ -191,7 +191,16 @@ fn join(cfg: &ServerConfig, remote: RemoteCluster) -> Result<Bootstrapped, Serve
 }
 
 fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerError> {
-    let (wal, recovered) = Wal::open(&cfg.wal_dir(), WalOptions::default())?;
+    let (wal, recovered) =
+        Wal::open(&cfg.wal_dir(), WalOptions::default()).map_err(|e| match e {
+            etcd_wal::WalError::Corrupt { .. } => ServerError::Config(format!(
+                "{e}; the WAL is damaged before its end, where acknowledged writes may be: remove \
+             the member (etcdctl member remove), clear its data dir and add it back (etcdctl \
+             member add, --initial-cluster-state existing), or restore it from a backup \
+             (etcdctl snapshot restore)"
+            )),
+            other => ServerError::Wal(other),
+        })?;
     let metadata = WalMetadata::decode(recovered.metadata.as_slice())
         .map_err(|e| ServerError::Config(format!("wal: cannot decode metadata: {e}")))?;
     let (consistent_index, _) = store.consistent_index();

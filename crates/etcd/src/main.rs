@@ -270,6 +270,10 @@ fn server_config(cfg: &Config) -> ServerConfig {
         auth_token_ttl: Duration::from_secs(cfg.auth_token_ttl_secs),
         initial_corrupt_check: cfg.experimental_initial_corrupt_check,
         corrupt_check_time: cfg.experimental_corrupt_check_time,
+        max_wals: cfg.max_wals,
+        max_snapshots: cfg.max_snapshots,
+        force_new_cluster: cfg.force_new_cluster,
+        unsafe_no_fsync: cfg.unsafe_no_fsync,
         auth_token: cfg.auth_token.clone(),
     }
 }

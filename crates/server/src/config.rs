@@ -70,6 +70,15 @@ pub struct ServerConfig {
     /// `--experimental-corrupt-check-time`: how often the leader compares HashKV with the
     /// followers (zero: never).
     pub corrupt_check_time: Duration,
+    /// `--max-wals`: WAL segments kept at least, needed or not (0: all of them).
+    pub max_wals: u64,
+    /// `--max-snapshots`: etcd purges its `.snap` files beyond this; our snapshots are the
+    /// backend itself, staged only while one is sent, so there are none to purge.
+    pub max_snapshots: u64,
+    /// `--force-new-cluster`: restart this member alone, as a one-member cluster with its data.
+    pub force_new_cluster: bool,
+    /// `--unsafe-no-fsync`: no WAL fdatasync (tests only; a machine crash loses writes).
+    pub unsafe_no_fsync: bool,
 }
 
 impl ServerConfig {
@@ -105,11 +114,27 @@ impl ServerConfig {
             auth_token: "simple".to_string(),
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
+            max_wals: 5,
+            max_snapshots: 5,
+            force_new_cluster: false,
+            unsafe_no_fsync: false,
         }
     }
 
     pub fn member_dir(&self) -> PathBuf {
         self.data_dir.join("member")
+    }
+
+    /// How the WAL is written: etcd's `--max-wals` and `--unsafe-no-fsync`.
+    pub fn wal_options(&self) -> etcd_wal::WalOptions {
+        etcd_wal::WalOptions {
+            retain_segments: match self.max_wals {
+                0 => usize::MAX,
+                n => usize::try_from(n).unwrap_or(usize::MAX),
+            },
+            fsync: !self.unsafe_no_fsync,
+            ..etcd_wal::WalOptions::default()
+        }
     }
 
     pub fn wal_dir(&self) -> PathBuf {

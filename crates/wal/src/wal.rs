@@ -26,12 +26,21 @@ pub struct WalOptions {
     /// Once the current segment reaches this size a new one is started. Segments are the unit
     /// [`Wal::release_to`] deletes, so this is also the granularity of trimming.
     pub segment_size_bytes: u64,
+    /// [`Wal::release_to`] keeps at least this many of the newest segments, needed or not
+    /// (etcd's `--max-wals`); `usize::MAX` keeps every segment. The segments recovery needs
+    /// are kept whatever this says.
+    pub retain_segments: usize,
+    /// False skips every fdatasync (etcd's `--unsafe-no-fsync`, for tests): a crash of the
+    /// machine then loses acknowledged writes.
+    pub fsync: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size_bytes: 64 << 20,
+            retain_segments: 1,
+            fsync: true,
         }
     }
 }
@@ -255,7 +264,11 @@ impl Wal {
         // Entries below `bound` are not needed: they are below `index` and at or below the
         // marker recovery will resume from.
         let bound = index.min(snapshot.index.saturating_add(1));
-        let deletable = deletable_prefix(&self.segments, bound);
+        let deletable = deletable_prefix(&self.segments, bound).min(
+            self.segments
+                .len()
+                .saturating_sub(self.opts.retain_segments),
+        );
         for _ in 0..deletable {
             let path = self.segments[0].path.clone();
             fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
@@ -325,6 +338,10 @@ impl Wal {
     }
 
     fn sync_tail(&mut self) -> Result<(), WalError> {
+        if !self.opts.fsync {
+            self.unsynced = false;
+            return Ok(());
+        }
         let path = &self.segments[self.segments.len() - 1].path;
         self.tail
             .sync_data()

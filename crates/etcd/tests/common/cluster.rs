@@ -351,6 +351,16 @@ impl Cluster {
     }
 
     /// Starts a stopped member without waiting for it to serve (it may be unable to).
+    /// Starts a member with flags added for this start only.
+    pub fn spawn_with(&mut self, slot: usize, extra: &[&str]) {
+        let saved = self.members[slot].extra_args.clone();
+        self.members[slot]
+            .extra_args
+            .extend(extra.iter().map(|s| s.to_string()));
+        self.spawn(slot);
+        self.members[slot].extra_args = saved;
+    }
+
     pub fn spawn(&mut self, slot: usize) {
         let m = &mut self.members[slot];
         assert!(m.child.is_none(), "member {slot} is already running");

@@ -6,7 +6,7 @@ use std::fs;
 
 use etcd_api::internalpb::{MembershipState, WalMetadata};
 use etcd_mvcc::Store;
-use etcd_wal::{Wal, WalOptions};
+use etcd_wal::Wal;
 use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::storage::MemStorage;
@@ -64,7 +64,7 @@ pub fn bootstrap(
     };
     fs::create_dir_all(&wal_dir)
         .map_err(|e| ServerError::Config(format!("cannot create {}: {e}", wal_dir.display())))?;
-    let mut wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), WalOptions::default())?;
+    let mut wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), cfg.wal_options())?;
     // As etcd does, the initial membership is the first entries of the log, committed at
     // term 1: a member that joins later learns every member by replaying the log.
     let entries = bootstrap_entries(&membership);
@@ -169,7 +169,7 @@ fn join(cfg: &ServerConfig, remote: RemoteCluster) -> Result<Bootstrapped, Serve
     let wal_dir = cfg.wal_dir();
     fs::create_dir_all(&wal_dir)
         .map_err(|e| ServerError::Config(format!("cannot create {}: {e}", wal_dir.display())))?;
-    let wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), WalOptions::default())?;
+    let wal = Wal::create(&wal_dir, &metadata.encode_to_vec(), cfg.wal_options())?;
     tracing::info!(
         member = format!("{member_id:x}"),
         cluster = format!("{:x}", remote.cluster_id),
@@ -191,8 +191,8 @@ fn join(cfg: &ServerConfig, remote: RemoteCluster) -> Result<Bootstrapped, Serve
 }
 
 fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerError> {
-    let (wal, recovered) =
-        Wal::open(&cfg.wal_dir(), WalOptions::default()).map_err(|e| match e {
+    let (mut wal, mut recovered) =
+        Wal::open(&cfg.wal_dir(), cfg.wal_options()).map_err(|e| match e {
             etcd_wal::WalError::Corrupt { .. } => ServerError::Config(format!(
                 "{e}; the WAL is damaged before its end, where acknowledged writes may be: remove \
              the member (etcdctl member remove), clear its data dir and add it back (etcdctl \
@@ -237,6 +237,16 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
     // had not recorded yet; those entries are in the WAL, and were committed, so say so.
     if hard_state.commit < consistent_index {
         hard_state.commit = consistent_index;
+    }
+    if cfg.force_new_cluster {
+        force_standalone(
+            &mut wal,
+            &mut recovered.entries,
+            &mut hard_state,
+            &cluster,
+            metadata.member_id,
+            consistent_index,
+        )?;
     }
     let storage = MemStorage::new();
     {
@@ -298,6 +308,92 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
         fresh: false,
         snapshot_index: recovered.snapshot.as_ref().map_or(0, |s| s.index),
     })
+}
+
+/// `--force-new-cluster` (etcd's restart as a standalone member): the entries not known to be
+/// committed are dropped (they may never have reached a quorum), and ConfChanges removing every
+/// other member are appended as committed, so this member applies them on start, leads a
+/// one-member cluster with all its data, and the others are removed members from then on.
+fn force_standalone(
+    wal: &mut Wal,
+    entries: &mut Vec<Entry>,
+    hard_state: &mut HardState,
+    cluster: &ClusterState,
+    self_id: u64,
+    applied: u64,
+) -> Result<(), ServerError> {
+    entries.retain(|e| e.index <= hard_state.commit);
+    // Who is in the configuration once the committed log is applied: the backend's as of
+    // `applied`, then the changes in the log after it.
+    let mut ids: std::collections::BTreeSet<u64> = cluster
+        .voters
+        .iter()
+        .chain(&cluster.learners)
+        .copied()
+        .collect();
+    for e in entries
+        .iter()
+        .filter(|e| e.index > applied && e.entry_type == EntryType::EntryConfChange)
+    {
+        let mut cc = ConfChange::default();
+        if protobuf::Message::merge_from_bytes(&mut cc, &e.data).is_ok() {
+            match cc.change_type {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    ids.insert(cc.node_id);
+                }
+                ConfChangeType::RemoveNode => {
+                    ids.remove(&cc.node_id);
+                }
+            }
+        }
+    }
+    let term = hard_state.term.max(entries.last().map_or(0, |e| e.term));
+    let mut index = hard_state.commit;
+    let mut changes = Vec::new();
+    let mut push = |change_type, node_id, context: Vec<u8>| {
+        index += 1;
+        let cc = ConfChange {
+            change_type,
+            node_id,
+            context: context.into(),
+            ..Default::default()
+        };
+        changes.push(Entry {
+            entry_type: EntryType::EntryConfChange,
+            term,
+            index,
+            data: protobuf::Message::write_to_bytes(&cc)
+                .unwrap_or_default()
+                .into(),
+            ..Default::default()
+        });
+    };
+    for id in ids.iter().filter(|id| **id != self_id) {
+        push(ConfChangeType::RemoveNode, *id, Vec::new());
+    }
+    if !ids.contains(&self_id) {
+        let record = cluster.membership.members.get(&self_id).cloned().unwrap_or(
+            etcd_api::internalpb::MemberRecord {
+                id: self_id,
+                ..Default::default()
+            },
+        );
+        push(ConfChangeType::AddNode, self_id, record.encode_to_vec());
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    hard_state.term = term;
+    hard_state.commit = index;
+    wal.save(Some(hard_state), &changes)?;
+    tracing::warn!(
+        removed = ?ids.iter().filter(|id| **id != self_id).map(|id| format!("{id:x}")).collect::<Vec<_>>(),
+        commit = index,
+        "--force-new-cluster: this member continues alone with its data; the other members \
+         are removed from the cluster"
+    );
+    entries.extend(changes);
+    Ok(())
 }
 
 pub fn load_cluster_state(store: &Store) -> Result<Option<ClusterState>, ServerError> {

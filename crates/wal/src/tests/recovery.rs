@@ -443,6 +443,7 @@ fn an_unsynced_tail_is_synced_before_a_segment_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = WalOptions {
         segment_size_bytes: 256,
+        ..WalOptions::default()
     };
     let mut wal = Wal::create(tmp.path(), b"m", opts).unwrap();
     wal.save(Some(&hard_state(1, 1, 0)), &entries(1..=1, 1))
@@ -465,4 +466,36 @@ fn an_unsynced_tail_is_synced_before_a_segment_cut() {
     let (_wal, rec) = Wal::open(tmp.path(), opts).unwrap();
     assert_eq!(rec.hard_state, hard_state(1, 1, commit - 1));
     assert_eq!(rec.entries, entries(1..=1, 1));
+}
+
+#[test]
+fn release_keeps_the_newest_segments_it_is_told_to() {
+    for (retain, want) in [(4usize, Some(4usize)), (usize::MAX, None)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            retain_segments: retain,
+            ..tiny(300)
+        };
+        let mut wal = Wal::create(tmp.path(), b"meta", opts).unwrap();
+        for i in 1..=100 {
+            wal.save(Some(&hard_state(2, 1, i)), &entries(i..=i, 2))
+                .unwrap();
+        }
+        let all = segment_files(tmp.path());
+        assert!(all.len() > 5);
+        wal.save_snapshot(SnapshotMarker {
+            index: 100,
+            term: 2,
+        })
+        .unwrap();
+        wal.release_to(100).unwrap();
+        let kept = segment_files(tmp.path());
+        match want {
+            Some(n) => {
+                assert_eq!(kept.len(), n);
+                assert_eq!(kept[..], all[all.len() - n..]);
+            }
+            None => assert_eq!(kept, all, "unlimited retention deletes nothing"),
+        }
+    }
 }

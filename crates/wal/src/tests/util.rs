@@ -57,7 +57,10 @@ pub(crate) fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
 }
 
 pub(crate) fn tiny(segment_size_bytes: u64) -> WalOptions {
-    WalOptions { segment_size_bytes }
+    WalOptions {
+        segment_size_bytes,
+        ..WalOptions::default()
+    }
 }
 
 /// The segment files in `dir`, oldest first.

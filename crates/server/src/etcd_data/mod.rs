@@ -605,6 +605,24 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_wal_tail_is_cut_as_etcd_repairs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = etcd_data_dir(dir.path(), 8);
+        let segment = wal::segments(&paths.wal).unwrap()[0].2.clone();
+        let mut data = std::fs::read(&segment).unwrap();
+        let end = data.iter().rposition(|b| *b != 0).unwrap() + 1;
+        let end = end.div_ceil(8) * 8;
+        // A frame promising 600 bytes, of which only the first sector-aligned piece was
+        // written before the crash: the rest is still zero.
+        data[end..end + 8].copy_from_slice(&600u64.to_le_bytes());
+        data[end + 8..end + 20].fill(0xab);
+        std::fs::write(&segment, &data).unwrap();
+        let converted = prepare(&paths).unwrap().expect("converted");
+        assert_eq!(converted.records, 8);
+        assert_converted(&paths, 8);
+    }
+
+    #[test]
     fn every_truncation_of_etcds_backend_is_refused_or_converted_without_panic() {
         let dir = tempfile::tempdir().unwrap();
         let paths = etcd_data_dir(dir.path(), 30);

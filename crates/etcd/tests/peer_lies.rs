@@ -15,6 +15,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::cluster::{Cluster, ClusterOptions};
+use common::pki::Pki;
 use etcd_api::etcdserverpb::{MemberListRequest, StatusRequest};
 use etcd_api::internalpb::SnapshotChunk;
 use etcd_api::internalpb::raft_peer_client::RaftPeerClient;
@@ -279,53 +280,6 @@ async fn a_lone_member_refuses_links_from_strangers_and_lying_snapshots() {
     load.wait_for_acks(20, "after the lies").await;
     let acked = load.stop().await;
     cluster.check(PREFIX, &acked).await;
-}
-
-/// A CA and leaf certificates for the given IP SANs, as PEM files in `dir`.
-struct Pki {
-    ca_params: rcgen::CertificateParams,
-    ca_key: rcgen::KeyPair,
-    dir: std::path::PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &std::path::Path) -> Pki {
-        let mut ca_params = rcgen::CertificateParams::default();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
-        Pki {
-            ca_params,
-            ca_key,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn ca(&self) -> std::path::PathBuf {
-        self.dir.join("ca.crt")
-    }
-
-    /// (certificate, key) files of a leaf for both server and client auth.
-    fn issue(&self, name: &str, ips: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
-        let mut params =
-            rcgen::CertificateParams::new(ips.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let (cert_file, key_file) = (
-            self.dir.join(format!("{name}.crt")),
-            self.dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file, key_file)
-    }
 }
 
 /// Opens a TLS link from 127.0.0.1 to `address` with this certificate and says hello in

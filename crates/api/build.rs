@@ -18,6 +18,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     let descriptors = protox::compile(protos, ["proto"])?;
+    // serde for etcd's public messages (the JSON gateway); not for our internal formats.
+    let encoded = prost::Message::encode_to_vec(&descriptors);
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .preserve_proto_field_names()
+        .build(&[
+            ".etcdserverpb",
+            ".mvccpb",
+            ".authpb",
+            ".v3lockpb",
+            ".v3electionpb",
+            // etcd's InternalRaftRequest (in etcdserverpb) refers to these.
+            ".membershippb",
+        ])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -1,32 +1,39 @@
 //! The wire API: etcd's v3 protobuf messages and gRPC services, plus our internal formats.
 //!
 //! Generated from `proto/` at build time. Nothing but types lives here: no behaviour, no I/O.
+//! etcd's public messages also implement serde in the protobuf JSON mapping (pbjson), with
+//! proto field names, for the JSON gateway.
 
 #![allow(clippy::all, missing_docs)]
 
 /// Key-value records and watch events (`mvccpb`).
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// Users, roles and permissions (`authpb`).
 pub mod authpb {
     tonic::include_proto!("authpb");
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// The client API services: KV, Watch, Lease, Cluster, Maintenance, Auth (`etcdserverpb`).
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// The lock service (`v3lockpb`).
 pub mod v3lockpb {
     tonic::include_proto!("v3lockpb");
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
 }
 
 /// The election service (`v3electionpb`).
 pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// etcd's lease record as its backend stores it (`leasepb`), for backups in etcd's format.
@@ -37,6 +44,7 @@ pub mod leasepb {
 /// etcd 3.5's membership log entries (`membershippb`), read from etcd's WAL.
 pub mod membershippb {
     tonic::include_proto!("membershippb");
+    include!(concat!(env!("OUT_DIR"), "/membershippb.serde.rs"));
 }
 
 /// etcd's on-disk records: raftpb entries, hard state and snapshots, walpb records, snappb

@@ -271,6 +271,7 @@ fn server_config(cfg: &Config) -> ServerConfig {
         initial_corrupt_check: cfg.experimental_initial_corrupt_check,
         corrupt_check_time: cfg.experimental_corrupt_check_time,
         max_wals: cfg.max_wals,
+        max_concurrent_streams: cfg.max_concurrent_streams,
         max_snapshots: cfg.max_snapshots,
         force_new_cluster: cfg.force_new_cluster,
         unsafe_no_fsync: cfg.unsafe_no_fsync,

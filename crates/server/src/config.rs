@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// `--max-snapshots`: etcd purges its `.snap` files beyond this; our snapshots are the
     /// backend itself, staged only while one is sent, so there are none to purge.
     pub max_snapshots: u64,
+    /// `--max-concurrent-streams`: HTTP/2 streams per client connection, and calls in flight
+    /// through the JSON gateway (etcd's gateway shares one gRPC connection).
+    pub max_concurrent_streams: u32,
     /// `--force-new-cluster`: restart this member alone, as a one-member cluster with its data.
     pub force_new_cluster: bool,
     /// `--unsafe-no-fsync`: no WAL fdatasync (tests only; a machine crash loses writes).
@@ -115,6 +118,7 @@ impl ServerConfig {
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
             max_wals: 5,
+            max_concurrent_streams: u32::MAX,
             max_snapshots: 5,
             force_new_cluster: false,
             unsafe_no_fsync: false,

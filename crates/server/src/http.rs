@@ -1,5 +1,6 @@
-//! The plain HTTP side of the client port: `/health` and `/version` with etcd's JSON, Go's
-//! `404 page not found` for any other path, and etcd's CORS headers (`--cors`) on every answer.
+//! The plain HTTP side of the client port: `/health` and `/version` with etcd's JSON, the JSON
+//! gateway (`gateway/`) under `/v3/` and `/v3beta/`, Go's `404 page not found` for any other
+//! path, and etcd's CORS headers (`--cors`) on every answer.
 //! Requests with a gRPC content type never get here (see `serve::client_router`).
 
 use std::sync::Arc;
@@ -23,13 +24,14 @@ const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Go's `text/plain` content type, which etcd 3.4's `/health` and error pages carry.
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
-pub fn routes(server: Arc<EtcdServer>) -> Router {
+pub fn routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
     let cors = Arc::new(CorsPolicy::new(&server.cfg.cors));
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
         .fallback(not_found)
         .with_state(server)
+        .merge(gateway)
         .layer(middleware::from_fn_with_state(cors, with_cors))
 }
 

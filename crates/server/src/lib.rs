@@ -11,6 +11,7 @@ pub mod config;
 mod corruption;
 pub mod error;
 pub mod etcd_data;
+mod gateway;
 mod grpc;
 mod http;
 pub mod lease;

@@ -79,7 +79,12 @@ impl ClientListeners {
 /// so a plain `GET /anything` gets `404 page not found`, never an empty gRPC answer.
 fn client_router(server: &Arc<EtcdServer>) -> Router {
     let grpc = grpc::router(server);
-    let http = http::routes(server.clone());
+    let gateway = crate::gateway::router(
+        grpc.clone(),
+        server.cfg.max_concurrent_streams,
+        server.cfg.max_request_bytes as usize,
+    );
+    let http = http::routes(server.clone(), gateway);
     Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
         let target = if is_grpc_request(request.headers()) {
             grpc.clone()

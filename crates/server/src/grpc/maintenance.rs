@@ -39,8 +39,9 @@ impl Maintenance for MaintenanceService {
             .propose(Request::Alarm(request.into_inner()))
             .await?;
         match applied.response {
+            // etcd's alarm answers carry no header.
             ApplyResponse::Alarm(alarms) => Ok(Response::new(AlarmResponse {
-                header: self.server.header(applied.revision),
+                header: None,
                 alarms,
             })),
             other => Err(unexpected(other)),

@@ -233,6 +233,7 @@ fn server_config(cfg: &Config) -> ServerConfig {
         data_dir: cfg.data_dir.clone(),
         wal_dir: cfg.wal_dir.clone(),
         listen_client_urls: cfg.listen_client_urls.clone(),
+        listen_metrics_urls: cfg.listen_metrics_urls.clone(),
         advertise_client_urls: cfg.advertise_client_urls.clone(),
         listen_peer_urls: cfg.listen_peer_urls.clone(),
         initial_advertise_peer_urls: cfg.initial_advertise_peer_urls.clone(),

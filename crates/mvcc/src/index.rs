@@ -54,6 +54,11 @@ impl TreeIndex {
         self.keys.len()
     }
 
+    /// Number of keys that exist at revision `at`.
+    pub fn live_count(&self, at: i64) -> usize {
+        self.keys.values().filter(|k| k.get(at).is_some()).count()
+    }
+
     /// True if no key has any retained revision.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

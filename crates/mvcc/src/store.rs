@@ -268,6 +268,13 @@ impl Store {
         self.inner.read_state().index.clone()
     }
 
+    /// Keys that exist at the current revision (etcd's `etcd_debugging_mvcc_keys_total`).
+    /// Walks the index: for scrapes, not for the write path.
+    pub fn live_key_count(&self) -> usize {
+        let state = self.inner.read_state();
+        state.index.live_count(state.current_rev)
+    }
+
     /// The revision of the last applied write.
     pub fn current_revision(&self) -> i64 {
         self.inner.read_state().current_rev

@@ -33,6 +33,9 @@ pub struct ServerConfig {
     /// `--wal-dir`; `<data-dir>/member/wal` when `None`.
     pub wal_dir: Option<PathBuf>,
     pub listen_client_urls: Vec<Url>,
+    /// `--listen-metrics-urls`: extra listeners serving only `/metrics` and `/health` (https
+    /// ones with the client TLS settings).
+    pub listen_metrics_urls: Vec<Url>,
     pub advertise_client_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
     pub initial_advertise_peer_urls: Vec<Url>,
@@ -92,6 +95,7 @@ impl ServerConfig {
             data_dir,
             wal_dir: None,
             listen_client_urls: vec![client_url.clone()],
+            listen_metrics_urls: Vec::new(),
             advertise_client_urls: vec![client_url],
             listen_peer_urls: vec![peer_url.clone()],
             initial_advertise_peer_urls: vec![peer_url.clone()],

@@ -29,10 +29,20 @@ pub fn routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(server)
         .merge(gateway)
         .layer(middleware::from_fn_with_state(cors, with_cors))
+}
+
+/// The `--listen-metrics-urls` listeners: `/metrics` and `/health`, nothing else.
+pub fn metrics_routes(server: Arc<EtcdServer>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(server)
 }
 
 /// Go's `http.NotFound`, byte for byte: what etcd answers on a path it does not serve.
@@ -46,6 +56,17 @@ pub async fn not_found() -> Response {
         "404 page not found\n",
     )
         .into_response()
+}
+
+/// Prometheus' text exposition of this member's metrics.
+pub async fn metrics(State(server): State<Arc<EtcdServer>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        server.metrics.render(&server),
+    )
 }
 
 /// `/version`'s body; the field order is etcd's (a struct keeps it, a JSON map would sort).

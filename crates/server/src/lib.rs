@@ -16,6 +16,7 @@ mod grpc;
 mod http;
 pub mod lease;
 pub mod membership;
+pub mod metrics;
 mod peer;
 pub mod raft;
 mod refusal;

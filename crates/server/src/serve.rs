@@ -54,6 +54,31 @@ pub async fn bind_clients(server: &Arc<EtcdServer>) -> Result<ClientListeners, S
     })
 }
 
+/// `--listen-metrics-urls`: `/metrics` and `/health` only, served from the start (etcd serves
+/// them before the member is ready, so a scraper sees it come up).
+pub async fn serve_metrics(server: &Arc<EtcdServer>) -> Result<(), ServerError> {
+    if server.cfg.listen_metrics_urls.is_empty() {
+        return Ok(());
+    }
+    let tls = tls::client_server_config(&server.cfg)?;
+    let router = http::metrics_routes(server.clone());
+    for url in &server.cfg.listen_metrics_urls {
+        let tls = if is_tls(url) {
+            Some(tls.clone().ok_or_else(|| {
+                ServerError::Config(format!(
+                    "metrics URL {url} needs TLS: give --cert-file and --key-file, or --auto-tls"
+                ))
+            })?)
+        } else {
+            None
+        };
+        let listener = bind(url, tls).await?;
+        tracing::info!(url = %url, "serving metrics");
+        tokio::spawn(accept_loop(listener, router.clone()));
+    }
+    Ok(())
+}
+
 impl ClientListeners {
     /// Starts accepting, with etcd's log line per listener.
     pub fn serve(self) {

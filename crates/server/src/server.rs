@@ -39,6 +39,8 @@ pub struct EtcdServer {
     pub(crate) jwt: Option<crate::auth::jwt::JwtTokens>,
     /// Bounds the bcrypt work running at once (see `start`).
     pub(crate) bcrypt_slots: tokio::sync::Semaphore,
+    /// `/metrics`.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl EtcdServer {

@@ -152,6 +152,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let snapshot_inbox = crate::snapshot::SnapshotInbox::default();
     let watch_hub = crate::watch::WatchHub::start(&cfg, store.clone())?;
     let tokens = Arc::new(SimpleTokens::new(cfg.auth_token_ttl));
+    let metrics = crate::metrics::Metrics::new();
 
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
     let refusals = Arc::new(PeerRefusals::new(
@@ -190,6 +191,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             watch_hub: watch_hub.clone(),
             snapshot_inbox,
             tokens: tokens.clone(),
+            metrics: metrics.clone(),
         },
     )?;
     std::thread::Builder::new()
@@ -225,10 +227,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         tokens,
         jwt,
         bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
+        metrics: metrics.clone(),
     });
     // The peer service answers forwarded lease calls with this member's state.
     let _ = server_slot.set(server.clone());
     let clients = serve::bind_clients(&server).await?;
+    serve::serve_metrics(&server).await?;
     let (ready_tx, ready_rx) = watch::channel(false);
     let publisher = server.clone();
     tokio::spawn(async move {

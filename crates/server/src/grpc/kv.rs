@@ -32,6 +32,7 @@ impl Kv for KvService {
             self.server.linearizable_barrier().await?;
         }
         access::check(&self.server, &caller, |a| a.range(&req))?;
+        self.server.metrics.range_total.inc();
         let mut resp = self.server.store.range(&req).map_err(ServerError::from)?;
         // A permission change while reading: the answer may hold what is no longer allowed.
         access::check(&self.server, &caller, |a| a.range(&req))?;

@@ -36,6 +36,10 @@ pub fn router(server: &Arc<EtcdServer>) -> axum::Router {
         .layer(tower::util::MapResponseLayer::new(
             transport_errors::as_grpc_go::<axum::body::Body>,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            server.metrics.clone(),
+            crate::metrics::grpc::track,
+        ))
 }
 
 fn routes(server: &Arc<EtcdServer>) -> Routes {

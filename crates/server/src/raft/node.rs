@@ -121,6 +121,7 @@ pub struct RaftLoop {
     watch_hub: Arc<WatchHub>,
     snapshot_inbox: SnapshotInbox,
     tokens: Arc<SimpleTokens>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Applied entries between snapshots (`--snapshot-count`).
     snapshot_count: u64,
     last_snapshot_index: u64,
@@ -147,6 +148,7 @@ pub struct RaftLoopParts {
     pub watch_hub: Arc<WatchHub>,
     pub snapshot_inbox: SnapshotInbox,
     pub tokens: Arc<SimpleTokens>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RaftLoop {
@@ -219,6 +221,7 @@ impl RaftLoop {
             watch_hub: parts.watch_hub,
             snapshot_inbox: parts.snapshot_inbox,
             tokens: parts.tokens,
+            metrics: parts.metrics,
             snapshot_count: cfg.snapshot_count.max(1),
             last_snapshot_index: boot.snapshot_index,
             election_timeout: cfg.election_timeout,
@@ -550,6 +553,10 @@ impl RaftLoop {
             .store(self.node.raft.term, Ordering::Release);
         if let Some(ss) = ready.ss() {
             let previous_leader = self.status.leader.swap(ss.leader_id, Ordering::AcqRel);
+            // etcd counts every new leader seen, the first one included.
+            if ss.leader_id != raft::INVALID_ID && ss.leader_id != previous_leader {
+                self.metrics.leader_changes_seen_total.inc();
+            }
             log_leader_change(
                 self.member_id,
                 previous_leader,
@@ -649,6 +656,7 @@ impl RaftLoop {
         let mut removed_self = false;
         let lessor = &self.lessor;
         let tokens = &*self.tokens;
+        let metrics = &*self.metrics;
         let events = self.store.apply(|batch| {
             let mut lessor = lessor.lock();
             let mut ctx = ApplyContext {
@@ -669,6 +677,7 @@ impl RaftLoop {
                                 Ok(req) => {
                                     let (id, proposer) = (req.id, req.proposer_id);
                                     let result = apply_request(batch, &mut ctx, req);
+                                    metrics.count_applied(&result);
                                     if proposer == member_id {
                                         results.push((id, result));
                                     }

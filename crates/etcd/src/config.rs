@@ -38,7 +38,7 @@ mod file;
 mod flags;
 mod help;
 mod validate;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;

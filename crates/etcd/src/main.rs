@@ -2,6 +2,7 @@
 //! logging, then hand a `ServerConfig` to the server library and serve until stopped.
 
 mod config;
+mod gateway;
 mod logging;
 
 // jemalloc rather than glibc's malloc: the request path allocates many small, short-lived
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             print!("{}", config::help());
             return ExitCode::SUCCESS;
         }
+        Action::Subcommand { name, args } if name == "gateway" => return gateway::main(args),
         Action::Subcommand { name, .. } => {
             eprintln!("etcd {name}: this subcommand is not supported yet");
             return ExitCode::FAILURE;

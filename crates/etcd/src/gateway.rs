@@ -35,7 +35,10 @@ struct Options {
     retry_delay: Duration,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
+/// Flags may come before or after `start`, as cobra takes them: returns the words that are
+/// not flags (the subcommand) and the options.
+fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
+    let mut words = Vec::new();
     let mut opts = Options {
         endpoints: vec!["127.0.0.1:2379".to_string()],
         listen_addr: "127.0.0.1:23790".to_string(),
@@ -46,9 +49,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         let arg = &args[i];
         i += 1;
         let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(format!(
-                "unknown command \"{arg}\" for \"etcd gateway start\""
-            ));
+            words.push(arg.clone());
+            continue;
         };
         let (name, inline) = match body.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
@@ -102,7 +104,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     if opts.endpoints.is_empty() {
         return Err("no endpoints found".to_string());
     }
-    Ok(opts)
+    Ok((words, opts))
 }
 
 /// etcd's `stripSchema`: `http://host:port` is `host:port`.
@@ -198,23 +200,21 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if args.first().map(String::as_str) != Some("start")
-        || args.iter().any(|a| a == "-h" || a == "--help")
-    {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
         print!("{USAGE}");
-        return if args.first().map(String::as_str) == Some("start") {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return ExitCode::SUCCESS;
     }
-    let opts = match parse(&args[1..]) {
-        Ok(o) => o,
+    let (words, opts) = match parse(&args) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("Error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if words != ["start"] {
+        eprint!("{USAGE}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = check_not_self(&opts.listen_addr, &opts.endpoints) {
         println!("{e}");
         return ExitCode::FAILURE;
@@ -275,13 +275,15 @@ mod tests {
 
     #[test]
     fn flags_as_etcds() {
-        let o = parse(&args(&[
+        let (words, o) = parse(&args(&[
             "--endpoints=http://127.0.0.1:2379,127.0.0.1:22379",
+            "start",
             "--listen-addr",
             "127.0.0.1:9",
             "--retry-delay=5s",
         ]))
         .unwrap();
+        assert_eq!(words, vec!["start".to_string()]);
         assert_eq!(o.endpoints, vec!["127.0.0.1:2379", "127.0.0.1:22379"]);
         assert_eq!(o.listen_addr, "127.0.0.1:9");
         assert_eq!(o.retry_delay, Duration::from_secs(5));

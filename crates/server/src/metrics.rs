@@ -219,6 +219,16 @@ impl Metrics {
             ),
             registry,
         };
+        for (service, methods) in grpc::METHODS {
+            for method in *methods {
+                let kind = grpc::grpc_type(method);
+                m.grpc_started.with_label_values(&[method, service, kind]);
+                for code in grpc::CODE_NAMES {
+                    m.grpc_handled
+                        .with_label_values(&[code, method, service, kind]);
+                }
+            }
+        }
         Arc::new(m)
     }
 

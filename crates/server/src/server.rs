@@ -225,7 +225,10 @@ impl EtcdServer {
         match self.lease_leader().await? {
             None => {
                 self.wait_applied_committed().await?;
-                Ok(self.lessor.lock().renew(id, std::time::Instant::now())?)
+                let ttl = self.lessor.lock().renew(id, std::time::Instant::now())?;
+                // Counted by the leader, which renews (etcd's renewed_total).
+                self.metrics.lease_renewed_total.inc();
+                Ok(ttl)
             }
             Some(mut leader) => {
                 let req = etcd_api::etcdserverpb::LeaseKeepAliveRequest { id };

@@ -64,7 +64,7 @@ fn statuses_are_grpc_gateways() {
     assert_eq!(http_status(Code::PermissionDenied), StatusCode::FORBIDDEN);
     assert_eq!(
         http_status(Code::FailedPrecondition),
-        StatusCode::BAD_REQUEST
+        StatusCode::PRECONDITION_FAILED
     );
     assert_eq!(
         http_status(Code::Unavailable),

@@ -1,0 +1,178 @@
+//! `/metrics`: our metric names and types against `/usr/bin/etcd`'s (3.4) for the metrics we
+//! export, counters that count what clients do, and the `--listen-metrics-urls` listener.
+//! Skips with a note when /usr/bin/etcd or curl is missing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::free_port;
+
+const REF_ETCD: &str = "/usr/bin/etcd";
+const CURL: &str = "/usr/bin/curl";
+
+/// The metrics we export, which etcd 3.4 exports with the same name and type.
+const EXPORTED: &[&str] = &[
+    "etcd_server_has_leader",
+    "etcd_server_is_leader",
+    "etcd_server_leader_changes_seen_total",
+    "etcd_server_proposals_committed_total",
+    "etcd_server_proposals_applied_total",
+    "etcd_server_proposals_failed_total",
+    "etcd_server_id",
+    "etcd_server_version",
+    "etcd_cluster_version",
+    "etcd_server_quota_backend_bytes",
+    "etcd_mvcc_db_total_size_in_bytes",
+    "etcd_mvcc_db_total_size_in_use_in_bytes",
+    "etcd_debugging_mvcc_keys_total",
+    "etcd_mvcc_put_total",
+    "etcd_mvcc_range_total",
+    "etcd_mvcc_delete_total",
+    "etcd_mvcc_txn_total",
+    "etcd_debugging_lease_granted_total",
+    "etcd_debugging_lease_revoked_total",
+    "etcd_debugging_lease_renewed_total",
+    "grpc_server_started_total",
+    "grpc_server_handled_total",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_start_time_seconds",
+];
+
+struct Server {
+    child: Child,
+    client: String,
+    metrics: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(binary: &str, dir: &Path) -> Server {
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let metrics = format!("http://127.0.0.1:{}", free_port());
+    let child = Command::new(binary)
+        .args(["--name", "m", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("m={peer}")])
+        .args(["--listen-metrics-urls", &metrics])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let server = Server {
+        child,
+        client,
+        metrics,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !curl(&format!("{}/health", server.client), None).contains("true") {
+        assert!(Instant::now() < deadline, "{binary} did not become healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+fn curl(url: &str, post: Option<&str>) -> String {
+    let mut cmd = Command::new(CURL);
+    cmd.args(["-s", "--max-time", "5", url]);
+    if let Some(body) = post {
+        cmd.args(["-X", "POST", "-d", body]);
+    }
+    String::from_utf8_lossy(&cmd.output().expect("curl").stdout).into_owned()
+}
+
+/// `# TYPE name type` lines.
+fn types(exposition: &str) -> BTreeMap<String, String> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect()
+}
+
+/// The value of an unlabelled sample.
+fn value(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name}"))
+}
+
+#[test]
+fn our_metrics_are_named_and_typed_as_etcds_and_count() {
+    if !(Path::new(REF_ETCD).exists() && Path::new(CURL).exists()) {
+        eprintln!("note: {REF_ETCD} or {CURL} missing (Debian etcd-server, curl); skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = start(REF_ETCD, &dir.path().join("etcd"));
+    let ours = start(env!("CARGO_BIN_EXE_etcd"), &dir.path().join("ours"));
+    let theirs = types(&curl(&format!("{}/metrics", etcd.metrics), None));
+    let mine = types(&curl(&format!("{}/metrics", ours.metrics), None));
+    for name in EXPORTED {
+        let want = theirs
+            .get(*name)
+            .unwrap_or_else(|| panic!("etcd has no {name}"));
+        assert_eq!(mine.get(*name), Some(want), "{name}");
+    }
+
+    // Counters count what clients do, on both listeners.
+    let before = curl(&format!("{}/metrics", ours.client), None);
+    curl(
+        &format!("{}/v3/kv/put", ours.client),
+        Some(r#"{"key":"YQ==","value":"MQ=="}"#),
+    );
+    curl(
+        &format!("{}/v3/kv/put", ours.client),
+        Some(r#"{"key":"Yg==","value":"MQ=="}"#),
+    );
+    curl(
+        &format!("{}/v3/kv/deleterange", ours.client),
+        Some(r#"{"key":"YQ=="}"#),
+    );
+    curl(
+        &format!("{}/v3/kv/range", ours.client),
+        Some(r#"{"key":"Yg=="}"#),
+    );
+    let after = curl(&format!("{}/metrics", ours.metrics), None);
+    for (name, delta) in [
+        ("etcd_mvcc_put_total", 2.0),
+        ("etcd_mvcc_delete_total", 1.0),
+        ("etcd_mvcc_range_total", 1.0),
+    ] {
+        assert_eq!(value(&after, name) - value(&before, name), delta, "{name}");
+    }
+    assert_eq!(value(&after, "etcd_debugging_mvcc_keys_total"), 1.0);
+    assert_eq!(value(&after, "etcd_server_has_leader"), 1.0);
+    assert!(
+        after.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 2"#),
+        "{after}"
+    );
+    // The metrics listener serves nothing else.
+    assert!(curl(&format!("{}/v3/kv/range", ours.metrics), Some("{}")).contains("404"));
+}

@@ -176,3 +176,45 @@ fn our_metrics_are_named_and_typed_as_etcds_and_count() {
     // The metrics listener serves nothing else.
     assert!(curl(&format!("{}/v3/kv/range", ours.metrics), Some("{}")).contains("404"));
 }
+
+/// `/livez` and `/readyz` as etcd 3.6: ok when the checks pass, the failed check named (503)
+/// when a CORRUPT alarm is raised, `?verbose` and `?exclude=`.
+#[test]
+fn probes_answer_as_etcd_3_6() {
+    if !Path::new(CURL).exists() {
+        eprintln!("note: {CURL} missing (Debian curl); skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ours = start(env!("CARGO_BIN_EXE_etcd"), &dir.path().join("ours"));
+    let status = |path: &str| -> (String, String) {
+        let out = Command::new(CURL)
+            .args(["-s", "--max-time", "5", "-w", "\n%{http_code}"])
+            .arg(format!("{}{path}", ours.client))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+    assert_eq!(status("/livez"), ("200".into(), "ok\n".into()));
+    assert_eq!(status("/readyz"), ("200".into(), "ok\n".into()));
+    let (code, body) = status("/readyz?verbose&exclude=linearizable_read");
+    assert_eq!(code, "200");
+    assert!(body.contains("[+]data_corruption ok"), "{body}");
+    assert!(body.contains("[+]linearizable_read excluded: ok"), "{body}");
+    // A CORRUPT alarm: not ready, still live.
+    curl(
+        &format!("{}/v3/maintenance/alarm", ours.client),
+        Some(r#"{"action":"ACTIVATE","memberID":"0","alarm":"CORRUPT"}"#),
+    );
+    let (code, body) = status("/readyz");
+    assert_eq!(code, "503", "{body}");
+    assert!(
+        body.contains("[-]data_corruption failed: alarm activated: CORRUPT"),
+        "{body}"
+    );
+    assert_eq!(status("/livez").0, "200");
+    // And on the metrics listener too.
+    assert!(curl(&format!("{}/readyz", ours.metrics), None).contains("data_corruption failed"));
+}

@@ -30,6 +30,8 @@ pub fn routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        .route("/livez", get(crate::probes::livez))
+        .route("/readyz", get(crate::probes::readyz))
         .fallback(not_found)
         .with_state(server)
         .merge(gateway)
@@ -41,6 +43,8 @@ pub fn metrics_routes(server: Arc<EtcdServer>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/livez", get(crate::probes::livez))
+        .route("/readyz", get(crate::probes::readyz))
         .fallback(not_found)
         .with_state(server)
 }

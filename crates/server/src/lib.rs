@@ -18,6 +18,7 @@ pub mod lease;
 pub mod membership;
 pub mod metrics;
 mod peer;
+mod probes;
 pub mod raft;
 mod refusal;
 mod serve;

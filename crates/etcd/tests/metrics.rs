@@ -22,6 +22,9 @@ const EXPORTED: &[&str] = &[
     "etcd_server_proposals_committed_total",
     "etcd_server_proposals_applied_total",
     "etcd_server_proposals_failed_total",
+    "etcd_server_proposals_pending",
+    "etcd_disk_wal_fsync_duration_seconds",
+    "etcd_disk_backend_commit_duration_seconds",
     "etcd_server_id",
     "etcd_server_version",
     "etcd_cluster_version",
@@ -169,6 +172,8 @@ fn our_metrics_are_named_and_typed_as_etcds_and_count() {
     }
     assert_eq!(value(&after, "etcd_debugging_mvcc_keys_total"), 1.0);
     assert_eq!(value(&after, "etcd_server_has_leader"), 1.0);
+    // Each put was made durable in the WAL first: its fdatasyncs are in the histogram.
+    assert!(value(&after, "etcd_disk_wal_fsync_duration_seconds_count") >= 2.0);
     assert!(
         after.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 2"#),
         "{after}"

@@ -491,8 +491,10 @@ impl<'s> ApplyBatch<'s> {
         } else {
             Durability::None
         })?;
+        let started = std::time::Instant::now();
         txn.commit()?;
         if durable {
+            self.inner.observe_durable_commit(started.elapsed());
             self.writer.last_durable = std::time::Instant::now();
             self.writer.ops_since_durable = 0;
             self.writer.dirty = false;

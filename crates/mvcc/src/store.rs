@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     /// Bytes of all key records (see `backend::record_bytes`), kept as records are written and
     /// removed, so a quota check costs one atomic load.
     pub(crate) stored_bytes: AtomicU64,
+    /// Told how long each durable commit took (`etcd_disk_backend_commit_duration_seconds`).
+    commit_observer: std::sync::OnceLock<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
 }
 
 // Poisoning only says a thread panicked while holding the lock. Every writer path undoes its
@@ -145,11 +147,20 @@ impl Inner {
         Ok((out, rtxn))
     }
 
+    /// Reports a durable commit's duration to the observer, if one was set.
+    pub(crate) fn observe_durable_commit(&self, took: std::time::Duration) {
+        if let Some(observe) = self.commit_observer.get() {
+            observe(took);
+        }
+    }
+
     /// An empty durable commit, which makes every earlier non-durable commit durable.
     fn durable_commit(&self, writer: &mut WriterState) -> Result<(), MvccError> {
         let mut txn = self.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
+        let started = Instant::now();
         txn.commit()?;
+        self.observe_durable_commit(started.elapsed());
         writer.last_durable = Instant::now();
         writer.ops_since_durable = 0;
         writer.dirty = false;
@@ -241,6 +252,7 @@ impl Store {
             stop_cv: Condvar::new(),
             in_use_cache: Mutex::new(None),
             stored_bytes: AtomicU64::new(stored_bytes),
+            commit_observer: std::sync::OnceLock::new(),
         });
         let flusher = {
             let inner = Arc::clone(&inner);
@@ -273,6 +285,11 @@ impl Store {
     pub fn live_key_count(&self) -> usize {
         let state = self.inner.read_state();
         state.index.live_count(state.current_rev)
+    }
+
+    /// Calls `observe` with the duration of every durable commit (the first call wins).
+    pub fn set_commit_observer(&self, observe: Box<dyn Fn(std::time::Duration) + Send + Sync>) {
+        let _ = self.inner.commit_observer.set(observe);
     }
 
     /// The revision of the last applied write.

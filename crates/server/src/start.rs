@@ -107,6 +107,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     if let Some(parent) = backend_path.parent() {
         create_private_dir(parent)?;
     }
+    let metrics = crate::metrics::Metrics::new();
     let store = Arc::new(
         Store::open(
             &backend_path,
@@ -117,6 +118,10 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         )
         .map_err(|e| damaged(&backend_path, "backend", &e))?,
     );
+    {
+        let histogram = metrics.backend_commit_duration.clone();
+        store.set_commit_observer(Box::new(move |took| histogram.observe(took.as_secs_f64())));
+    }
     let remote = if cfg.initial_cluster_state_new || etcd_wal::Wal::exists(&cfg.wal_dir()) {
         None
     } else {
@@ -152,7 +157,6 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let snapshot_inbox = crate::snapshot::SnapshotInbox::default();
     let watch_hub = crate::watch::WatchHub::start(&cfg, store.clone())?;
     let tokens = Arc::new(SimpleTokens::new(cfg.auth_token_ttl));
-    let metrics = crate::metrics::Metrics::new();
 
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
     let refusals = Arc::new(PeerRefusals::new(

@@ -87,6 +87,17 @@ pub struct Wal {
     unsynced: bool,
     /// fdatasyncs of the tail so far, for metrics and tests.
     fsyncs: u64,
+    /// Told how long each fdatasync took (the server's `etcd_disk_wal_fsync_duration_seconds`).
+    fsync_observer: Option<FsyncObserver>,
+}
+
+/// A callback told each fdatasync's duration.
+struct FsyncObserver(Box<dyn FnMut(std::time::Duration) + Send>);
+
+impl std::fmt::Debug for FsyncObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FsyncObserver")
+    }
 }
 
 /// A save buffer grown past this by one huge batch is shrunk back, so one burst does not pin
@@ -140,6 +151,7 @@ impl Wal {
             poisoned: false,
             unsynced: false,
             fsyncs: 0,
+            fsync_observer: None,
         })
     }
 
@@ -177,6 +189,7 @@ impl Wal {
             poisoned: false,
             unsynced: false,
             fsyncs: 0,
+            fsync_observer: None,
         };
         let recovered = Recovered {
             metadata,
@@ -281,6 +294,11 @@ impl Wal {
     }
 
     /// How many times the tail has been fdatasynced since this log was opened.
+    /// Calls `observe` with the duration of every fdatasync from now on.
+    pub fn set_fsync_observer(&mut self, observe: Box<dyn FnMut(std::time::Duration) + Send>) {
+        self.fsync_observer = Some(FsyncObserver(observe));
+    }
+
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs
     }
@@ -343,9 +361,13 @@ impl Wal {
             return Ok(());
         }
         let path = &self.segments[self.segments.len() - 1].path;
+        let started = std::time::Instant::now();
         self.tail
             .sync_data()
             .map_err(|e| WalError::io("fdatasync", path, e))?;
+        if let Some(observe) = self.fsync_observer.as_mut() {
+            (observe.0)(started.elapsed());
+        }
         self.unsynced = false;
         self.fsyncs += 1;
         Ok(())

@@ -207,7 +207,12 @@ impl RaftLoop {
         links.set_peers(&boot.cluster.membership.peer_urls());
         Ok(RaftLoop {
             node,
-            wal: boot.wal,
+            wal: {
+                let mut wal = boot.wal;
+                let histogram = parts.metrics.wal_fsync_duration.clone();
+                wal.set_fsync_observer(Box::new(move |took| histogram.observe(took.as_secs_f64())));
+                wal
+            },
             store,
             inputs: parts.inputs,
             links,

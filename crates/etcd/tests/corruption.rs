@@ -155,31 +155,48 @@ async fn damaged_files_are_refused_at_start_naming_file_and_remedy() {
         }
         etcd.kill();
         let member = dir.path().join("data/member");
-        let (file, step) = if what == "wal" {
-            let wal_dir = member.join("wal");
-            let seg = std::fs::read_dir(&wal_dir)
+        let file = if what == "wal" {
+            std::fs::read_dir(member.join("wal"))
                 .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path();
-            (seg, usize::MAX)
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == "wal"))
+                .expect("a WAL segment")
         } else {
-            (member.join("snap/db"), 4096)
+            member.join("snap/db")
         };
         let mut bytes = std::fs::read(&file).unwrap();
-        // One byte early in the WAL (records follow it); one in every page of the backend.
-        let mut at = if what == "wal" { 200 } else { 4096 + 100 };
-        while at < bytes.len() {
+        // One byte early in the WAL, where records always are; the backend's header, which
+        // every open reads (a flipped byte in a page the file does not use yet would go
+        // unnoticed, and rightly).
+        let (mut at, end) = if what == "wal" { (200, 201) } else { (0, 16) };
+        while at < end.min(bytes.len()) {
             bytes[at] ^= 0xff;
-            at = at.saturating_add(step);
+            at += 1;
         }
         std::fs::write(&file, &bytes).unwrap();
         let args = etcd.args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = common::run_etcd(&args, &[]);
-        assert!(!out.status.success(), "{what}: started on a damaged file");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err_path = dir.path().join("err.log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        // Bounded: a member that starts on the damaged file would never exit by itself.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what}: the member started on a damaged file");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!status.success(), "{what}: started on a damaged file");
+        let err = std::fs::read_to_string(&err_path).unwrap();
         assert!(err.contains(&file.display().to_string()), "{what}: {err}");
         assert!(err.contains("etcdctl member remove"), "{what}: {err}");
         if what == "wal" {

@@ -25,6 +25,11 @@ const EXPORTED: &[&str] = &[
     "etcd_server_proposals_pending",
     "etcd_disk_wal_fsync_duration_seconds",
     "etcd_disk_backend_commit_duration_seconds",
+    "etcd_network_client_grpc_sent_bytes_total",
+    "etcd_network_client_grpc_received_bytes_total",
+    "etcd_debugging_mvcc_watcher_total",
+    "etcd_debugging_mvcc_watch_stream_total",
+    "etcd_debugging_mvcc_slow_watcher_total",
     "etcd_server_id",
     "etcd_server_version",
     "etcd_cluster_version",
@@ -174,6 +179,15 @@ fn our_metrics_are_named_and_typed_as_etcds_and_count() {
     assert_eq!(value(&after, "etcd_server_has_leader"), 1.0);
     // Each put was made durable in the WAL first: its fdatasyncs are in the histogram.
     assert!(value(&after, "etcd_disk_wal_fsync_duration_seconds_count") >= 2.0);
+    // The gateway's calls went through the gRPC services: their bytes are counted.
+    assert!(
+        value(&after, "etcd_network_client_grpc_received_bytes_total")
+            > value(&before, "etcd_network_client_grpc_received_bytes_total")
+    );
+    assert!(
+        value(&after, "etcd_network_client_grpc_sent_bytes_total")
+            > value(&before, "etcd_network_client_grpc_sent_bytes_total")
+    );
     assert!(
         after.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 2"#),
         "{after}"

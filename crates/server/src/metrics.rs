@@ -11,8 +11,8 @@
 //! each fdatasync and each durable commit (ours commits durably about every 100 ms, as etcd's
 //! backend does).
 //!
-//! Not yet exported (issue 12): peer network and gRPC byte counters, slow applies, heartbeat
-//! failures, watcher and lease TTL gauges.
+//! Not yet exported (issue 12): peer network bytes and round trips, slow applies, heartbeat
+//! failures, the lease TTL histogram.
 
 use std::sync::Arc;
 
@@ -58,6 +58,13 @@ pub struct Metrics {
     // etcd_disk_*
     pub wal_fsync_duration: Histogram,
     pub backend_commit_duration: Histogram,
+    // etcd_network_client_grpc_*
+    pub grpc_sent_bytes: IntCounter,
+    pub grpc_received_bytes: IntCounter,
+    // etcd_debugging_mvcc_* of watches
+    watchers: IntGauge,
+    watch_streams: IntGauge,
+    slow_watchers: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -252,6 +259,31 @@ impl Metrics {
                 "etcd_disk_backend_commit_duration_seconds",
                 "The latency distributions of commit called by backend.",
             ),
+            grpc_sent_bytes: counter(
+                r,
+                "etcd_network_client_grpc_sent_bytes_total",
+                "The total number of bytes sent to grpc clients.",
+            ),
+            grpc_received_bytes: counter(
+                r,
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            ),
+            watchers: gauge(
+                r,
+                "etcd_debugging_mvcc_watcher_total",
+                "Total number of watchers.",
+            ),
+            watch_streams: gauge(
+                r,
+                "etcd_debugging_mvcc_watch_stream_total",
+                "Total number of watch streams.",
+            ),
+            slow_watchers: gauge(
+                r,
+                "etcd_debugging_mvcc_slow_watcher_total",
+                "Total number of unsynced slow watchers.",
+            ),
             registry,
         };
         for (service, methods) in grpc::METHODS {
@@ -324,6 +356,11 @@ impl Metrics {
             .set(i64::try_from(server.applied_index()).unwrap_or(i64::MAX));
         self.proposals_pending
             .set(i64::try_from(server.wait.in_flight()).unwrap_or(i64::MAX));
+        let watch = server.watch_hub.stats();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.watchers.set(count(watch.synced + watch.unsynced));
+        self.watch_streams.set(count(watch.streams));
+        self.slow_watchers.set(count(watch.unsynced));
         self.quota_backend_bytes
             .set(i64::try_from(server.cfg.quota_bytes()).unwrap_or(i64::MAX));
         self.db_total_size

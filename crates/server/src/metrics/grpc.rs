@@ -171,6 +171,14 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         method,
         done: false,
     };
+    // Bytes received: the request body as the service reads it.
+    let received = call.metrics.grpc_received_bytes.clone();
+    let request = request.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            counter: received,
+        })
+    });
     let response = next.run(request).await;
     if let Some(code) = response.headers().get("grpc-status") {
         call.handled(code_name(code.as_bytes()));
@@ -197,6 +205,9 @@ impl hyper::body::Body for Tracked {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.call.metrics.grpc_sent_bytes.inc_by(data.len() as u64);
+                }
                 if let Some(trailers) = frame.trailers_ref() {
                     let code = trailers
                         .get("grpc-status")
@@ -207,6 +218,38 @@ impl hyper::body::Body for Tracked {
             Poll::Ready(Some(Err(_))) => self.call.handled("Unknown"),
             Poll::Ready(None) => self.call.handled("OK"),
             Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that counts the bytes read from it.
+struct Counted {
+    inner: Body,
+    counter: prometheus::IntCounter,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
         }
         polled
     }

@@ -51,6 +51,8 @@ pub struct Metrics {
     // grpc_server_*
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
+    /// `/service/method` to its counters (see `grpc::MethodCounters`).
+    grpc_methods: std::collections::HashMap<String, Arc<grpc::MethodCounters>>,
     pub lease_granted_total: IntCounter,
     pub lease_revoked_total: IntCounter,
     pub lease_renewed_total: IntCounter,
@@ -144,7 +146,7 @@ impl Metrics {
         )
         .with_label_values(&[cluster_minor(CLUSTER_VERSION)])
         .set(1);
-        let m = Metrics {
+        let mut m = Metrics {
             put_total: counter(
                 r,
                 "etcd_mvcc_put_total",
@@ -284,16 +286,16 @@ impl Metrics {
                 "etcd_debugging_mvcc_slow_watcher_total",
                 "Total number of unsynced slow watchers.",
             ),
+            grpc_methods: std::collections::HashMap::new(),
             registry,
         };
+        // Every method listed at zero from the start, as go-grpc-prometheus does, and its
+        // counters resolved once for the middleware.
         for (service, methods) in grpc::METHODS {
             for method in *methods {
-                let kind = grpc::grpc_type(method);
-                m.grpc_started.with_label_values(&[method, service, kind]);
-                for code in grpc::CODE_NAMES {
-                    m.grpc_handled
-                        .with_label_values(&[code, method, service, kind]);
-                }
+                let counters = Arc::new(grpc::MethodCounters::new(&m, service, method));
+                m.grpc_methods
+                    .insert(format!("/{service}/{method}"), counters);
             }
         }
         Arc::new(m)

@@ -81,24 +81,24 @@ fn decode<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
+/// The headers of a successful answer, unary or streamed, as grpc-gateway writes them.
+fn ok_headers() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (
+            header::HeaderName::from_static("grpc-metadata-content-type"),
+            HeaderValue::from_static("application/grpc"),
+        ),
+    ]
+}
+
 /// A successful unary answer.
 fn json_response<T: Serialize>(message: &T) -> Response {
     match serde_json::to_vec(message) {
-        Ok(body) => (
-            StatusCode::OK,
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (
-                    header::HeaderName::from_static("grpc-metadata-content-type"),
-                    HeaderValue::from_static("application/grpc"),
-                ),
-            ],
-            body,
-        )
-            .into_response(),
+        Ok(body) => (StatusCode::OK, ok_headers(), body).into_response(),
         Err(e) => error_response(Code::Internal, &format!("cannot encode the answer: {e}")),
     }
 }
@@ -152,6 +152,15 @@ pub fn http_status(code: Code) -> StatusCode {
 }
 
 impl Gateway {
+    /// A whole request body, within the size limit, decoded; the error is the message of an
+    /// InvalidArgument answer.
+    fn decode_body<Req: DeserializeOwned + Default>(&self, body: &[u8]) -> Result<Req, String> {
+        if body.len() > self.max_body_bytes {
+            return Err("etcdserver: request is too large".to_string());
+        }
+        decode(body)
+    }
+
     /// One unary call: JSON in, the call through our gRPC services, JSON out.
     async fn unary<Req, Resp, F, Fut>(&self, headers: HeaderMap, body: Bytes, call: F) -> Response
     where
@@ -160,10 +169,7 @@ impl Gateway {
         F: FnOnce(Channel, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        if body.len() > self.max_body_bytes {
-            return error_response(Code::InvalidArgument, "etcdserver: request is too large");
-        }
-        let request: Req = match decode(&body) {
+        let request: Req = match self.decode_body(&body) {
             Ok(r) => r,
             Err(why) => return error_response(Code::InvalidArgument, &why),
         };

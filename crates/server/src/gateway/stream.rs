@@ -3,7 +3,7 @@
 //! responses written as `{"result": ...}` lines, a failure as one `{"error": ...}` line.
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Serialize;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use super::{Channel, Gateway, decode, error_response, grpc_request, http_status};
+use super::{Channel, Gateway, error_response, grpc_request, http_status, ok_headers};
 
 /// Requests parsed but not yet taken by the call, and response lines not yet sent.
 const QUEUE: usize = 16;
@@ -127,18 +127,18 @@ fn stream_response<Resp: Serialize + Send + 'static>(
     tokio::spawn(async move {
         let _permit = permit;
         loop {
-            let line = tokio::select! {
+            // An error line is the last one.
+            let (line, last) = tokio::select! {
                 next = responses.next() => match next {
                     Some(Ok(message)) => match result_line(&message) {
-                        Ok(line) => line,
-                        Err(e) => error_line(Code::Internal, &e),
+                        Ok(line) => (line, false),
+                        Err(e) => (error_line(Code::Internal, &e), true),
                     },
-                    Some(Err(status)) => error_line(status.code(), status.message()),
+                    Some(Err(status)) => (error_line(status.code(), status.message()), true),
                     None => return,
                 },
-                Some(why) = failed.recv() => error_line(Code::InvalidArgument, &why),
+                Some(why) = failed.recv() => (error_line(Code::InvalidArgument, &why), true),
             };
-            let last = line.starts_with(b"{\"error\"");
             if lines.send(Ok(line)).await.is_err() || last {
                 return;
             }
@@ -146,16 +146,7 @@ fn stream_response<Resp: Serialize + Send + 'static>(
     });
     (
         StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                header::HeaderName::from_static("grpc-metadata-content-type"),
-                HeaderValue::from_static("application/grpc"),
-            ),
-        ],
+        ok_headers(),
         Body::from_stream(ReceiverStream::new(out)),
     )
         .into_response()
@@ -205,10 +196,7 @@ impl Gateway {
                 Output = Result<tonic::Response<tonic::Streaming<Resp>>, tonic::Status>,
             >,
     {
-        if body.len() > self.max_body_bytes {
-            return error_response(Code::InvalidArgument, "etcdserver: request is too large");
-        }
-        let request: Req = match decode(&body) {
+        let request: Req = match self.decode_body(&body) {
             Ok(r) => r,
             Err(why) => return error_response(Code::InvalidArgument, &why),
         };

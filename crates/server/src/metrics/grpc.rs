@@ -113,66 +113,90 @@ pub fn grpc_type(method: &str) -> &'static str {
     }
 }
 
-/// grpc-go's name of a status code (the `grpc-status` value), as `grpc_code` spells it.
-fn code_name(code: &[u8]) -> &'static str {
+/// The index in [`CODE_NAMES`] of a `grpc-status` value (Unknown for anything else).
+fn code_index(code: &[u8]) -> usize {
     std::str::from_utf8(code)
         .ok()
         .and_then(|c| c.parse::<usize>().ok())
-        .and_then(|c| CODE_NAMES.get(c).copied())
-        .unwrap_or("Unknown")
+        .filter(|c| *c < CODE_NAMES.len())
+        .unwrap_or(UNKNOWN)
 }
 
-/// One call's labels, recorded once.
+const OK: usize = 0;
+const CANCELED: usize = 1;
+const UNKNOWN: usize = 2;
+
+/// One method's counters, resolved from their labels once: counting a call then costs
+/// atomic adds only, no allocation and no label lookup.
+pub struct MethodCounters {
+    started: prometheus::IntCounter,
+    /// By code, in [`CODE_NAMES`] order.
+    handled: Vec<prometheus::IntCounter>,
+}
+
+impl MethodCounters {
+    pub fn new(metrics: &Metrics, service: &str, method: &str) -> MethodCounters {
+        let kind = grpc_type(method);
+        MethodCounters {
+            started: metrics
+                .grpc_started
+                .with_label_values(&[method, service, kind]),
+            handled: CODE_NAMES
+                .iter()
+                .map(|code| {
+                    metrics
+                        .grpc_handled
+                        .with_label_values(&[code, method, service, kind])
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One call's counters, its status recorded once.
 struct Call {
-    metrics: Arc<Metrics>,
-    service: String,
-    method: String,
+    counters: Arc<MethodCounters>,
+    sent_bytes: prometheus::IntCounter,
     done: bool,
 }
 
 impl Call {
-    fn handled(&mut self, code: &'static str) {
+    fn handled(&mut self, code: usize) {
         if self.done {
             return;
         }
         self.done = true;
-        self.metrics
-            .grpc_handled
-            .with_label_values(&[code, &self.method, &self.service, grpc_type(&self.method)])
-            .inc();
+        self.counters.handled[code].inc();
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
         // The body was dropped before its trailers: the client cancelled.
-        self.handled("Canceled");
+        self.handled(CANCELED);
     }
 }
 
 /// The middleware on the gRPC router.
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let Some((service, method)) = request
-        .uri()
-        .path()
-        .strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .map(|(s, m)| (s.to_string(), m.to_string()))
-    else {
-        return next.run(request).await;
+    let path = request.uri().path();
+    let counters = match metrics.grpc_methods.get(path) {
+        Some(counters) => counters.clone(),
+        // Not one of our methods (answered Unimplemented): labelled as asked, as
+        // go-grpc-prometheus does.
+        None => match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+            Some((service, method)) => Arc::new(MethodCounters::new(&metrics, service, method)),
+            None => return next.run(request).await,
+        },
     };
-    metrics
-        .grpc_started
-        .with_label_values(&[&method, &service, grpc_type(&method)])
-        .inc();
+    counters.started.inc();
     let mut call = Call {
-        metrics,
-        service,
-        method,
+        counters,
+        sent_bytes: metrics.grpc_sent_bytes.clone(),
         done: false,
     };
     // Bytes received: the request body as the service reads it.
-    let received = call.metrics.grpc_received_bytes.clone();
+    let received = metrics.grpc_received_bytes.clone();
     let request = request.map(|body| {
         Body::new(Counted {
             inner: body,
@@ -181,7 +205,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     });
     let response = next.run(request).await;
     if let Some(code) = response.headers().get("grpc-status") {
-        call.handled(code_name(code.as_bytes()));
+        call.handled(code_index(code.as_bytes()));
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -206,17 +230,17 @@ impl hyper::body::Body for Tracked {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.call.metrics.grpc_sent_bytes.inc_by(data.len() as u64);
+                    self.call.sent_bytes.inc_by(data.len() as u64);
                 }
                 if let Some(trailers) = frame.trailers_ref() {
                     let code = trailers
                         .get("grpc-status")
-                        .map_or("OK", |c| code_name(c.as_bytes()));
+                        .map_or(OK, |c| code_index(c.as_bytes()));
                     self.call.handled(code);
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.call.handled("Unknown"),
-            Poll::Ready(None) => self.call.handled("OK"),
+            Poll::Ready(Some(Err(_))) => self.call.handled(UNKNOWN),
+            Poll::Ready(None) => self.call.handled(OK),
             Poll::Pending => {}
         }
         polled
@@ -269,8 +293,9 @@ mod tests {
 
     #[test]
     fn names_are_grpc_gos() {
-        assert_eq!(code_name(b"1"), "Canceled");
-        assert_eq!(code_name(b"16"), "Unauthenticated");
+        assert_eq!(CODE_NAMES[code_index(b"1")], "Canceled");
+        assert_eq!(CODE_NAMES[code_index(b"16")], "Unauthenticated");
+        assert_eq!(CODE_NAMES[code_index(b"99")], "Unknown");
         assert_eq!(grpc_type("Watch"), "bidi_stream");
         assert_eq!(grpc_type("Range"), "unary");
     }

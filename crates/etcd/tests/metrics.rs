@@ -6,13 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::free_port;
-
-const REF_ETCD: &str = "/usr/bin/etcd";
-const CURL: &str = "/usr/bin/curl";
+use common::reference::{CURL, REF_ETCD, Single, available};
 
 /// The metrics we export, which etcd 3.4 exports with the same name and type.
 const EXPORTED: &[&str] = &[
@@ -52,55 +48,12 @@ const EXPORTED: &[&str] = &[
     "process_start_time_seconds",
 ];
 
-struct Server {
-    child: Child,
-    client: String,
-    metrics: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(binary: &str, dir: &Path) -> Server {
-    let client = format!("http://127.0.0.1:{}", free_port());
-    let peer = format!("http://127.0.0.1:{}", free_port());
-    let metrics = format!("http://127.0.0.1:{}", free_port());
-    let child = Command::new(binary)
-        .args(["--name", "m", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("m={peer}")])
-        .args(["--listen-metrics-urls", &metrics])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let server = Server {
-        child,
-        client,
-        metrics,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !curl(&format!("{}/health", server.client), None).contains("true") {
-        assert!(Instant::now() < deadline, "{binary} did not become healthy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// A member's `--listen-metrics-urls` address.
+fn metrics_url(server: &Single) -> &str {
     server
+        .metrics
+        .as_deref()
+        .expect("started with a metrics listener")
 }
 
 fn curl(url: &str, post: Option<&str>) -> String {
@@ -133,15 +86,19 @@ fn value(exposition: &str, name: &str) -> f64 {
 
 #[test]
 fn our_metrics_are_named_and_typed_as_etcds_and_count() {
-    if !(Path::new(REF_ETCD).exists() && Path::new(CURL).exists()) {
-        eprintln!("note: {REF_ETCD} or {CURL} missing (Debian etcd-server, curl); skipping");
+    if !available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let etcd = start(REF_ETCD, &dir.path().join("etcd"));
-    let ours = start(env!("CARGO_BIN_EXE_etcd"), &dir.path().join("ours"));
-    let theirs = types(&curl(&format!("{}/metrics", etcd.metrics), None));
-    let mine = types(&curl(&format!("{}/metrics", ours.metrics), None));
+    let etcd = Single::start(REF_ETCD, &dir.path().join("etcd"), &[], true);
+    let ours = Single::start(
+        env!("CARGO_BIN_EXE_etcd"),
+        &dir.path().join("ours"),
+        &[],
+        true,
+    );
+    let theirs = types(&curl(&format!("{}/metrics", metrics_url(&etcd)), None));
+    let mine = types(&curl(&format!("{}/metrics", metrics_url(&ours)), None));
     for name in EXPORTED {
         let want = theirs
             .get(*name)
@@ -167,7 +124,7 @@ fn our_metrics_are_named_and_typed_as_etcds_and_count() {
         &format!("{}/v3/kv/range", ours.client),
         Some(r#"{"key":"Yg=="}"#),
     );
-    let after = curl(&format!("{}/metrics", ours.metrics), None);
+    let after = curl(&format!("{}/metrics", metrics_url(&ours)), None);
     for (name, delta) in [
         ("etcd_mvcc_put_total", 2.0),
         ("etcd_mvcc_delete_total", 1.0),
@@ -193,7 +150,7 @@ fn our_metrics_are_named_and_typed_as_etcds_and_count() {
         "{after}"
     );
     // The metrics listener serves nothing else.
-    assert!(curl(&format!("{}/v3/kv/range", ours.metrics), Some("{}")).contains("404"));
+    assert!(curl(&format!("{}/v3/kv/range", metrics_url(&ours)), Some("{}")).contains("404"));
 }
 
 /// `/livez` and `/readyz` as etcd 3.6: ok when the checks pass, the failed check named (503)
@@ -205,7 +162,12 @@ fn probes_answer_as_etcd_3_6() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ours = start(env!("CARGO_BIN_EXE_etcd"), &dir.path().join("ours"));
+    let ours = Single::start(
+        env!("CARGO_BIN_EXE_etcd"),
+        &dir.path().join("ours"),
+        &[],
+        true,
+    );
     let status = |path: &str| -> (String, String) {
         let out = Command::new(CURL)
             .args(["-s", "--max-time", "5", "-w", "\n%{http_code}"])
@@ -235,5 +197,7 @@ fn probes_answer_as_etcd_3_6() {
     );
     assert_eq!(status("/livez").0, "200");
     // And on the metrics listener too.
-    assert!(curl(&format!("{}/readyz", ours.metrics), None).contains("data_corruption failed"));
+    assert!(
+        curl(&format!("{}/readyz", metrics_url(&ours)), None).contains("data_corruption failed")
+    );
 }

@@ -50,6 +50,8 @@ pub enum ApplyResponse {
     Auth,
     /// An Authenticate was applied: the token every member now accepts.
     Authenticated(String),
+    /// A v2 request's event or v2 error (`None` for a SYNC).
+    V2(Option<crate::v2::apply::V2Outcome>),
     /// Requests with nothing to return (no-ops, member attributes).
     Empty,
 }
@@ -83,6 +85,8 @@ pub struct ApplyContext<'a> {
     /// Set when `cluster` changed and must be saved.
     pub cluster_changed: bool,
     pub lessor: &'a mut Lessor,
+    /// The v2 store, changed by v2 requests and saved in the same batch.
+    pub v2: &'a crate::v2::V2,
     /// Member-local: the simple tokens this member accepts (not part of the replicated state;
     /// a token's expiry is by this member's clock, as a lease's deadline).
     pub tokens: &'a SimpleTokens,
@@ -146,14 +150,31 @@ fn apply_one(
             ApplyResponse::Alarm(result)
         }
         Request::MemberAttributes(attrs) => {
+            let id = attrs.member_id;
             *changed |= apply_member_attributes(state, attrs);
+            if let Some(member) = state.membership.members.get(&id) {
+                mirror_in_v2(batch, ctx.v2, |v2, now| {
+                    crate::v2::members::published(v2, member, now)
+                });
+            }
             ApplyResponse::Empty
         }
         Request::Noop(_) => ApplyResponse::Empty,
+        Request::V2(req) => {
+            let mut v2 = ctx.v2.lock();
+            let now = crate::v2::unix_nanos(std::time::SystemTime::now());
+            let outcome = crate::v2::apply::apply(&mut v2, &req, now);
+            crate::v2::persist::save_changes(batch, &mut v2);
+            ApplyResponse::V2(outcome)
+        }
         Request::MemberPeerUrls(update) => {
             if let Some(member) = state.membership.members.get_mut(&update.member_id) {
                 member.peer_urls = update.peer_urls;
                 *changed = true;
+                let member = &*member;
+                mirror_in_v2(batch, ctx.v2, |v2, now| {
+                    crate::v2::members::updated(v2, member, now)
+                });
             }
             ApplyResponse::Empty
         }
@@ -185,6 +206,20 @@ fn apply_one(
         revision: batch.current_revision(),
         response,
     })
+}
+
+/// Changes the v2 store's mirror of the membership and saves it in the batch.
+fn mirror_in_v2(
+    batch: &mut ApplyBatch<'_>,
+    v2: &crate::v2::V2,
+    change: impl FnOnce(&mut crate::v2::store::Store, i64),
+) {
+    let mut store = v2.lock();
+    change(
+        &mut store,
+        crate::v2::unix_nanos(std::time::SystemTime::now()),
+    );
+    crate::v2::persist::save_changes(batch, &mut store);
 }
 
 /// A client's request, checked against the auth store as it stands when the request is

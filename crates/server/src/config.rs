@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub force_new_cluster: bool,
     /// `--unsafe-no-fsync`: no WAL fdatasync (tests only; a machine crash loses writes).
     pub unsafe_no_fsync: bool,
+    /// `--enable-v2`: serve the v2 API (`/v2/keys`, `/v2/members`, `/v2/stats`, ...).
+    pub enable_v2: bool,
 }
 
 impl ServerConfig {
@@ -126,6 +128,7 @@ impl ServerConfig {
             max_snapshots: 5,
             force_new_cluster: false,
             unsafe_no_fsync: false,
+            enable_v2: false,
         }
     }
 

@@ -26,6 +26,11 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 pub fn routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
     let cors = Arc::new(CorsPolicy::new(&server.cfg.cors));
+    let v2 = if server.cfg.enable_v2 {
+        crate::v2http::routes(server.clone())
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
@@ -33,8 +38,9 @@ pub fn routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
         .route("/livez", get(crate::probes::livez))
         .route("/readyz", get(crate::probes::readyz))
         .fallback(not_found)
-        .with_state(server)
+        .with_state(server.clone())
         .merge(gateway)
+        .merge(v2)
         .layer(middleware::from_fn_with_state(cors, with_cors))
 }
 

@@ -26,6 +26,8 @@ pub mod server;
 pub mod snapshot;
 mod start;
 mod tls;
+pub mod v2;
+mod v2http;
 mod wait;
 mod watch;
 

@@ -827,6 +827,7 @@ mod tests {
     fn identity(ips: &[&str], names: &[&str]) -> CertIdentity {
         CertIdentity {
             common_name: None,
+            issuer_common_name: None,
             ip_addresses: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
             dns_names: names.iter().map(|n| n.to_string()).collect(),
         }

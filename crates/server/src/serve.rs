@@ -36,7 +36,23 @@ pub struct ClientListeners {
 pub async fn bind_clients(server: &Arc<EtcdServer>) -> Result<ClientListeners, ServerError> {
     let tls = tls::client_server_config(&server.cfg)?;
     let mut listeners = Vec::new();
-    for url in &server.cfg.listen_client_urls {
+    let urls = &server.cfg.listen_client_urls;
+    // The same TCP address under http and https is one listener serving both (etcd's cmux).
+    let address = |u: &Url| (u.host_str().map(str::to_string), u.port());
+    let has_plain_twin = |u: &Url| {
+        is_tls(u)
+            && urls
+                .iter()
+                .any(|o| o.scheme() == "http" && address(o) == address(u))
+    };
+    for url in urls {
+        if url.scheme() == "http"
+            && urls
+                .iter()
+                .any(|o| o.scheme() == "https" && address(o) == address(url))
+        {
+            continue;
+        }
         let tls = if is_tls(url) {
             Some(tls.clone().ok_or_else(|| {
                 ServerError::Config(format!(
@@ -46,7 +62,11 @@ pub async fn bind_clients(server: &Arc<EtcdServer>) -> Result<ClientListeners, S
         } else {
             None
         };
-        listeners.push((url.clone(), bind(url, tls).await?));
+        let options = ListenOptions {
+            plain_too: has_plain_twin(url),
+            ..ListenOptions::default()
+        };
+        listeners.push((url.clone(), bind_with(url, tls, options).await?));
     }
     Ok(ClientListeners {
         listeners,
@@ -158,9 +178,17 @@ fn is_tls(url: &Url) -> bool {
 }
 
 async fn bind(url: &Url, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Listener, ServerError> {
+    bind_with(url, tls, ListenOptions::default()).await
+}
+
+async fn bind_with(
+    url: &Url,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    options: ListenOptions,
+) -> Result<Listener, ServerError> {
     let listen_url = ListenUrl::parse(&crate::membership::url_string(url))
         .map_err(|e| ServerError::Config(format!("cannot listen on {url}: {e}")))?;
-    Listener::bind(&listen_url, tls, ListenOptions::default())
+    Listener::bind(&listen_url, tls, options)
         .await
         .map_err(|e| ServerError::Config(format!("cannot listen on {url}: {e}")))
 }
@@ -172,16 +200,23 @@ async fn accept_loop(mut listener: Listener, router: Router) {
         let conn = listener.accept().await;
         // The client certificate's Common Name, for auth (`--client-cert-auth`): each request
         // of the connection carries it, and a request without a token is that user.
-        let common_name = conn
+        let identities: Vec<etcd_transport::CertIdentity> = conn
             .peer_certificates()
+            .iter()
+            .filter_map(|der| etcd_transport::CertIdentity::from_der(der).ok())
+            .collect();
+        let common_name = identities
             .first()
-            .and_then(|der| etcd_transport::CertIdentity::from_der(der).ok())
-            .and_then(|identity| identity.common_name)
+            .and_then(|identity| identity.common_name.clone())
             .filter(|cn| !cn.is_empty());
         match common_name {
             Some(cn) => {
                 let cn = crate::grpc::access::ClientCommonName(Arc::from(cn));
-                let router = router.clone().layer(axum::Extension(cn));
+                let chain = crate::v2http::auth::ClientCertChainNames::of(&identities);
+                let router = router
+                    .clone()
+                    .layer(axum::Extension(cn))
+                    .layer(axum::Extension(chain));
                 tokio::spawn(serve_http(conn, Vec::new(), router));
             }
             None => {

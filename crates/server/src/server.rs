@@ -41,6 +41,8 @@ pub struct EtcdServer {
     pub(crate) bcrypt_slots: tokio::sync::Semaphore,
     /// `/metrics`.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The v2 store (`--enable-v2`; kept, and applied, either way: the log may hold v2 writes).
+    pub(crate) v2: Arc<crate::v2::V2>,
 }
 
 impl EtcdServer {
@@ -156,6 +158,10 @@ impl EtcdServer {
 
     pub fn leader(&self) -> u64 {
         self.status.leader.load(Ordering::Acquire)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.status.is_leader.load(Ordering::Acquire)
     }
 
     pub fn term(&self) -> u64 {

@@ -157,6 +157,10 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let snapshot_inbox = crate::snapshot::SnapshotInbox::default();
     let watch_hub = crate::watch::WatchHub::start(&cfg, store.clone())?;
     let tokens = Arc::new(SimpleTokens::new(cfg.auth_token_ttl));
+    let v2 = Arc::new(crate::v2::V2::new(
+        crate::v2::persist::load(&store)
+            .map_err(|e| damaged(&cfg.backend_path(), "v2 store", &e))?,
+    ));
 
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
     let refusals = Arc::new(PeerRefusals::new(
@@ -196,6 +200,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             snapshot_inbox,
             tokens: tokens.clone(),
             metrics: metrics.clone(),
+            v2: v2.clone(),
         },
     )?;
     std::thread::Builder::new()
@@ -232,6 +237,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         jwt,
         bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
         metrics: metrics.clone(),
+        v2,
     });
     // The peer service answers forwarded lease calls with this member's state.
     let _ = server_slot.set(server.clone());
@@ -246,6 +252,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         let _ = ready_tx.send(true);
     });
     tokio::spawn(lease::run_expiry(server.clone()));
+    tokio::spawn(crate::v2::run_expiry(server.clone()));
     if !cfg.corrupt_check_time.is_zero() {
         tokio::spawn(crate::corruption::monitor(
             server.clone(),

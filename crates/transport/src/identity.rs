@@ -20,6 +20,8 @@ use crate::error::TransportError;
 pub struct CertIdentity {
     /// The subject Common Name; the last one when there are several, as in Go.
     pub common_name: Option<String>,
+    /// The issuer's Common Name (the last one, as for the subject).
+    pub issuer_common_name: Option<String>,
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<IpAddr>,
 }
@@ -35,8 +37,15 @@ impl CertIdentity {
             .filter_map(|cn| cn.as_str().ok())
             .last()
             .map(str::to_string);
+        let issuer_common_name = cert
+            .issuer()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .last()
+            .map(str::to_string);
         let mut identity = CertIdentity {
             common_name,
+            issuer_common_name,
             ..CertIdentity::default()
         };
         if let Ok(Some(san)) = cert.subject_alternative_name() {

@@ -63,6 +63,10 @@ pub struct ListenOptions {
     /// connects from (`checkSAN`). Set for peer and metrics listeners unless
     /// `--experimental-peer-skip-client-san-verification`; client listeners do not check.
     pub check_client_san: bool,
+    /// A TLS listener that also serves plain connections on the same TCP port (etcd's
+    /// `--listen-client-urls http://host:port,https://host:port`): a connection whose first
+    /// byte is not a TLS handshake record is served as it is.
+    pub plain_too: bool,
 }
 
 impl Default for ListenOptions {
@@ -71,7 +75,21 @@ impl Default for ListenOptions {
             handshake_timeout: Duration::from_secs(10),
             pending_handshakes_max: 1024,
             check_client_san: false,
+            plain_too: false,
         }
+    }
+}
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Whether the client's first byte starts a TLS handshake; `None` when it closed or said
+/// nothing within `timeout`.
+async fn starts_with_tls(stream: &tokio::net::TcpStream, timeout: Duration) -> Option<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0] == TLS_HANDSHAKE_RECORD),
+        _ => None,
     }
 }
 
@@ -428,10 +446,18 @@ impl Listener {
         };
         let timeout = self.options.handshake_timeout;
         let check_san = self.options.check_client_san;
+        let plain_too = self.options.plain_too;
         match raw {
             RawConn::Tcp(stream, addr) => {
                 let remote = RemoteAddr::Tcp(addr);
                 self.handshakes.spawn(async move {
+                    if plain_too && !starts_with_tls(&stream, timeout).await? {
+                        return Some(Conn {
+                            io: ConnIo::Tcp(stream),
+                            remote_addr: remote,
+                            tls: None,
+                        });
+                    }
                     let san_ip = check_san.then_some(addr.ip());
                     let tls = handshake(acceptor, stream, &remote, timeout, san_ip).await?;
                     Some(Conn {

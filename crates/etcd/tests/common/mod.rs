@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod pki;
+pub mod reference;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -46,20 +46,95 @@ fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, ServerError> {
     Ok(parsed)
 }
 
-impl ClusterService {
-    fn check_urls_unused(&self, urls: &[String], except: u64) -> Result<(), ServerError> {
-        let state = self.server.cluster_state();
-        let taken = state
-            .membership
-            .members
-            .values()
-            .filter(|m| m.id != except)
-            .any(|m| m.peer_urls.iter().any(|u| urls.contains(u)));
-        if taken {
-            return Err(ServerError::PeerUrlExists);
-        }
-        Ok(())
+/// Fails when another member (not `except`) already has one of these peer URLs.
+fn check_urls_unused(server: &EtcdServer, urls: &[String], except: u64) -> Result<(), ServerError> {
+    let state = server.cluster_state();
+    let taken = state
+        .membership
+        .members
+        .values()
+        .filter(|m| m.id != except)
+        .any(|m| m.peer_urls.iter().any(|u| urls.contains(u)));
+    if taken {
+        return Err(ServerError::PeerUrlExists);
     }
+    Ok(())
+}
+
+/// Adds a member (a Raft configuration change) and returns it; shared by the v3 Cluster
+/// service and the v2 members API, which check who asks themselves.
+pub(crate) async fn add_member(
+    server: &EtcdServer,
+    peer_urls: &[String],
+    is_learner: bool,
+) -> Result<MemberRecord, ServerError> {
+    let peer_urls = parse_peer_urls(peer_urls)?;
+    check_urls_unused(server, &peer_urls, 0)?;
+    let state = server.cluster_state();
+    if is_learner && state.learners.len() >= LEARNERS_MAX {
+        return Err(ServerError::TooManyLearners);
+    }
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let id = member_id(
+        &peer_urls,
+        &server.cfg.initial_cluster_token,
+        Some(now_secs),
+    );
+    if state.membership.members.contains_key(&id) {
+        return Err(ServerError::MemberExists);
+    }
+    let record = MemberRecord {
+        id,
+        name: String::new(),
+        peer_urls,
+        client_urls: Vec::new(),
+        is_learner,
+    };
+    let change = if is_learner {
+        ConfChangeType::AddLearnerNode
+    } else {
+        ConfChangeType::AddNode
+    };
+    server.propose_conf_change(change, &record).await?;
+    Ok(record)
+}
+
+/// Removes a member (a Raft configuration change).
+pub(crate) async fn remove_member(server: &EtcdServer, id: u64) -> Result<(), ServerError> {
+    let record = server
+        .cluster_state()
+        .membership
+        .members
+        .get(&id)
+        .cloned()
+        .ok_or(ServerError::MemberNotFound)?;
+    server
+        .propose_conf_change(ConfChangeType::RemoveNode, &record)
+        .await?;
+    Ok(())
+}
+
+/// Gives a member new peer URLs (an ordinary proposal).
+pub(crate) async fn update_member(
+    server: &EtcdServer,
+    id: u64,
+    peer_urls: &[String],
+) -> Result<(), ServerError> {
+    let peer_urls = parse_peer_urls(peer_urls)?;
+    if !server.cluster_state().membership.members.contains_key(&id) {
+        return Err(ServerError::MemberNotFound);
+    }
+    check_urls_unused(server, &peer_urls, id)?;
+    server
+        .propose(Request::MemberPeerUrls(MemberPeerUrls {
+            member_id: id,
+            peer_urls,
+        }))
+        .await?;
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -71,37 +146,7 @@ impl Cluster for ClusterService {
         // Membership changes are for admins (the root role) once auth is on, as etcd.
         access::require_admin(&self.server, &(&request).into())?;
         let req = request.into_inner();
-        let peer_urls = parse_peer_urls(&req.peer_ur_ls)?;
-        self.check_urls_unused(&peer_urls, 0)?;
-        let state = self.server.cluster_state();
-        if req.is_learner && state.learners.len() >= LEARNERS_MAX {
-            return Err(ServerError::TooManyLearners.into());
-        }
-        let now_secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let id = member_id(
-            &peer_urls,
-            &self.server.cfg.initial_cluster_token,
-            Some(now_secs),
-        );
-        if state.membership.members.contains_key(&id) {
-            return Err(ServerError::MemberExists.into());
-        }
-        let record = MemberRecord {
-            id,
-            name: String::new(),
-            peer_urls,
-            client_urls: Vec::new(),
-            is_learner: req.is_learner,
-        };
-        let change = if req.is_learner {
-            ConfChangeType::AddLearnerNode
-        } else {
-            ConfChangeType::AddNode
-        };
-        self.server.propose_conf_change(change, &record).await?;
+        let record = add_member(&self.server, &req.peer_ur_ls, req.is_learner).await?;
         let members = self.server.cluster_state().membership.to_wire();
         Ok(Response::new(MemberAddResponse {
             header: self.server.header(0),
@@ -116,18 +161,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         // Membership changes are for admins (the root role) once auth is on, as etcd.
         access::require_admin(&self.server, &(&request).into())?;
-        let id = request.into_inner().id;
-        let record = self
-            .server
-            .cluster_state()
-            .membership
-            .members
-            .get(&id)
-            .cloned()
-            .ok_or(ServerError::MemberNotFound)?;
-        self.server
-            .propose_conf_change(ConfChangeType::RemoveNode, &record)
-            .await?;
+        remove_member(&self.server, request.into_inner().id).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: self.server.header(0),
             members: self.server.cluster_state().membership.to_wire(),
@@ -141,23 +175,7 @@ impl Cluster for ClusterService {
         // Membership changes are for admins (the root role) once auth is on, as etcd.
         access::require_admin(&self.server, &(&request).into())?;
         let req = request.into_inner();
-        let peer_urls = parse_peer_urls(&req.peer_ur_ls)?;
-        if !self
-            .server
-            .cluster_state()
-            .membership
-            .members
-            .contains_key(&req.id)
-        {
-            return Err(ServerError::MemberNotFound.into());
-        }
-        self.check_urls_unused(&peer_urls, req.id)?;
-        self.server
-            .propose(Request::MemberPeerUrls(MemberPeerUrls {
-                member_id: req.id,
-                peer_urls,
-            }))
-            .await?;
+        update_member(&self.server, req.id, &req.peer_ur_ls).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.server.header(0),
             members: self.server.cluster_state().membership.to_wire(),

@@ -3,7 +3,7 @@
 
 pub mod access;
 mod auth;
-mod cluster;
+pub(crate) mod cluster;
 mod election;
 mod kv;
 mod lease;

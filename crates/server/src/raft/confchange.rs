@@ -25,6 +25,16 @@ pub struct Applied {
     pub peers_changed: bool,
     /// This member was removed: it must stop.
     pub removed_self: bool,
+    /// What changed in the membership (none for an entry applied before).
+    pub change: Option<MemberChange>,
+}
+
+/// A membership change as applied, for the v2 store's mirror of the membership.
+#[derive(Debug)]
+pub enum MemberChange {
+    Added(MemberRecord),
+    Promoted(MemberRecord),
+    Removed(u64),
 }
 
 /// Applies a committed ConfChange entry. raft-rs sees every one (its view starts from the
@@ -64,21 +74,24 @@ pub fn apply_entry(
             let is_learner = cc.change_type == ConfChangeType::AddLearnerNode;
             match (members.get_mut(&cc.node_id), record) {
                 // Promotion of a learner: it keeps its name and URLs.
-                (Some(existing), _) => existing.is_learner = is_learner,
+                (Some(existing), _) => {
+                    existing.is_learner = is_learner;
+                    applied.change = Some(MemberChange::Promoted(existing.clone()));
+                }
                 (None, Some(mut record)) => {
                     record.id = cc.node_id;
                     record.is_learner = is_learner;
+                    applied.change = Some(MemberChange::Added(record.clone()));
                     members.insert(cc.node_id, record);
                 }
                 (None, None) => {
-                    members.insert(
-                        cc.node_id,
-                        MemberRecord {
-                            id: cc.node_id,
-                            is_learner,
-                            ..Default::default()
-                        },
-                    );
+                    let record = MemberRecord {
+                        id: cc.node_id,
+                        is_learner,
+                        ..Default::default()
+                    };
+                    applied.change = Some(MemberChange::Added(record.clone()));
+                    members.insert(cc.node_id, record);
                 }
             }
             applied.peers_changed = true;
@@ -86,6 +99,7 @@ pub fn apply_entry(
         ConfChangeType::RemoveNode => {
             members.remove(&cc.node_id);
             cluster.membership.removed.insert(cc.node_id);
+            applied.change = Some(MemberChange::Removed(cc.node_id));
             applied.peers_changed = true;
             applied.removed_self = cc.node_id == self_id;
         }

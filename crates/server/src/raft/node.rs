@@ -122,6 +122,7 @@ pub struct RaftLoop {
     snapshot_inbox: SnapshotInbox,
     tokens: Arc<SimpleTokens>,
     metrics: Arc<crate::metrics::Metrics>,
+    v2: Arc<crate::v2::V2>,
     /// Applied entries between snapshots (`--snapshot-count`).
     snapshot_count: u64,
     last_snapshot_index: u64,
@@ -149,6 +150,7 @@ pub struct RaftLoopParts {
     pub snapshot_inbox: SnapshotInbox,
     pub tokens: Arc<SimpleTokens>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub v2: Arc<crate::v2::V2>,
 }
 
 impl RaftLoop {
@@ -185,12 +187,19 @@ impl RaftLoop {
             // Record the bootstrap membership in the backend, as applied up to the bootstrap
             // entries, before anything else is applied.
             let (membership, alarms, auth) = encode_cluster_state(&boot.cluster);
+            let v2 = &parts.v2;
             store.apply(|batch| {
                 batch.meta_put(META_MEMBERSHIP, &membership);
                 batch.meta_put(META_ALARMS, &alarms);
                 batch.meta_put(META_AUTH, &auth);
                 if boot.applied > 0 {
                     batch.set_consistent_index(boot.applied, 1);
+                    // The bootstrap entries count as applied: the v2 store's mirror of the
+                    // membership gets them here.
+                    for member in boot.cluster.membership.members.values() {
+                        let change = confchange::MemberChange::Added(member.clone());
+                        mirror_member_change(batch, v2, &change);
+                    }
                 }
             })?;
         }
@@ -227,6 +236,7 @@ impl RaftLoop {
             snapshot_inbox: parts.snapshot_inbox,
             tokens: parts.tokens,
             metrics: parts.metrics,
+            v2: parts.v2,
             snapshot_count: cfg.snapshot_count.max(1),
             last_snapshot_index: boot.snapshot_index,
             election_timeout: cfg.election_timeout,
@@ -425,6 +435,8 @@ impl RaftLoop {
                 crate::lease::Lessor::new(crate::lease::Lessor::min_ttl_for(self.election_timeout));
             crate::lease::load(&self.store, &mut lessor)?;
             *self.lessor.lock() = lessor;
+            self.v2
+                .replace(crate::v2::persist::load(&self.store).map_err(ServerError::Internal)?);
             let (restored, _) = self.store.consistent_index();
             tracing::info!(
                 snapshot_index = meta.index,
@@ -662,6 +674,7 @@ impl RaftLoop {
         let lessor = &self.lessor;
         let tokens = &*self.tokens;
         let metrics = &*self.metrics;
+        let v2 = &*self.v2;
         let events = self.store.apply(|batch| {
             let mut lessor = lessor.lock();
             let mut ctx = ApplyContext {
@@ -669,6 +682,7 @@ impl RaftLoop {
                 cluster_changed: false,
                 lessor: &mut lessor,
                 tokens,
+                v2,
                 events: RevisionEvents::new(),
             };
             for entry in &entries {
@@ -706,6 +720,9 @@ impl RaftLoop {
                             member_id,
                         ) {
                             Ok(outcome) => {
+                                if let Some(change) = &outcome.change {
+                                    mirror_member_change(batch, v2, change);
+                                }
                                 ctx.cluster_changed |= !already_applied;
                                 removed_self |= outcome.removed_self;
                                 conf_results.push(outcome.request_id);
@@ -780,6 +797,23 @@ impl RaftLoop {
     fn publish_events(&self, events: RevisionEvents) {
         self.watch_hub.notify(events, self.store.current_revision());
     }
+}
+
+/// Keeps the v2 store's copy of the membership (as etcd lays it out) in step.
+fn mirror_member_change(
+    batch: &mut etcd_mvcc::ApplyBatch<'_>,
+    v2: &crate::v2::V2,
+    change: &confchange::MemberChange,
+) {
+    use crate::v2::members;
+    let mut store = v2.lock();
+    let now = crate::v2::unix_nanos(std::time::SystemTime::now());
+    match change {
+        confchange::MemberChange::Added(m) => members::added(&mut store, m, false, now),
+        confchange::MemberChange::Promoted(m) => members::added(&mut store, m, true, now),
+        confchange::MemberChange::Removed(id) => members::removed(&mut store, *id, now),
+    }
+    crate::v2::persist::save_changes(batch, &mut store);
 }
 
 /// The entry bytes an input adds to the next appends: proposals, and proposals forwarded by

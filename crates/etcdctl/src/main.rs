@@ -1,5 +1,6 @@
 //! `etcdctl`: etcd 3.4's v3 command line client, as a drop-in. The command tree is declared
-//! in `tree()`; each command's behaviour lives in `commands/`.
+//! in `tree()`; each command's behaviour lives in `commands/`. With `ETCDCTL_API=2` the v2
+//! etcdctl runs instead (`v2/`).
 
 mod cli;
 mod commands;
@@ -13,6 +14,7 @@ mod rawarg;
 mod srv;
 mod table;
 mod tabwriter;
+mod v2;
 
 use std::io::Write;
 use std::time::Instant;
@@ -472,7 +474,7 @@ fn main() {
     unsafe { std::env::remove_var("ETCDCTL_API") };
     if !(api.is_empty() || api == "3") {
         if api == "2" {
-            let code = commands::v2::run(
+            let code = v2::run(
                 std::env::args_os()
                     .skip(1)
                     .map(|a| rawarg::decode(&a))

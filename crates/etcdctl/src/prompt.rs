@@ -4,11 +4,17 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 fn stty(arg: &str) {
+    stty_with(arg, Stdio::null());
+}
+
+fn stty_with(arg: &str, stderr: Stdio) {
+    use std::os::unix::process::CommandExt;
     let _ = Command::new("/bin/stty")
+        .arg0("stty")
         .arg(arg)
         .stdin(Stdio::inherit())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .status();
 }
 
@@ -39,6 +45,18 @@ pub fn ask_password(prompt: &str) -> Result<String, String> {
     println!();
     line.map(|l| l.trim().to_string())
         .map_err(|e| format!("failed during password entry: {e}"))
+}
+
+/// speakeasy's `Ask` to the letter, as the v2 etcdctl shows it: `stty` complains on our
+/// stderr when stdin is no terminal, and the line is kept as typed (but a final `\r`).
+pub fn speakeasy_ask(prompt: &str) -> Result<String, String> {
+    print!("{prompt}");
+    let _ = std::io::stdout().flush();
+    stty_with("-echo", Stdio::inherit());
+    let line = read_line_raw();
+    stty_with("echo", Stdio::inherit());
+    println!();
+    line.map_err(|e| format!("failed during password entry: {e}"))
 }
 
 /// `fmt.Scanf("%s")`: the first word of the next line (empty at end of input).

@@ -46,7 +46,7 @@ fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
 }
 
 /// (target, port) of each SRV record of `name`.
-fn lookup_srv(name: &str) -> Result<Vec<(String, u16)>, String> {
+pub(crate) fn lookup_srv(name: &str) -> Result<Vec<(String, u16)>, String> {
     let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     encode_name(name, &mut q);
     q.extend_from_slice(&[0, 33, 0, 1]);

@@ -12,7 +12,6 @@ pub mod member;
 pub mod migrate;
 pub mod mirror;
 pub mod snapshot;
-pub mod v2;
 pub mod watch;
 
 use crate::Cx;

@@ -499,3 +499,57 @@ async fn v2_store_moves_in_snapshots_and_ttls_expire_once_across_leader_changes(
     );
     assert!(expire.body.contains("\"action\":\"expire\""), "{expire:?}");
 }
+
+/// etcdctl's v2 `backup` (etcdutl's `backup`) of a running member: started with
+/// `--force-new-cluster`, the copy serves the v2 keys, and the v3 keys only `--with-v3`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_of_a_running_member_restarts_as_a_new_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source");
+    let mut member = common::EtcdProcess::start(&source, &["--enable-v2"]).await;
+    let url = member.client_url.clone();
+    member
+        .client()
+        .await
+        .put("v3key", "123")
+        .await
+        .expect("v3 put");
+    assert_eq!(v2_put(&url, "foo1", &["value=bar1"]).status, 201);
+
+    for with_v3 in [false, true] {
+        let backup_dir = dir.path().join(format!("backup-v3-{with_v3}"));
+        let summary = etcdutl::backup::backup(&etcdutl::backup::BackupOptions {
+            data_dir: source.clone(),
+            backup_dir: backup_dir.clone(),
+            with_v3,
+            ..Default::default()
+        })
+        .expect("backup");
+        assert_ne!(summary.member_id, 0);
+        // The source is untouched and keeps serving.
+        assert_eq!(v2_get(&url, "foo1").status, 200);
+
+        let restored =
+            common::EtcdProcess::start(&backup_dir, &["--enable-v2", "--force-new-cluster"]).await;
+        let restored_url = restored.client_url.clone();
+        let got = v2_get(&restored_url, "foo1");
+        assert!(got.body.contains("\"value\":\"bar1\""), "{got:?}");
+        let v3 = restored.client().await.get("v3key").await.expect("v3 get");
+        assert_eq!(v3.kvs.len(), usize::from(with_v3), "with_v3 = {with_v3}");
+        assert_eq!(v2_put(&restored_url, "foo2", &["value=bar2"]).status, 201);
+        let members = curl(&format!("{restored_url}/v2/members"), &[]).body;
+        assert_eq!(members.matches("\"id\"").count(), 1, "{members}");
+        assert!(
+            members.contains(&format!("{:x}", summary.member_id)),
+            "the copy runs under its new ID: {members}"
+        );
+    }
+    // A second backup into a used directory is refused, not merged.
+    let again = etcdutl::backup::backup(&etcdutl::backup::BackupOptions {
+        data_dir: source.clone(),
+        backup_dir: dir.path().join("backup-v3-true"),
+        ..Default::default()
+    });
+    assert!(again.is_err());
+    member.kill();
+}

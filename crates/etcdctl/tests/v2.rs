@@ -1624,13 +1624,24 @@ fn help_usage_and_version() {
         failures.join("\n")
     );
 
-    // `backup` is not ours yet: a clear error, exit 1.
+    // `backup` of something that is not a data dir: a clear error, exit 1 (as etcd's
+    // log.Fatal), nothing written.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backup_dir = dir.path().join("y");
     let out = etcdctl(&ours())
-        .args(["backup", "--data-dir", "x", "--backup-dir", "y"])
+        .args(["backup", "--data-dir"])
+        .arg(dir.path().join("x"))
+        .arg("--backup-dir")
+        .arg(&backup_dir)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("backup is not supported"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a data dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!backup_dir.exists());
 }
 
 /// Flags of ours that etcd 3.4's v2 etcdctl does not have (hidden from the help):

@@ -3,6 +3,7 @@
 //! both `etcdutl` and `etcdctl` expose.
 
 pub use etcd_bbolt as bbolt;
+pub mod backup;
 pub mod defrag;
 pub mod migrate;
 pub mod pb;

@@ -13,6 +13,7 @@
 //! [`Exit`] up to [`run`].
 
 mod auth;
+mod backup;
 mod cli;
 mod client;
 mod cluster_health;
@@ -373,12 +374,7 @@ pub const STACK_BYTES: usize = 256 << 20;
 async fn dispatch(ctx: &Ctx) -> R {
     let path: Vec<&str> = ctx.inv.path.clone();
     match path.as_slice() {
-        ["backup"] => {
-            eprint_line(
-                "Error:  backup is not supported by this etcdctl yet; use etcd's own etcdctl for v2 backups",
-            );
-            Err(Exit(EXIT_BAD_ARGS))
-        }
+        ["backup"] => backup::run(ctx),
         ["cluster-health"] => cluster_health::run(ctx).await,
         ["mk"] => keys::mk(ctx).await,
         ["mkdir"] => keys::mkdir(ctx, keys::PrevExist::No).await,

@@ -368,9 +368,6 @@ fn force_standalone(
             ..Default::default()
         });
     };
-    for id in ids.iter().filter(|id| **id != self_id) {
-        push(ConfChangeType::RemoveNode, *id, Vec::new());
-    }
     if !ids.contains(&self_id) {
         let record = cluster.membership.members.get(&self_id).cloned().unwrap_or(
             etcd_api::internalpb::MemberRecord {
@@ -379,6 +376,11 @@ fn force_standalone(
             },
         );
         push(ConfChangeType::AddNode, self_id, record.encode_to_vec());
+    }
+    // Removals after the addition: raft-rs refuses a configuration with no voter, so a member
+    // under a new ID (a backup) must be a voter before the old ones go.
+    for id in ids.iter().filter(|id| **id != self_id) {
+        push(ConfChangeType::RemoveNode, *id, Vec::new());
     }
     if changes.is_empty() {
         return Ok(());

@@ -202,6 +202,9 @@ impl RaftLoop {
                     }
                 }
             })?;
+            // Durable at once (one flush in the member's life): a copy of the backend taken
+            // any time later (a backup) knows the membership the log starts from.
+            store.force_commit()?;
         }
         // A lone voter need not wait an election timeout to find out nobody else is there.
         if boot.cluster.voters == [boot.member_id] {
@@ -617,7 +620,15 @@ impl RaftLoop {
         }
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.node.mut_store().wl().mut_hard_state().commit = commit;
+            let hard_state = {
+                let mut core = self.node.mut_store().wl();
+                core.mut_hard_state().commit = commit;
+                core.hard_state().clone()
+            };
+            // Recorded in the WAL (written, not synced: a commit-only save), so that what the
+            // WAL says is committed keeps up on a lone or idle member, and a copy of the WAL
+            // (a backup) knows every entry that was acknowledged.
+            self.wal.save(Some(&hard_state), &[])?;
         }
         self.send(light.take_messages());
         committed.extend(light.take_committed_entries());

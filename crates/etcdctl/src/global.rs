@@ -66,7 +66,7 @@ pub fn apply_env(flags: &mut Flags, extra_known: &[&str]) {
 }
 
 /// capnslog's timestamp, in UTC.
-fn log_time() -> String {
+pub(crate) fn log_time() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

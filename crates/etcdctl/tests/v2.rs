@@ -1729,3 +1729,190 @@ fn our_extra_flags() {
         Some(0)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// `backup` of etcd 3.4's own data dir, checked as etcd's e2e TestCtlV2Backup* do: the backup
+// starts with `--force-new-cluster`, keeps the v2 keys, the v3 keys only with `--with-v3`, and
+// serves writes.
+
+/// One etcd 3.4 member with `--enable-v2` on fresh loopback ports; killed on drop.
+struct EtcdMember {
+    child: Option<Child>,
+    client_url: String,
+}
+
+impl EtcdMember {
+    fn start(data_dir: &Path, extra: &[&str]) -> EtcdMember {
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let child = Command::new(REF_ETCD)
+            .args(["--enable-v2", "--name", "m", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("m={peer_url}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts");
+        let member = EtcdMember {
+            child: Some(child),
+            client_url,
+        };
+        let health = format!("{}/health", member.client_url);
+        wait_until("etcd's health", || {
+            http_get(&health).is_some_and(|(_, b)| b.contains("\"health\":\"true\""))
+        });
+        member
+    }
+
+    /// etcdctl (ours) against this member, with `ETCDCTL_API` at `api`: (code, stdout, stderr).
+    fn ctl(&self, api: &str, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = etcdctl(&ours())
+            .env("ETCDCTL_API", api)
+            .args(["--endpoints", &self.client_url])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etcdctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Stops the member as an operator does (SIGTERM: etcd commits its backend and exits).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdMember {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `etcdctl backup` (ours) of `data_dir` into `backup_dir`: (code, stdout, stderr).
+fn backup(data_dir: &Path, backup_dir: &Path, with_v3: bool) -> (Option<i32>, String, String) {
+    let mut cmd = etcdctl(&ours());
+    cmd.arg("backup")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--backup-dir")
+        .arg(backup_dir);
+    if with_v3 {
+        cmd.arg("--with-v3");
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("run etcdctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Checks a backup as etcd's e2e test does: started with `--force-new-cluster`, it has the v2
+/// key, the v3 key only with v3, one member (not the source's), and takes writes.
+fn check_restored(backup_dir: &Path, with_v3: bool, source_member: &str) {
+    let restored = EtcdMember::start(backup_dir, &["--force-new-cluster"]);
+    let (code, out, err) = restored.ctl("2", &["get", "foo1"]);
+    assert_eq!((code, out.as_str()), (Some(0), "bar1\n"), "{err}");
+    let (code, out, err) = restored.ctl("3", &["get", "v3key"]);
+    let want = if with_v3 { "v3key\n123\n" } else { "" };
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), want),
+        "with_v3 {with_v3}: {err}"
+    );
+    let (code, out, err) = restored.ctl("2", &["set", "foo2", "bar2"]);
+    assert_eq!((code, out.as_str()), (Some(0), "bar2\n"), "{err}");
+    let (code, out, err) = restored.ctl("2", &["get", "foo2"]);
+    assert_eq!((code, out.as_str()), (Some(0), "bar2\n"), "{err}");
+    let (code, members, err) = restored.ctl("2", &["member", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(members.lines().count(), 1, "{members}");
+    assert!(
+        !members.starts_with(source_member),
+        "the copy runs under a new member ID: {members} (source {source_member})"
+    );
+}
+
+#[test]
+fn backup_of_an_etcd_data_dir_starts_as_a_new_cluster() {
+    if !Path::new(REF_ETCD).exists() {
+        eprintln!("note: {REF_ETCD} missing (Debian etcd-server); skipping");
+        return;
+    }
+    // etcd's default snapshot count (no .snap file yet), and a snapshot after every entry.
+    for snapshot_count in ["100000", "1"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("source");
+        let mut member = EtcdMember::start(&source, &["--snapshot-count", snapshot_count]);
+        // The v3 write first, so that a snapshot follows it (as etcd's test).
+        let (code, _, err) = member.ctl("3", &["put", "v3key", "123"]);
+        assert_eq!(code, Some(0), "{err}");
+        let (code, _, err) = member.ctl("2", &["set", "foo1", "bar1"]);
+        assert_eq!(code, Some(0), "{err}");
+        let (code, members, err) = member.ctl("2", &["member", "list"]);
+        assert_eq!(code, Some(0), "{err}");
+        let source_member = members.split(':').next().unwrap_or_default().to_string();
+
+        // Without v3, of the running member (its WAL is read as it stands).
+        let plain = dir.path().join("backup");
+        let (code, out, err) = backup(&source, &plain, false);
+        assert_eq!(code, Some(0), "{out}{err}");
+        if snapshot_count != "1" {
+            // The v3 put is still in the log, and dropped.
+            assert!(err.contains(" I | ignoring v3 raft entry\n"), "{err}");
+            assert!(
+                err.contains(" I | ignoring member attribute update on /0/members/"),
+                "{err}"
+            );
+        }
+        // With v3: etcd's backup needs the member stopped (it waits for the backend's lock).
+        member.stop();
+        let v3 = dir.path().join("backup-v3");
+        let (code, out, err) = backup(&source, &v3, true);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(!err.contains("ignoring v3 raft entry"), "{err}");
+        if snapshot_count == "1" {
+            // The newest .snap file came along.
+            let snaps = std::fs::read_dir(v3.join("member").join("snap"))
+                .expect("backup snap dir")
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+                })
+                .count();
+            assert_eq!(snaps, 1);
+        }
+
+        // A second backup into a used directory is refused, and changes nothing there.
+        let before = std::fs::read_dir(plain.join("member").join("snap"))
+            .expect("backup snap dir")
+            .count();
+        let (code, _, err) = backup(&source, &plain, false);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("to be empty"), "{err}");
+        let after = std::fs::read_dir(plain.join("member").join("snap"))
+            .expect("backup snap dir")
+            .count();
+        assert_eq!(before, after);
+
+        check_restored(&plain, false, &source_member);
+        check_restored(&v3, true, &source_member);
+    }
+}

@@ -1,5 +1,8 @@
-//! `etcdctl backup` (v2) on one of our data dirs: a copy of the member's backend and WAL under
-//! new member and cluster IDs, to be started with `--force-new-cluster` (as etcd's backup).
+//! `etcdctl backup` (v2): a copy of a data dir under new member and cluster IDs, to be started
+//! with `--force-new-cluster`. etcd 3.4's own data dirs (a bbolt backend) are backed up as
+//! etcd does it, in `backup_etcd.rs`; this module does ours.
+//!
+//! On one of our data dirs: a copy of the member's backend and WAL (as etcd's backup).
 //! Without `--with-v3` the copy keeps the v2 store and drops the v3 key space: the backend's
 //! keys are deleted and compacted away, and v3 entries of the log not yet in the backend are
 //! blanked so that they do not come back when the member replays its log.
@@ -25,7 +28,7 @@ pub enum BackupError {
     Msg(String),
 }
 
-fn err(s: impl Into<String>) -> BackupError {
+pub(crate) fn err(s: impl Into<String>) -> BackupError {
     BackupError::Msg(s.into())
 }
 
@@ -39,13 +42,58 @@ pub struct BackupOptions {
     pub with_v3: bool,
 }
 
-/// Whether `db` is etcd's bbolt backend (rather than ours).
+/// What the backup says on the way, as etcd's says it: Go `log` lines (etcdctl prints them as
+/// capnslog does, on stderr) and zap events (etcd's backup logs them with zap's example
+/// logger: JSON on stdout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Log(String),
+    Info {
+        msg: &'static str,
+        fields: Vec<(&'static str, String)>,
+    },
+    Warn {
+        msg: &'static str,
+        fields: Vec<(&'static str, String)>,
+    },
+}
+
+/// Where a backup reads and writes (etcd's defaults for the WAL dirs).
+#[derive(Debug, Clone)]
+pub(crate) struct Paths {
+    pub src_snap: PathBuf,
+    pub src_db: PathBuf,
+    pub src_wal: PathBuf,
+    pub dest_snap: PathBuf,
+    pub dest_wal: PathBuf,
+}
+
+impl Paths {
+    fn new(opts: &BackupOptions) -> Paths {
+        let src_snap = opts.data_dir.join("member").join("snap");
+        Paths {
+            src_db: src_snap.join("db"),
+            src_snap,
+            src_wal: opts
+                .wal_dir
+                .clone()
+                .unwrap_or_else(|| opts.data_dir.join("member").join("wal")),
+            dest_snap: opts.backup_dir.join("member").join("snap"),
+            dest_wal: opts
+                .backup_wal_dir
+                .clone()
+                .unwrap_or_else(|| opts.backup_dir.join("member").join("wal")),
+        }
+    }
+}
+
+/// Whether `db` is etcd's bbolt backend (rather than ours): bbolt's magic in the first meta
+/// page.
 pub fn is_bbolt(db: &Path) -> bool {
-    let Ok(bytes) = fs::read(db).map(|b| b.into_iter().take(20).collect::<Vec<u8>>()) else {
-        return false;
-    };
-    bytes.len() == 20
-        && u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]) == 0xED0C_DAED
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    let read = fs::File::open(db).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok() && u32::from_le_bytes([head[16], head[17], head[18], head[19]]) == 0xED0C_DAED
 }
 
 /// How many times a backend copy that does not open is taken again.
@@ -58,46 +106,57 @@ pub struct BackupSummary {
     pub cluster_id: u64,
     pub applied_index: u64,
     pub entries: usize,
+    /// v3 entries of our log blanked (ours; without `--with-v3`).
     pub blanked: usize,
+    /// Entries dropped from etcd's log (etcd's: ConfChanges, member attributes, v3 entries
+    /// without `--with-v3`).
+    pub removed: usize,
 }
 
+/// [`backup_with`], its notes dropped.
 pub fn backup(opts: &BackupOptions) -> Result<BackupSummary, BackupError> {
-    let src_snap = opts.data_dir.join("member").join("snap");
-    let src_db = src_snap.join("db");
-    let src_wal = opts
-        .wal_dir
-        .clone()
-        .unwrap_or_else(|| opts.data_dir.join("member").join("wal"));
-    let dest_snap = opts.backup_dir.join("member").join("snap");
-    let dest_wal = opts
-        .backup_wal_dir
-        .clone()
-        .unwrap_or_else(|| opts.backup_dir.join("member").join("wal"));
-    if !src_db.exists() {
+    backup_with(opts, &mut |_| {})
+}
+
+/// Backs up the data dir `opts` names, ours or etcd 3.4's; what etcd's backup would log goes
+/// to `note` as it happens.
+pub fn backup_with(
+    opts: &BackupOptions,
+    note: &mut dyn FnMut(Note),
+) -> Result<BackupSummary, BackupError> {
+    let paths = Paths::new(opts);
+    if !paths.src_db.exists() {
         return Err(err(format!(
             "{} does not exist: not a data dir",
-            src_db.display()
+            paths.src_db.display()
         )));
     }
-    if is_bbolt(&src_db) {
-        return Err(err(format!(
-            "{} is etcd's data dir: back it up with etcd's etcdctl, or start our etcd on it \
-             (it converts etcd's data dirs) and back that up",
-            opts.data_dir.display()
-        )));
+    if is_bbolt(&paths.src_db) {
+        return crate::backup_etcd::backup(&paths, opts.with_v3, note);
     }
-    if Wal::exists(&dest_wal) {
+    backup_ours(opts, &paths)
+}
+
+fn backup_ours(opts: &BackupOptions, paths: &Paths) -> Result<BackupSummary, BackupError> {
+    let Paths {
+        src_db,
+        src_wal,
+        dest_snap,
+        dest_wal,
+        ..
+    } = paths;
+    if Wal::exists(dest_wal) {
         return Err(err(format!("{} already holds a WAL", dest_wal.display())));
     }
-    fs::create_dir_all(&dest_snap).map_err(|e| {
+    fs::create_dir_all(dest_snap).map_err(|e| {
         err(format!(
             "failed creating backup snapshot dir {}: {e}",
             dest_snap.display()
         ))
     })?;
 
-    let recovered = read_wal_copy(&src_wal, &opts.backup_dir)?;
-    let applied = copy_backend(&src_db, &dest_snap.join("db"), opts.with_v3)?;
+    let recovered = read_wal_copy(src_wal, &opts.backup_dir)?;
+    let applied = copy_backend(src_db, &dest_snap.join("db"), opts.with_v3)?;
 
     let mut entries = recovered.entries;
     let mut blanked = 0;
@@ -113,7 +172,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupSummary, BackupError> {
         .map_err(|e| err(format!("cannot decode the WAL metadata: {e}")))?;
     metadata.member_id = new_id();
     metadata.cluster_id = new_id();
-    let mut wal = Wal::create(&dest_wal, &metadata.encode_to_vec(), WalOptions::default())
+    let mut wal = Wal::create(dest_wal, &metadata.encode_to_vec(), WalOptions::default())
         .map_err(|e| err(format!("cannot create {}: {e}", dest_wal.display())))?;
     if let Some(marker) = recovered.snapshot {
         wal.save_snapshot(marker)
@@ -127,6 +186,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupSummary, BackupError> {
         applied_index: applied,
         entries: entries.len(),
         blanked,
+        removed: 0,
     })
 }
 

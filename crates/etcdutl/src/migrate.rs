@@ -1,5 +1,6 @@
 //! `etcdctl migrate`: the v2 keys of an etcd 3.4 data dir (rebuilt from its snap file and
-//! WAL) copied into the v3 store, each key at its v2 modified index as revision.
+//! WAL, read as etcd reads them: `snap.rs`, `wal_read.rs`) copied into the v3 store, each key
+//! at its v2 modified index as revision.
 //!
 //! The v2 store here is the part of etcd's that decides indexes: every successful write
 //! (set, create, update, compare-and-swap, delete; member additions; member attributes; the
@@ -8,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::pb::Enc;
+use crate::pb::{self, Enc};
+use crate::{snap, wal_read};
 use etcd_bbolt::{Bucket, Db};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,69 +95,6 @@ fn bytes<'a>(f: &[(u64, Val<'a>)], n: u64) -> Option<&'a [u8]> {
 
 fn string(f: &[(u64, Val<'_>)], n: u64) -> String {
     String::from_utf8_lossy(bytes(f, n).unwrap_or(b"")).into_owned()
-}
-
-struct Entry {
-    entry_type: u64,
-    index: u64,
-    data: Vec<u8>,
-}
-
-/// Every entry of the WAL after `snap_index`, later entries replacing earlier ones at the
-/// same index (a new leader's log).
-fn read_wal(dir: &Path, snap_index: u64) -> Result<Vec<Entry>, MigrateError> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| msg(format!("open {}: {e}", dir.display())))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".wal"))
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        return Err(msg("wal: file not found"));
-    }
-    let mut ents: Vec<Entry> = Vec::new();
-    for name in names {
-        let data = std::fs::read(dir.join(&name))?;
-        let mut pos = 0;
-        while pos + 8 <= data.len() {
-            let len_field = u64::from_le_bytes(data[pos..pos + 8].try_into().unwrap_or([0; 8]));
-            if len_field == 0 {
-                break;
-            }
-            let rec_len = (len_field & 0x00ff_ffff_ffff_ffff) as usize;
-            let pad = if len_field >> 63 == 1 {
-                ((len_field >> 56) & 0x7) as usize
-            } else {
-                0
-            };
-            let start = pos + 8;
-            let Some(rec) = data.get(start..start + rec_len) else {
-                break;
-            };
-            pos = start + rec_len + pad;
-            let Some(f) = fields(rec) else { break };
-            if int(&f, 1) != 2 {
-                continue;
-            }
-            let Some(e) = bytes(&f, 3).and_then(fields) else {
-                continue;
-            };
-            let entry = Entry {
-                entry_type: int(&e, 1),
-                index: int(&e, 3),
-                data: bytes(&e, 4).unwrap_or(b"").to_vec(),
-            };
-            if entry.index <= snap_index {
-                continue;
-            }
-            while ents.last().is_some_and(|l| l.index >= entry.index) {
-                ents.pop();
-            }
-            ents.push(entry);
-        }
-    }
-    Ok(ents)
 }
 
 #[derive(Clone, Debug)]
@@ -373,29 +312,18 @@ impl Store {
     }
 }
 
-/// Loads the newest `*.snap` file's v2 store (etcd's JSON), if any: (index, store).
-fn load_snapshot(snap_dir: &Path) -> Result<Option<(u64, Store)>, MigrateError> {
-    let Ok(rd) = std::fs::read_dir(snap_dir) else {
-        return Ok(None);
+/// The newest `*.snap` file that reads back (etcd's `Snapshotter.Load`), if any: its index,
+/// term and v2 store.
+fn load_snapshot(snap_dir: &Path) -> Result<Option<(u64, u64, Store)>, MigrateError> {
+    let snapshot = match snap::load_newest(snap_dir) {
+        Ok((snapshot, _skipped)) => snapshot,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(msg(format!("open {}: {e}", snap_dir.display()))),
     };
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".snap"))
-        .collect();
-    names.sort();
-    let Some(name) = names.last() else {
-        return Ok(None);
-    };
-    let data = std::fs::read(snap_dir.join(name))?;
-    let outer = fields(&data).ok_or_else(|| msg("snap: corrupted snapshot file"))?;
-    let snap = bytes(&outer, 2)
-        .and_then(fields)
-        .ok_or_else(|| msg("snap: corrupted snapshot file"))?;
-    let store_json = String::from_utf8_lossy(bytes(&snap, 1).unwrap_or(b"")).into_owned();
-    let meta = bytes(&snap, 2).and_then(fields).unwrap_or_default();
-    let index = int(&meta, 2);
-    Ok(Some((index, parse_store_json(&store_json))))
+    Ok(snapshot.map(|s| {
+        let store_json = String::from_utf8_lossy(s.v2_store()).into_owned();
+        (s.index, s.term, parse_store_json(&store_json))
+    }))
 }
 
 /// Pulls every node (Path, CreatedIndex, ModifiedIndex, Value, Children) out of a v2 store
@@ -526,9 +454,10 @@ pub fn migrate(
     let wal_dir = wal_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| member.join("wal"));
-    let (snap_index, mut store) = match load_snapshot(&member.join("snap"))? {
-        Some((i, s)) => (i, s),
+    let (snap_index, snap_term, mut store) = match load_snapshot(&member.join("snap"))? {
+        Some(loaded) => loaded,
         None => (
+            0,
             0,
             Store {
                 nodes: BTreeMap::new(),
@@ -536,11 +465,17 @@ pub fn migrate(
             },
         ),
     };
+    let read =
+        wal_read::read_all(&wal_dir, snap_index, snap_term).map_err(|e| msg(e.to_string()))?;
+    if !read.snapshot_found {
+        return Err(msg("wal: snapshot not found"));
+    }
     let mut index = snap_index;
-    for e in read_wal(&wal_dir, snap_index)? {
-        if e.entry_type == 1 {
-            store.apply_conf(&e.data);
-        } else if let Some(f) = fields(&e.data) {
+    for e in read.entries {
+        let data = e.data.unwrap_or_default();
+        if e.entry_type == pb::ENTRY_CONF_CHANGE {
+            store.apply_conf(&data);
+        } else if let Some(f) = fields(&data) {
             let method = string(&f, 2);
             if matches!(method.as_str(), "POST" | "PUT" | "DELETE" | "QGET" | "SYNC")
                 && bytes(&f, 3).is_some_and(|p| p.starts_with(b"/"))
@@ -692,7 +627,7 @@ mod robustness {
                 mutated[i] = next() as u8;
             }
             std::fs::write(&wal_file, &mutated).expect("write");
-            let _ = read_wal(&wal_dir, 0);
+            let _ = wal_read::read_all(&wal_dir, 0, 0);
             let db = etcd_bbolt::write(&[(b"key".to_vec(), Bucket::new())], 4096);
             let mut db = db;
             for _ in 0..(1 + round % 8) {

@@ -1,38 +1,46 @@
-//! `backup`: a copy of one of our data dirs under new member and cluster IDs, for
-//! `--force-new-cluster` (etcdutl's `backup` does the work). Errors end the command as
-//! etcd's `log.Fatal` does: a timestamped line on stderr and exit 1.
+//! `backup`: a copy of a data dir (ours, or etcd 3.4's own) under new member and cluster IDs,
+//! for `--force-new-cluster` (etcdutl's `backup` does the work). What it logs comes out as
+//! etcd's etcdctl prints it: Go `log` lines through capnslog on stderr, zap's example logger's
+//! JSON on stdout. Errors end the command as etcd's `log.Fatal` does: a log line, exit 1.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use super::{Ctx, Exit, R};
+use etcdutl::backup::Note;
 
-fn go_log_line(msg: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = now.div_euclid(86_400);
-    let secs = now.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
-    eprintln!(
-        "{y:04}/{m:02}/{d:02} {:02}:{:02}:{:02} {msg}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
+use super::{Ctx, Exit, R};
+use crate::global::log_time;
+
+/// A Go `log` line as capnslog's default formatter prints it (Go's `log` package is
+/// redirected to capnslog in etcd's etcdctl).
+fn log_line(msg: &str) {
+    eprintln!("{} I | {msg}", log_time());
 }
 
-/// Days since 1970-01-01 to a calendar date.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+/// A zap event as `zap.NewExample()` writes it: level, message, fields; no time, no caller.
+fn zap_line(level: &str, msg: &str, fields: &[(&str, String)]) {
+    let mut line = format!(
+        "{{\"level\":\"{level}\",\"msg\":{}",
+        crate::json::string(msg)
+    );
+    for (k, v) in fields {
+        line.push_str(&format!(
+            ",{}:{}",
+            crate::json::string(k),
+            crate::json::string(v)
+        ));
+    }
+    line.push('}');
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+fn print(note: Note) {
+    match note {
+        Note::Log(msg) => log_line(&msg),
+        Note::Info { msg, fields } => zap_line("info", msg, &fields),
+        Note::Warn { msg, fields } => zap_line("warn", msg, &fields),
+    }
 }
 
 pub fn run(ctx: &Ctx) -> R {
@@ -47,10 +55,10 @@ pub fn run(ctx: &Ctx) -> R {
         backup_wal_dir: dir("backup-wal-dir"),
         with_v3: ctx.bool("with-v3"),
     };
-    match etcdutl::backup::backup(&opts) {
+    match etcdutl::backup::backup_with(&opts, &mut print) {
         Ok(summary) => {
             if summary.blanked > 0 {
-                go_log_line(&format!(
+                log_line(&format!(
                     "ignoring {} v3 raft entries (use --with-v3 to keep the v3 data)",
                     summary.blanked
                 ));
@@ -58,7 +66,7 @@ pub fn run(ctx: &Ctx) -> R {
             Ok(())
         }
         Err(e) => {
-            go_log_line(&e.to_string());
+            log_line(&e.to_string());
             Err(Exit(1))
         }
     }

@@ -57,3 +57,15 @@ pub mod etcdfiles {
 pub mod internalpb {
     tonic::include_proto!("internalpb");
 }
+
+/// Names of our records in the backend's metadata (`ext`) table that more than one crate
+/// reads: the server writes them, the offline tools (`etcdutl`) read them.
+pub mod records {
+    /// A v2 store node (`internalpb::V2Node`) is kept under this prefix and its path
+    /// (`v2/node/1/foo`).
+    pub const V2_NODE_PREFIX: &str = "v2/node";
+    /// The v2 store index, 8 bytes big-endian.
+    pub const V2_INDEX: &str = "v2/index";
+    /// A v2 history event (JSON) under this prefix and its index in 20 digits.
+    pub const V2_EVENT_PREFIX: &str = "v2/event/";
+}

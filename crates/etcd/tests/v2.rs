@@ -553,3 +553,70 @@ async fn a_backup_of_a_running_member_restarts_as_a_new_cluster() {
     assert!(again.is_err());
     member.kill();
 }
+
+/// etcdctl's `migrate` (etcdutl's) on one of our data dirs: the v2 keys become v3 keys at
+/// their v2 modified index as revision, and revisions go on from there, as etcd's.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_copies_the_v2_keys_of_our_data_dir_into_v3() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("m");
+    let mut member = common::EtcdProcess::start(&data, &["--enable-v2"]).await;
+    let url = member.client_url.clone();
+    let mut indexes = Vec::new();
+    for i in 0..3 {
+        let put = v2_put(&url, &format!("foo_{i}"), &[&format!("value=bar_{i}")]);
+        assert_eq!(put.status, 201, "{put:?}");
+        indexes.push(put.header("x-etcd-index").expect("index").to_string());
+    }
+    assert_eq!(v2_put(&url, "dir/leaf", &["value=deep"]).status, 201);
+    assert_eq!(
+        v2_put(&url, "short", &["value=lived", "ttl=600"]).status,
+        201
+    );
+    // A clean stop: the backend holds every applied write.
+    let pid = member.child.as_ref().expect("running").id();
+    let stopped = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    if let Some(mut child) = member.child.take() {
+        child.wait().expect("wait");
+    }
+
+    let migrated = etcdutl::migrate::migrate(&data, None, true)
+        .expect("migrate")
+        .expect("v2 keys");
+    assert_eq!(
+        migrated.keys, 4,
+        "three keys and the leaf; the TTL key left out (--no-ttl)"
+    );
+
+    member.spawn();
+    member.wait_ready().await;
+    let mut client = member.client().await;
+    for (i, index) in indexes.iter().enumerate() {
+        let got = client.get(format!("/foo_{i}")).await.expect("get");
+        assert_eq!(got.kvs.len(), 1, "/foo_{i}");
+        assert_eq!(got.kvs[0].value, format!("bar_{i}").into_bytes());
+        assert_eq!(got.kvs[0].mod_revision.to_string(), *index);
+    }
+    assert_eq!(client.get("/dir/leaf").await.expect("get").kvs.len(), 1);
+    assert!(client.get("/short").await.expect("get").kvs.is_empty());
+    let put = client.put("test", "value").await.expect("put");
+    let highest: i64 = v2_get(&url, "dir/leaf")
+        .body
+        .split("\"modifiedIndex\":")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the leaf's index");
+    let revision = put.header.expect("header").revision;
+    assert_eq!(
+        revision,
+        highest + 1,
+        "revisions continue after the migrated keys"
+    );
+    // The v2 keys are still there for v2 clients.
+    assert_eq!(v2_get(&url, "foo_0").status, 200);
+}

@@ -7,6 +7,7 @@ pub mod backup;
 mod backup_etcd;
 pub mod defrag;
 pub mod migrate;
+mod migrate_ours;
 pub mod pb;
 pub mod snap;
 pub mod snapshot;

@@ -451,6 +451,11 @@ pub fn migrate(
     no_ttl: bool,
 ) -> Result<Option<Migrated>, MigrateError> {
     let member = data_dir.join("member");
+    let our_db = member.join("snap").join("db");
+    if our_db.exists() && !crate::backup::is_bbolt(&our_db) {
+        // Our data dir: the v2 store is in the backend already.
+        return crate::migrate_ours::migrate(&our_db, no_ttl);
+    }
     let wal_dir = wal_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| member.join("wal"));

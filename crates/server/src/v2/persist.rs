@@ -9,9 +9,9 @@ use prost::Message;
 use super::event::{Event, HISTORY_CAPACITY};
 use super::store::{Kind, Node, Store};
 
-const INDEX_KEY: &str = "v2/index";
-const NODE_PREFIX: &str = "v2/node";
-const EVENT_PREFIX: &str = "v2/event/";
+use etcd_api::records::{
+    V2_EVENT_PREFIX as EVENT_PREFIX, V2_INDEX as INDEX_KEY, V2_NODE_PREFIX as NODE_PREFIX,
+};
 
 fn event_key(index: u64) -> String {
     format!("{EVENT_PREFIX}{index:020}")

@@ -620,3 +620,30 @@ async fn migrate_copies_the_v2_keys_of_our_data_dir_into_v3() {
     // The v2 keys are still there for v2 clients.
     assert_eq!(v2_get(&url, "foo_0").status, 200);
 }
+
+/// Bad input to the v2 API: a value over the request limit is refused with a v2 error and
+/// changes nothing; the member keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_v2_value_is_refused_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let member = common::EtcdProcess::start(&dir.path().join("m"), &["--enable-v2"]).await;
+    let url = member.client_url.clone();
+    assert_eq!(v2_put(&url, "keep", &["value=kept"]).status, 201);
+    let body = dir.path().join("big");
+    let mut form = b"value=".to_vec();
+    form.extend(std::iter::repeat_n(b'x', 2 << 20));
+    std::fs::write(&body, form).expect("write body");
+    let refused = curl(
+        &format!("{url}/v2/keys/keep"),
+        &["-XPUT", "--data-binary", &format!("@{}", body.display())],
+    );
+    assert_eq!(refused.status, 500, "{refused:?}");
+    assert_eq!(
+        refused.body,
+        "{\"errorCode\":300,\"message\":\"Raft Internal Error\",\
+         \"cause\":\"etcdserver: request is too large\",\"index\":0}\n"
+    );
+    let kept = v2_get(&url, "keep");
+    assert!(kept.body.contains("\"value\":\"kept\""), "{kept:?}");
+    assert_eq!(v2_put(&url, "after", &["value=ok"]).status, 201);
+}

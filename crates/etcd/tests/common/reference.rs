@@ -104,7 +104,14 @@ pub fn curl(url: &str, args: &[&str]) -> Answer {
     parse(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn parse(raw: &str) -> Answer {
+fn parse(mut raw: &str) -> Answer {
+    // curl shows the interim `100 Continue` of a large body first.
+    while raw.starts_with("HTTP/1.1 100") {
+        match raw.split_once("\r\n\r\n") {
+            Some((_, rest)) => raw = rest,
+            None => break,
+        }
+    }
     let mut answer = Answer::default();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
     let mut lines = head.lines();

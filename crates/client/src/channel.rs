@@ -156,8 +156,30 @@ pub async fn connect_channel<S: AsRef<str>>(
     Err(last_error.unwrap_or(ClientError::NoEndpoints))
 }
 
-async fn connect_one(parsed: &ParsedEndpoint, options: &ConnectOptions) -> Result<Channel, String> {
-    // The URI only names the authority for HTTP/2; the connector decides where to dial.
+/// A channel to `endpoint` that dials on first use (and again after a failure), so a caller
+/// can start before the endpoint is up: etcd's grpc-proxy does.
+pub fn lazy_channel(endpoint: &str, options: &ConnectOptions) -> Result<Channel, ClientError> {
+    let parsed = parse_endpoint(endpoint)?;
+    let (builder, connector) =
+        channel_parts(&parsed, options).map_err(|reason| ClientError::Connect {
+            endpoint: endpoint.to_string(),
+            reason,
+        })?;
+    Ok(builder.connect_with_connector_lazy(connector))
+}
+
+/// A dial in progress.
+type Dialing =
+    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<TokioIo<Box<dyn Io>>>> + Send>>;
+/// What opens a channel's connection, whatever URI tonic asks for.
+type DialFn = Box<dyn Fn(Uri) -> Dialing + Send + Sync>;
+type Connector = tower::util::ServiceFn<DialFn>;
+
+/// The endpoint settings and the dialer of a channel to `parsed`.
+fn channel_parts(
+    parsed: &ParsedEndpoint,
+    options: &ConnectOptions,
+) -> Result<(Endpoint, Connector), String> {
     let authority = match &parsed.target {
         Target::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
         Target::Tcp { host, port } => format!("{host}:{port}"),
@@ -182,7 +204,13 @@ async fn connect_one(parsed: &ParsedEndpoint, options: &ConnectOptions) -> Resul
     }
     let parsed = parsed.clone();
     let tls = options.tls.clone();
-    let connector = service_fn(move |_: Uri| dial(parsed.clone(), tls.clone()));
+    let dial_fn: DialFn = Box::new(move |_: Uri| Box::pin(dial(parsed.clone(), tls.clone())));
+    Ok((builder, service_fn(dial_fn)))
+}
+
+async fn connect_one(parsed: &ParsedEndpoint, options: &ConnectOptions) -> Result<Channel, String> {
+    // The URI only names the authority for HTTP/2; the connector decides where to dial.
+    let (builder, connector) = channel_parts(parsed, options)?;
     tokio::time::timeout(
         options.dial_timeout,
         builder.connect_with_connector(connector),

@@ -16,7 +16,7 @@ mod channel;
 use std::time::Duration;
 
 pub use auth::{Credentials, TokenInterceptor, TokenSlot, needs_new_token};
-pub use channel::{ConnectOptions, connect_channel};
+pub use channel::{ConnectOptions, connect_channel, lazy_channel};
 use etcd_api::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
     auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,

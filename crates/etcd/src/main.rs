@@ -3,6 +3,7 @@
 
 mod config;
 mod gateway;
+mod grpc_proxy;
 mod logging;
 
 // jemalloc rather than glibc's malloc: the request path allocates many small, short-lived
@@ -44,6 +45,9 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Action::Subcommand { name, args } if name == "gateway" => return gateway::main(args),
+        Action::Subcommand { name, args } if name == "grpc-proxy" => {
+            return grpc_proxy::main(args);
+        }
         Action::Subcommand { name, .. } => {
             eprintln!("etcd {name}: this subcommand is not supported yet");
             return ExitCode::FAILURE;

@@ -27,10 +27,16 @@ pub struct EtcdProcess {
 impl EtcdProcess {
     /// Starts a single member in `data_dir` and waits until it answers.
     pub async fn start(data_dir: &Path, extra_args: &[&str]) -> EtcdProcess {
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        EtcdProcess::start_at(data_dir, &client_url, extra_args).await
+    }
+
+    /// The same, serving clients on `client_url`.
+    pub async fn start_at(data_dir: &Path, client_url: &str, extra_args: &[&str]) -> EtcdProcess {
         let mut p = EtcdProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
-            client_url: format!("http://127.0.0.1:{}", free_port()),
+            client_url: client_url.to_string(),
             peer_url: format!("http://127.0.0.1:{}", free_port()),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             log_path: data_dir.with_extension("log"),

@@ -38,69 +38,48 @@ struct Options {
 /// Flags may come before or after `start`, as cobra takes them: returns the words that are
 /// not flags (the subcommand) and the options.
 fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
-    let mut words = Vec::new();
     let mut opts = Options {
         endpoints: vec!["127.0.0.1:2379".to_string()],
         listen_addr: "127.0.0.1:23790".to_string(),
         retry_delay: Duration::from_secs(60),
     };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            words.push(arg.clone());
-            continue;
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (body, None),
-        };
-        if name == "insecure-discovery" {
-            continue;
-        }
-        let mut value = || -> Result<String, String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
-            }
-            let v = args
-                .get(i)
-                .cloned()
-                .ok_or_else(|| format!("flag needs an argument: --{name}"))?;
-            i += 1;
-            Ok(v)
-        };
-        match name {
-            "endpoints" => {
-                opts.endpoints = value()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(strip_scheme)
-                    .collect();
-            }
-            "listen-addr" => opts.listen_addr = value()?,
-            "retry-delay" => {
-                let v = value()?;
-                opts.retry_delay = parse_go_duration(&v).map_err(|e| {
-                    format!(
-                        "invalid argument \"{v}\" for \"--retry-delay\" flag: {}",
-                        e.message()
-                    )
-                })?;
-            }
-            "discovery-srv" | "discovery-srv-name" | "trusted-ca-file" => {
-                let v = value()?;
-                if name == "discovery-srv" && !v.is_empty() {
+    let words = crate::subcommand_flags::parse(
+        args,
+        |name| name == "insecure-discovery",
+        |name, value| {
+            let value = || value.clone().unwrap_or_default();
+            match name {
+                "insecure-discovery" => {}
+                "endpoints" => {
+                    opts.endpoints = value()
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(strip_scheme)
+                        .collect();
+                }
+                "listen-addr" => opts.listen_addr = value(),
+                "retry-delay" => {
+                    let v = value();
+                    opts.retry_delay = parse_go_duration(&v).map_err(|e| {
+                        format!(
+                            "invalid argument \"{v}\" for \"--retry-delay\" flag: {}",
+                            e.message()
+                        )
+                    })?;
+                }
+                "discovery-srv" if !value().is_empty() => {
                     return Err(
                         "--discovery-srv is not supported by this gateway yet; list the members \
                          with --endpoints"
                             .to_string(),
                     );
                 }
+                "discovery-srv" | "discovery-srv-name" | "trusted-ca-file" => {}
+                _ => return Err(format!("unknown flag: --{name}")),
             }
-            _ => return Err(format!("unknown flag: --{name}")),
-        }
-    }
+            Ok(())
+        },
+    )?;
     if opts.endpoints.is_empty() {
         return Err("no endpoints found".to_string());
     }

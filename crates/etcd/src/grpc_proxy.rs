@@ -70,72 +70,43 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
-    let mut words = Vec::new();
     let mut opts = Options {
         endpoints: vec!["127.0.0.1:2379".into()],
         listen_addr: "127.0.0.1:23790".into(),
         ..Options::default()
     };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            words.push(arg.clone());
-            continue;
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (body, None),
-        };
-        if name == "h" || name == "help" {
-            words.push("--help".into());
-            continue;
-        }
-        if BOOL_FLAGS.contains(&name) {
-            if name == "insecure-skip-tls-verify" {
-                opts.insecure_skip_verify = inline.as_deref() != Some("false");
-            }
-            continue;
-        }
-        let mut value = || -> Result<String, String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
-            }
-            let v = args
-                .get(i)
-                .cloned()
-                .ok_or_else(|| format!("flag needs an argument: --{name}"))?;
-            i += 1;
-            Ok(v)
+    let mut help = false;
+    let is_bool = |name: &str| BOOL_FLAGS.contains(&name) || name == "h" || name == "help";
+    let mut words = crate::subcommand_flags::parse(args, is_bool, |name, value| {
+        let list = |v: Option<String>| -> Vec<String> {
+            v.unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
         };
         match name {
-            "endpoints" => {
-                opts.endpoints = value()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
+            "h" | "help" => help = true,
+            "insecure-skip-tls-verify" => {
+                opts.insecure_skip_verify = value.as_deref() != Some("false")
             }
-            "listen-addr" => opts.listen_addr = value()?,
-            "cert" => opts.cert = value()?,
-            "key" => opts.key = value()?,
-            "cacert" => opts.cacert = value()?,
-            "cert-file" => opts.cert_file = value()?,
-            "key-file" => opts.key_file = value()?,
-            "trusted-ca-file" => opts.trusted_ca_file = value()?,
-            "listen-cipher-suites" => {
-                opts.cipher_suites = value()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            other if ACCEPTED_FLAGS.contains(&other) => {
-                value()?;
-            }
+            other if BOOL_FLAGS.contains(&other) => {}
+            "endpoints" => opts.endpoints = list(value),
+            "listen-addr" => opts.listen_addr = value.unwrap_or_default(),
+            "cert" => opts.cert = value.unwrap_or_default(),
+            "key" => opts.key = value.unwrap_or_default(),
+            "cacert" => opts.cacert = value.unwrap_or_default(),
+            "cert-file" => opts.cert_file = value.unwrap_or_default(),
+            "key-file" => opts.key_file = value.unwrap_or_default(),
+            "trusted-ca-file" => opts.trusted_ca_file = value.unwrap_or_default(),
+            "listen-cipher-suites" => opts.cipher_suites = list(value),
+            other if ACCEPTED_FLAGS.contains(&other) => {}
             other => return Err(format!("unknown flag: --{other}")),
         }
+        Ok(())
+    })?;
+    if help {
+        words.push("--help".into());
     }
     Ok((words, opts))
 }

@@ -5,6 +5,7 @@ mod config;
 mod gateway;
 mod grpc_proxy;
 mod logging;
+mod subcommand_flags;
 
 // jemalloc rather than glibc's malloc: the request path allocates many small, short-lived
 // buffers across threads, and glibc spent ~16% of a member's CPU in malloc/free under a write

@@ -582,26 +582,40 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request) -> Option<T> {
         .ok()
 }
 
-async fn roles(State(server): State<Arc<EtcdServer>>, req: Request) -> Response {
-    let Some(name) = resource_name(req.uri().path(), "roles") else {
-        return invalid_path();
+/// etcd's checks before a user or role request, in its order: the path (`Some(name)` for one
+/// resource, `None` for the collection), the method, root access. `Err` is the refusal.
+async fn admit(
+    server: &Arc<EtcdServer>,
+    path: &str,
+    method: &Method,
+    asker: Asker,
+    kind: &str,
+) -> Result<Option<String>, Box<Response>> {
+    let Some(name) = resource_name(path, kind) else {
+        return Err(Box::new(invalid_path()));
     };
-    let allowed = if name.is_some() {
-        "GET,PUT,DELETE"
-    } else {
-        "GET"
-    };
-    let ok_method = match name {
-        None => *req.method() == Method::GET,
-        Some(_) => matches!(*req.method(), Method::GET | Method::PUT | Method::DELETE),
+    let (ok_method, allowed) = match name {
+        None => (*method == Method::GET, "GET"),
+        Some(_) => (
+            matches!(*method, Method::GET | Method::PUT | Method::DELETE),
+            "GET,PUT,DELETE",
+        ),
     };
     if !ok_method {
-        return method_not_allowed(allowed);
+        return Err(Box::new(method_not_allowed(allowed)));
     }
-    let asker = Asker::of(&req);
-    if !root_access(&server, &asker).await {
-        return no_auth();
+    if !root_access(server, &asker).await {
+        return Err(Box::new(no_auth()));
     }
+    Ok(name)
+}
+
+async fn roles(State(server): State<Arc<EtcdServer>>, req: Request) -> Response {
+    let (path, method) = (req.uri().path().to_string(), req.method().clone());
+    let name = match admit(&server, &path, &method, Asker::of(&req), "roles").await {
+        Ok(name) => name,
+        Err(refusal) => return *refusal,
+    };
     let store = AuthStore { server: &server };
     let response = match name {
         None => match list_roles(&store).await {
@@ -687,25 +701,11 @@ struct UserWithRoles {
 }
 
 async fn users(State(server): State<Arc<EtcdServer>>, req: Request) -> Response {
-    let Some(name) = resource_name(req.uri().path(), "users") else {
-        return invalid_path();
+    let (path, method) = (req.uri().path().to_string(), req.method().clone());
+    let name = match admit(&server, &path, &method, Asker::of(&req), "users").await {
+        Ok(name) => name,
+        Err(refusal) => return *refusal,
     };
-    let allowed = if name.is_some() {
-        "GET,PUT,DELETE"
-    } else {
-        "GET"
-    };
-    let ok_method = match name {
-        None => *req.method() == Method::GET,
-        Some(_) => matches!(*req.method(), Method::GET | Method::PUT | Method::DELETE),
-    };
-    if !ok_method {
-        return method_not_allowed(allowed);
-    }
-    let asker = Asker::of(&req);
-    if !root_access(&server, &asker).await {
-        return no_auth();
-    }
     let store = AuthStore { server: &server };
     let response = match name {
         None => match list_users(&store).await {

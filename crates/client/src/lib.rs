@@ -12,6 +12,7 @@
 
 mod auth;
 mod channel;
+pub mod srv;
 
 use std::time::Duration;
 

@@ -136,6 +136,10 @@ fn package(target: &str) -> &'static str {
         "wal"
     } else if module("etcd_transport") {
         "transport"
+    } else if module("etcd::discovery::v2") || module("etcd::discovery::keys_client") {
+        "discovery"
+    } else if module("etcd::discovery::srv") {
+        "embed"
     } else {
         "etcdmain"
     }
@@ -289,5 +293,7 @@ mod tests {
         assert_eq!(package("etcd_server::peer"), "rafthttp");
         assert_eq!(package("etcd_server::serve"), "embed");
         assert_eq!(package("etcd"), "etcdmain");
+        assert_eq!(package("etcd::discovery"), "etcdmain");
+        assert_eq!(package("etcd::discovery::v2"), "discovery");
     }
 }

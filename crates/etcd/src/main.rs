@@ -2,6 +2,7 @@
 //! logging, then hand a `ServerConfig` to the server library and serve until stopped.
 
 mod config;
+mod discovery;
 mod gateway;
 mod grpc_proxy;
 mod logging;
@@ -64,28 +65,6 @@ fn main() -> ExitCode {
     for warning in &parsed.warnings {
         tracing::warn!("{warning}");
     }
-    // etcd's start-up checks of the cluster flags, for a member without a WAL yet (with one,
-    // the data dir decides and these flags are ignored).
-    let wal_dir = cfg
-        .wal_dir
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("member").join("wal"));
-    let has_wal = std::fs::read_dir(&wal_dir)
-        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))))
-        .unwrap_or(false);
-    if !has_wal {
-        let checked = if cfg.initial_cluster_state == config::ClusterState::New {
-            cfg.verify_bootstrap(&|a, b| a == b)
-        } else {
-            cfg.verify_join_existing()
-        };
-        if let Err(e) = checked {
-            tracing::error!(error = %e, "invalid cluster configuration");
-            eprintln!("etcd: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let server_cfg = server_config(&cfg);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     // A task woken by the running task normally runs next, in the "LIFO slot". Here that task
@@ -103,7 +82,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(server_cfg))
+    runtime.block_on(async move {
+        // A member without a WAL settles its initial cluster first (static, discovery or DNS
+        // SRV) and checks it as etcd does; one with a WAL starts from its data dir.
+        let wal_dir = cfg
+            .wal_dir
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("member").join("wal"));
+        let mut cfg = cfg;
+        if let Err(failure) = discovery::settle_initial_cluster(&mut cfg, &wal_dir).await {
+            failure.report(&cfg);
+            eprintln!("etcd: {}", failure.summary());
+            return ExitCode::FAILURE;
+        }
+        serve(server_config(&cfg)).await
+    })
 }
 
 async fn serve(cfg: ServerConfig) -> ExitCode {

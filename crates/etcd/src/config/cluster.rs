@@ -128,6 +128,23 @@ impl Config {
         Ok(())
     }
 
+    /// Replaces the initial cluster with one found by discovery (`name=url,...`).
+    pub fn set_discovered_cluster(&mut self, cluster: &str) -> Result<(), ConfigError> {
+        self.initial_cluster = parse_initial_cluster(cluster)?;
+        Ok(())
+    }
+
+    /// etcd discovery starts from this member alone (`name=advertised peer URLs`): that is
+    /// what it registers, and what the bootstrap checks see before the cluster is known.
+    pub fn start_from_own_entry(&mut self) {
+        self.initial_cluster = derive_initial_cluster(self);
+    }
+
+    /// Whether a peer URL appears twice in the initial cluster.
+    pub fn has_duplicate_peer_urls(&self) -> bool {
+        self.check_duplicate_urls().is_err()
+    }
+
     /// etcd's `VerifyJoinExisting`, for a member joining an existing cluster (no WAL yet).
     pub fn verify_join_existing(&self) -> Result<(), ConfigError> {
         self.check_local_member()?;

@@ -33,6 +33,10 @@ struct Options {
     endpoints: Vec<String>,
     listen_addr: String,
     retry_delay: Duration,
+    /// `--discovery-srv`: the endpoints come from `_etcd-client[-ssl]._tcp.<domain>`.
+    discovery_srv: String,
+    discovery_srv_name: String,
+    insecure_discovery: bool,
 }
 
 /// Flags may come before or after `start`, as cobra takes them: returns the words that are
@@ -42,6 +46,9 @@ fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
         endpoints: vec!["127.0.0.1:2379".to_string()],
         listen_addr: "127.0.0.1:23790".to_string(),
         retry_delay: Duration::from_secs(60),
+        discovery_srv: String::new(),
+        discovery_srv_name: String::new(),
+        insecure_discovery: false,
     };
     let words = crate::subcommand_flags::parse(
         args,
@@ -49,7 +56,9 @@ fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
         |name, value| {
             let value = || value.clone().unwrap_or_default();
             match name {
-                "insecure-discovery" => {}
+                "insecure-discovery" => {
+                    opts.insecure_discovery = !matches!(value().as_str(), "false" | "0" | "f");
+                }
                 "endpoints" => {
                     opts.endpoints = value()
                         .split(',')
@@ -67,14 +76,9 @@ fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
                         )
                     })?;
                 }
-                "discovery-srv" if !value().is_empty() => {
-                    return Err(
-                        "--discovery-srv is not supported by this gateway yet; list the members \
-                         with --endpoints"
-                            .to_string(),
-                    );
-                }
-                "discovery-srv" | "discovery-srv-name" | "trusted-ca-file" => {}
+                "discovery-srv" => opts.discovery_srv = value(),
+                "discovery-srv-name" => opts.discovery_srv_name = value(),
+                "trusted-ca-file" => {}
                 _ => return Err(format!("unknown flag: --{name}")),
             }
             Ok(())
@@ -84,6 +88,35 @@ fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
         return Err("no endpoints found".to_string());
     }
     Ok((words, opts))
+}
+
+/// etcd's `discoverEndpoints`: the client endpoints from the domain's SRV records; without
+/// `--insecure-discovery` only the https ones. An empty answer leaves `--endpoints` in use.
+fn discover_endpoints(opts: &Options) -> Result<Option<Vec<String>>, String> {
+    if opts.discovery_srv.is_empty() {
+        return Ok(None);
+    }
+    let found = etcd_client::srv::blocking::get_client(
+        "etcd-client",
+        &opts.discovery_srv,
+        &opts.discovery_srv_name,
+    )?;
+    eprintln!(
+        "discovered the cluster {found:?} from {}",
+        opts.discovery_srv
+    );
+    let usable: Vec<String> = found
+        .into_iter()
+        .filter(|ep| {
+            let keep = opts.insecure_discovery || !ep.starts_with("http://");
+            if !keep {
+                eprintln!("{ep} is insecure; pass --insecure-discovery to use it");
+            }
+            keep
+        })
+        .map(|ep| strip_scheme(&ep))
+        .collect();
+    Ok((!usable.is_empty()).then_some(usable))
 }
 
 /// etcd's `stripSchema`: `http://host:port` is `host:port`.
@@ -193,6 +226,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if words != ["start"] {
         eprint!("{USAGE}");
         return ExitCode::FAILURE;
+    }
+    let mut opts = opts;
+    match discover_endpoints(&opts) {
+        Ok(Some(found)) => opts.endpoints = found,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("etcd gateway: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     if let Err(e) = check_not_self(&opts.listen_addr, &opts.endpoints) {
         println!("{e}");

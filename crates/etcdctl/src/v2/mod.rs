@@ -504,46 +504,10 @@ fn discovery_domain(ctx: &Ctx) -> (String, bool, String) {
 }
 
 /// etcd's `srv.GetClient("etcd-client", ...)`: https endpoints from
-/// `_etcd-client-ssl._tcp.<domain>`, http ones from `_etcd-client._tcp.<domain>`.
+/// `_etcd-client-ssl._tcp.<domain>`, http ones from `_etcd-client._tcp.<domain>`; the targets
+/// keep their final dot, as Go's resolver returns them.
 fn discover(domain: &str, service_name: &str) -> Result<Vec<String>, String> {
-    let mut eps = Vec::new();
-    let mut errs = Vec::new();
-    for (scheme, service) in [("https", "etcd-client-ssl"), ("http", "etcd-client")] {
-        let service = if service_name.is_empty() {
-            service.to_string()
-        } else {
-            format!("{service}-{service_name}")
-        };
-        match crate::srv::lookup_srv(&format!("_{service}._tcp.{domain}")) {
-            Ok(recs) => {
-                for (target, port) in recs {
-                    // The target keeps its final dot, as Go's resolver returns it.
-                    let target = if target.ends_with('.') {
-                        target
-                    } else {
-                        format!("{target}.")
-                    };
-                    let host = if target.contains(':') {
-                        format!("[{target}]")
-                    } else {
-                        target
-                    };
-                    eps.push(format!("{scheme}://{host}:{port}"));
-                }
-            }
-            // Go's resolver names the server it asked.
-            Err(e) => errs.push(match e.strip_suffix(": no such host") {
-                Some(head) if !head.contains(" on ") => {
-                    format!("{head} on {}:53: no such host", client::nameserver())
-                }
-                _ => e,
-            }),
-        }
-    }
-    if errs.len() == 2 {
-        return Err(format!("dns lookup errors: {} and {}", errs[0], errs[1]));
-    }
-    Ok(eps)
+    etcd_client::srv::blocking::get_client("etcd-client", domain, service_name)
 }
 
 /// etcdctl's `getEndpoints`.

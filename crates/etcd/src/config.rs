@@ -137,6 +137,8 @@ pub struct Config {
     pub discovery_srv: Option<String>,
     /// `--discovery-srv-name`: suffix of the SRV name.
     pub discovery_srv_name: Option<String>,
+    /// etcd 3.6's v3 discovery (`--discovery-token`, `--discovery-endpoints`, ...).
+    pub v3_discovery: V3Discovery,
     /// `--strict-reconfig-check`. Default true.
     pub strict_reconfig_check: bool,
     /// `--pre-vote`. Default false.
@@ -237,6 +239,68 @@ pub struct Config {
 
 /// One member of `--initial-cluster`: a name and its peer URLs (a name may repeat in the flag to
 /// give several URLs; they are merged here).
+/// etcd 3.6's v3 discovery: a v3 etcd cluster (`--discovery-endpoints`) holds the token's
+/// registrations under `/_etcd/registry/<token>`. The client settings mirror etcdctl's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct V3Discovery {
+    /// `--discovery-token`.
+    pub token: Option<String>,
+    /// `--discovery-endpoints`: gRPC endpoints of the discovery cluster.
+    pub endpoints: Vec<String>,
+    /// `--discovery-dial-timeout`. Default 2s.
+    pub dial_timeout: Duration,
+    /// `--discovery-request-timeout`. Default 5s.
+    pub request_timeout: Duration,
+    /// `--discovery-keepalive-time`. Default 2s.
+    pub keepalive_time: Duration,
+    /// `--discovery-keepalive-timeout`. Default 6s.
+    pub keepalive_timeout: Duration,
+    /// `--discovery-insecure-transport`. Default true.
+    pub insecure_transport: bool,
+    /// `--discovery-insecure-skip-tls-verify`. Default false.
+    pub insecure_skip_tls_verify: bool,
+    /// `--discovery-cert`, `--discovery-key`, `--discovery-cacert`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub cacert: Option<PathBuf>,
+    /// `--discovery-user` (`name` or `name:password`) and `--discovery-password`.
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Default for V3Discovery {
+    fn default() -> V3Discovery {
+        V3Discovery {
+            token: None,
+            endpoints: Vec::new(),
+            dial_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            keepalive_time: Duration::from_secs(2),
+            keepalive_timeout: Duration::from_secs(6),
+            insecure_transport: true,
+            insecure_skip_tls_verify: false,
+            cert: None,
+            key: None,
+            cacert: None,
+            user: None,
+            password: None,
+        }
+    }
+}
+
+impl V3Discovery {
+    /// Whether any v3 discovery setting beyond the defaults is given.
+    pub fn is_set(&self) -> bool {
+        self.token.is_some()
+            || !self.endpoints.is_empty()
+            || self.cert.is_some()
+            || self.key.is_some()
+            || self.cacert.is_some()
+            || self.user.is_some()
+            || self.password.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterMember {
     pub name: String,
@@ -382,6 +446,7 @@ impl Default for Config {
             discovery_proxy: None,
             discovery_srv: None,
             discovery_srv_name: None,
+            v3_discovery: V3Discovery::default(),
             strict_reconfig_check: true,
             pre_vote: false,
             auto_compaction: AutoCompaction::Periodic(Duration::ZERO),
@@ -636,6 +701,7 @@ pub fn parse(
     }
     // etcd: discovery replaces the default initial cluster.
     let discovering = st.cfg.discovery.is_some()
+        || st.cfg.v3_discovery.is_set()
         || st.cfg.discovery_srv.is_some()
         || st.cfg.discovery_srv_name.is_some();
     if discovering && !is_set("initial-cluster") {

@@ -136,7 +136,10 @@ fn package(target: &str) -> &'static str {
         "wal"
     } else if module("etcd_transport") {
         "transport"
-    } else if module("etcd::discovery::v2") || module("etcd::discovery::keys_client") {
+    } else if module("etcd::discovery::v2")
+        || module("etcd::discovery::v3")
+        || module("etcd::discovery::keys_client")
+    {
         "discovery"
     } else if module("etcd::discovery::srv") {
         "embed"

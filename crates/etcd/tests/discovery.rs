@@ -1,6 +1,8 @@
 //! Bootstrap by etcd discovery (`--discovery`): three of our members form a cluster through a
 //! v2 discovery service (ours with `--enable-v2`, and etcd 3.4's), a fourth is refused as etcd
 //! refuses it, and each bad discovery setup ends with etcd's message, never a silent hang.
+//! The same for etcd 3.6's v3 discovery (`--discovery-token`, `--discovery-endpoints`) against
+//! any v3 server.
 
 mod common;
 
@@ -30,6 +32,39 @@ impl Drop for Member {
 }
 
 impl Member {
+    /// A member bootstrapping by v3 discovery: `--discovery-token` on `endpoints`.
+    fn spawn_v3(dir: &Path, name: &str, token: &str, endpoints: &str, extra: &[&str]) -> Member {
+        std::fs::create_dir_all(dir).expect("member dir");
+        let client = format!("http://127.0.0.1:{}", free_port());
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(OURS)
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.join(format!("{name}.etcd")))
+            .args([
+                "--discovery-token",
+                token,
+                "--discovery-endpoints",
+                endpoints,
+            ])
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn etcd");
+        Member {
+            child,
+            name: name.to_string(),
+            client,
+            peer,
+            log,
+        }
+    }
+
     fn spawn(dir: &Path, name: &str, durl: &str, extra: &[&str]) -> Member {
         let peer = format!("http://127.0.0.1:{}", free_port());
         Member::spawn_as(dir, name, durl, &peer, &peer, extra)
@@ -315,5 +350,121 @@ fn bad_discovery_setups_get_etcds_errors() {
     assert!(
         log.contains("cluster status check: error connecting to http://127.0.0.1:"),
         "{log}"
+    );
+}
+
+/// Puts `key` = `value` on the v3 server at `client`.
+fn v3_put(client: &str, key: &str, value: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut c = common::cluster::connect(client, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        c.put(key, value).await.expect("put");
+    });
+}
+
+/// etcd 3.6's v3 discovery against the v3 server at `service`: three members, then a fourth
+/// refused, then a token without a size and one with a bad size.
+fn v3_three_members_then_refusals(service: &str, dir: &Path) {
+    v3_put(service, "/_etcd/registry/three/_config/size", "3");
+    let endpoints = service.trim_start_matches("http://");
+    let mut members: Vec<Member> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|name| Member::spawn_v3(dir, name, "three", endpoints, &[]))
+        .collect();
+    for m in &mut members {
+        m.wait_healthy();
+    }
+    let list = curl(
+        &format!("{}/v3/cluster/member/list", members[2].client),
+        &["-XPOST", "-d", "{}"],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&list.body).expect("members JSON");
+    let mut got: Vec<(String, String)> = listed["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["ID"].as_str().unwrap_or_default().to_string(),
+                m["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    // The token is the cluster token, as in etcd 3.6.
+    let mut want: Vec<(String, String)> = members
+        .iter()
+        .map(|m| {
+            let id =
+                etcd_server::membership::member_id(std::slice::from_ref(&m.peer), "three", None);
+            (id.to_string(), m.name.clone())
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    let mut fourth = Member::spawn_v3(dir, "m4", "three", endpoints, &[]);
+    let (code, log) = fourth.wait_exit();
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("failed to join discovery cluster (discovery: cluster is full)"),
+        "{log}"
+    );
+
+    let mut unset = Member::spawn_v3(dir, "unset", "no-such-token", endpoints, &[]);
+    let (code, log) = unset.wait_exit();
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("(discovery: size key not found)"), "{log}");
+
+    v3_put(service, "/_etcd/registry/bad/_config/size", "-1");
+    let mut bad = Member::spawn_v3(dir, "bad", "bad", endpoints, &[]);
+    let (code, log) = bad.wait_exit();
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("(discovery: size key is bad)"), "{log}");
+}
+
+#[test]
+fn v3_discovery_through_our_server() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = Single::start(OURS, &dir.path().join("service"), &[], false);
+    v3_three_members_then_refusals(&service.client, dir.path());
+}
+
+#[test]
+fn v3_discovery_through_etcds_server() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = Single::start(REF_ETCD, &dir.path().join("service"), &[], false);
+    v3_three_members_then_refusals(&service.client, dir.path());
+}
+
+/// v2 and v3 discovery settings together are refused, as etcd 3.6 refuses them.
+#[test]
+fn v2_and_v3_discovery_together_are_refused() {
+    let out = common::run_etcd(
+        &[
+            "--discovery",
+            "http://127.0.0.1:1/v2/keys/t",
+            "--discovery-token",
+            "t",
+            "--discovery-endpoints",
+            "127.0.0.1:1",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "both v2 discovery settings (discovery, discovery-proxy) and v3 discovery settings"
+        ),
+        "{err}"
     );
 }

@@ -133,6 +133,32 @@ Clustering:
     DNS SRV domain used to bootstrap the cluster.
   --discovery-srv-name ''
     Suffix of the DNS SRV name queried when bootstrapping.
+  --discovery-token ''
+    V3 discovery (etcd 3.6): discovery token for the etcd cluster to be bootstrapped.
+  --discovery-endpoints ''
+    V3 discovery (etcd 3.6): list of gRPC endpoints of the discovery service.
+  --discovery-dial-timeout '2s'
+    V3 discovery: dial timeout for client connections.
+  --discovery-request-timeout '5s'
+    V3 discovery: timeout for discovery requests (excluding dial timeout).
+  --discovery-keepalive-time '2s'
+    V3 discovery: keepalive time for client connections.
+  --discovery-keepalive-timeout '6s'
+    V3 discovery: keepalive timeout for client connections.
+  --discovery-insecure-transport 'true'
+    V3 discovery: disable transport security for client connections.
+  --discovery-insecure-skip-tls-verify 'false'
+    V3 discovery: skip server certificate verification (CAUTION: for testing only).
+  --discovery-cert ''
+    V3 discovery: identify secure client using this TLS certificate file.
+  --discovery-key ''
+    V3 discovery: identify secure client using this TLS key file.
+  --discovery-cacert ''
+    V3 discovery: verify certificates of TLS-enabled secure servers using this CA bundle.
+  --discovery-user ''
+    V3 discovery: username[:password] for authentication.
+  --discovery-password ''
+    V3 discovery: password for authentication (if this option is used, --discovery-user shouldn't include password).
   --strict-reconfig-check 'true'
     Reject reconfiguration requests that would cause quorum loss.
   --pre-vote 'false'

@@ -30,10 +30,26 @@ pub(super) fn validate(st: &mut Staging, allow_unset_advertise: bool) -> Result<
     check_host_urls("--advertise-client-urls", &cfg.advertise_client_urls)?;
 
     let bootstrap_sources = [
-        cfg.discovery.is_some(),
+        cfg.discovery.is_some() || cfg.v3_discovery.is_set(),
         !st.initial_cluster.is_empty(),
         cfg.discovery_srv.is_some(),
     ];
+    // etcd 3.6's checks of its v3 discovery flags.
+    if (cfg.discovery.is_some() || cfg.discovery_proxy.is_some()) && cfg.v3_discovery.is_set() {
+        return Err(ConfigError::Invalid(
+            "both v2 discovery settings (discovery, discovery-proxy) and v3 discovery settings \
+             (discovery-token, discovery-endpoints, discovery-cert, discovery-key, \
+             discovery-cacert, discovery-user, discovery-password) are set, please use either v2 \
+             or v3 discovery settings"
+                .to_string(),
+        ));
+    }
+    let v3 = &cfg.v3_discovery;
+    if v3.is_set() && (v3.token.is_none() || v3.endpoints.is_empty()) {
+        return Err(ConfigError::Invalid(
+            "v3 discovery needs both --discovery-token and --discovery-endpoints".to_string(),
+        ));
+    }
     if st.initial_cluster_state != "new" && st.initial_cluster_state != "existing" {
         return Err(ConfigError::Invalid(format!(
             "unexpected clusterState {} (must be \"new\" or \"existing\")",

@@ -11,6 +11,7 @@
 mod keys_client;
 mod srv;
 mod v2;
+mod v3;
 
 use std::path::Path;
 
@@ -21,6 +22,8 @@ use crate::config::{ClusterState, Config};
 pub enum BootstrapFailure {
     /// etcd discovery failed; etcd prints a few lines per kind and exits 1.
     Discovery(v2::DiscoveryError),
+    /// etcd 3.6's v3 discovery failed.
+    V3Discovery(v3::V3DiscoveryError),
     /// Anything else: one message, exit 1.
     Invalid(String),
 }
@@ -55,7 +58,7 @@ pub async fn settle_initial_cluster(
             )));
         }
     }
-    if cfg.discovery.is_some() {
+    if cfg.discovery.is_some() || cfg.v3_discovery.is_set() {
         cfg.start_from_own_entry();
     }
     if cfg.initial_cluster_state != ClusterState::New {
@@ -73,7 +76,57 @@ pub async fn settle_initial_cluster(
     }
     if let Some(durl) = cfg.discovery.clone() {
         join_by_discovery(cfg, &durl).await?;
+    } else if let Some(token) = cfg.v3_discovery.token.clone() {
+        join_by_v3_discovery(cfg, &token).await?;
     }
+    Ok(())
+}
+
+/// This member's ID as etcd computes it before the cluster is known: from its advertised peer
+/// URLs, with `token` as the cluster token.
+fn own_id(cfg: &Config, token: &str) -> Result<u64, BootstrapFailure> {
+    let own: Vec<(String, url::Url)> = cfg
+        .initial_advertise_peer_urls
+        .iter()
+        .map(|u| (cfg.name.clone(), u.clone()))
+        .collect();
+    let membership = etcd_server::membership::Membership::from_initial_cluster(&own, token)
+        .map_err(|e| BootstrapFailure::Invalid(e.to_string()))?;
+    membership
+        .members
+        .keys()
+        .next()
+        .copied()
+        .ok_or_else(|| BootstrapFailure::Invalid("no advertised peer URL to register".into()))
+}
+
+/// etcd 3.6's v3 discovery: registered under the token on the discovery cluster; the token
+/// becomes the cluster token, as in etcd 3.6.
+async fn join_by_v3_discovery(cfg: &mut Config, token: &str) -> Result<(), BootstrapFailure> {
+    tracing::info!(
+        plain = %format!(
+            "discovery token= {token}, discovery endpoints= {}",
+            cfg.v3_discovery.endpoints.join(",")
+        ),
+        discovery_token = token,
+        "bootstrapping by v3 discovery"
+    );
+    let id = own_id(cfg, token)?;
+    let mut discovery = v3::Discovery::connect(&cfg.v3_discovery, id)
+        .await
+        .map_err(BootstrapFailure::V3Discovery)?;
+    let found = discovery
+        .join_cluster(&cfg.initial_cluster_string())
+        .await
+        .map_err(BootstrapFailure::V3Discovery)?;
+    cfg.set_discovered_cluster(&found)
+        .map_err(|e| BootstrapFailure::Invalid(e.to_string()))?;
+    if cfg.has_duplicate_peer_urls() {
+        return Err(BootstrapFailure::Invalid(format!(
+            "discovery cluster {found} has duplicate url"
+        )));
+    }
+    cfg.initial_cluster_token = token.to_string();
     Ok(())
 }
 
@@ -81,17 +134,7 @@ pub async fn settle_initial_cluster(
 /// cluster token, registered under the token; the cluster found replaces the initial cluster.
 async fn join_by_discovery(cfg: &mut Config, durl: &str) -> Result<(), BootstrapFailure> {
     tracing::info!(plain = %format!("discovery URL= {durl}"), discovery_url = durl, "bootstrapping by discovery");
-    let own: Vec<(String, url::Url)> = cfg
-        .initial_advertise_peer_urls
-        .iter()
-        .map(|u| (cfg.name.clone(), u.clone()))
-        .collect();
-    let membership = etcd_server::membership::Membership::from_initial_cluster(&own, durl)
-        .map_err(|e| BootstrapFailure::Invalid(e.to_string()))?;
-    let id =
-        *membership.members.keys().next().ok_or_else(|| {
-            BootstrapFailure::Invalid("no advertised peer URL to register".into())
-        })?;
+    let id = own_id(cfg, durl)?;
     let proxy = v2::parse_proxy(cfg.discovery_proxy.as_deref().unwrap_or_default())
         .map_err(BootstrapFailure::Discovery)?;
     if let Some(p) = &proxy {
@@ -151,6 +194,19 @@ impl BootstrapFailure {
                 );
                 tracing::info!("please generate a new discovery token and try to bootstrap again.");
             }
+            BootstrapFailure::V3Discovery(e) => {
+                tracing::error!(
+                    plain = %format!("failed to join discovery cluster ({e})"),
+                    error = %e,
+                    "discovery failed to join cluster"
+                );
+                if matches!(e, v3::V3DiscoveryError::FullCluster) {
+                    tracing::info!(
+                        "the token's cluster has all its members; use a new discovery token to \
+                         bootstrap another cluster, or 'etcdctl member add' to grow this one"
+                    );
+                }
+            }
             BootstrapFailure::Invalid(e) => tracing::error!("{e}"),
         }
     }
@@ -159,6 +215,7 @@ impl BootstrapFailure {
     pub fn summary(&self) -> String {
         match self {
             BootstrapFailure::Discovery(e) => format!("failed to join discovery cluster ({e})"),
+            BootstrapFailure::V3Discovery(e) => format!("failed to join discovery cluster ({e})"),
             BootstrapFailure::Invalid(e) => e.clone(),
         }
     }

@@ -7,6 +7,7 @@ mod gateway;
 mod grpc_proxy;
 mod logging;
 mod subcommand_flags;
+mod systemd;
 
 // jemalloc rather than glibc's malloc: the request path allocates many small, short-lived
 // buffers across threads, and glibc spent ~16% of a member's CPU in malloc/free under a write
@@ -113,6 +114,12 @@ async fn serve(cfg: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // READY=1 for systemd once the member has joined and serves, as etcd sends it.
+    let ready = running.on_ready();
+    tokio::spawn(async move {
+        ready.await;
+        systemd::notify_ready();
+    });
     let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     {
         Ok(s) => s,
@@ -135,11 +142,13 @@ async fn serve(cfg: ServerConfig) -> ExitCode {
         }
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("received interrupt; shutting down");
+            systemd::notify_stopping();
             running.shutdown().await;
             ExitCode::SUCCESS
         }
         _ = sigterm.recv() => {
             tracing::info!("received terminated signal; shutting down");
+            systemd::notify_stopping();
             running.shutdown().await;
             ExitCode::SUCCESS
         }

@@ -12,6 +12,7 @@ use axum::Router;
 use etcd_transport::{AuthorityRepair, Conn, ListenOptions, ListenUrl, Listener};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tower::ServiceExt;
@@ -23,6 +24,44 @@ use crate::peer::LinkAcceptor;
 use crate::raft::links::LINK_MAGIC;
 use crate::server::EtcdServer;
 use crate::{grpc, http, tls};
+
+/// The client connections of a member, so that a stopping member can stop accepting and let
+/// the requests in flight finish (etcd's gRPC `GracefulStop`): HTTP/2 connections get a GOAWAY
+/// and close once their streams are done, HTTP/1.1 ones after the current request.
+pub struct ClientDrain {
+    graceful: std::sync::Mutex<Option<GracefulShutdown>>,
+    stop_accepting: tokio::sync::watch::Sender<bool>,
+}
+
+impl ClientDrain {
+    fn new() -> Arc<ClientDrain> {
+        Arc::new(ClientDrain {
+            graceful: std::sync::Mutex::new(Some(GracefulShutdown::new())),
+            stop_accepting: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// A watcher for a new connection; None once draining (the connection is refused).
+    fn watcher(&self) -> Option<Watcher> {
+        let graceful = self.graceful.lock().unwrap_or_else(|e| e.into_inner());
+        graceful.as_ref().map(GracefulShutdown::watcher)
+    }
+
+    /// Stops accepting and waits, up to `limit`, for the open connections to finish their
+    /// requests. Returns whether they all did (long watches keep theirs open until the limit).
+    pub async fn drain(&self, limit: Duration) -> bool {
+        self.stop_accepting.send_replace(true);
+        let graceful = self
+            .graceful
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match graceful {
+            Some(g) => tokio::time::timeout(limit, g.shutdown()).await.is_ok(),
+            None => true,
+        }
+    }
+}
 
 /// The client port's listeners, bound but not accepting yet: a member serves clients only
 /// once its attributes are published through Raft (etcd's `ReadyNotify`), so the first answer
@@ -94,14 +133,14 @@ pub async fn serve_metrics(server: &Arc<EtcdServer>) -> Result<(), ServerError> 
         };
         let listener = bind(url, tls).await?;
         tracing::info!(url = %url, "serving metrics");
-        tokio::spawn(accept_loop(listener, router.clone()));
+        tokio::spawn(accept_loop(listener, router.clone(), None));
     }
     Ok(())
 }
 
 impl ClientListeners {
-    /// Starts accepting, with etcd's log line per listener.
-    pub fn serve(self) {
+    /// Starts accepting, with etcd's log line per listener, until `drain` drains.
+    pub fn serve(self, drain: &Arc<ClientDrain>) {
         for (url, listener) in self.listeners {
             let address = match (url.host_str(), url.port()) {
                 (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -114,9 +153,18 @@ impl ClientListeners {
                     "serving insecure client requests on {address}, this is strongly discouraged!"
                 );
             }
-            tokio::spawn(accept_loop(listener, self.router.clone()));
+            tokio::spawn(accept_loop(
+                listener,
+                self.router.clone(),
+                Some(drain.clone()),
+            ));
         }
     }
+}
+
+/// A drain for the client connections, handed to [`ClientListeners::serve`].
+pub fn client_drain() -> Arc<ClientDrain> {
+    ClientDrain::new()
 }
 
 /// gRPC and HTTP on one port, told apart as etcd (Go's `grpc.Server` beside an HTTP mux) does:
@@ -193,11 +241,25 @@ async fn bind_with(
         .map_err(|e| ServerError::Config(format!("cannot listen on {url}: {e}")))
 }
 
-async fn accept_loop(mut listener: Listener, router: Router) {
+async fn accept_loop(mut listener: Listener, router: Router, drain: Option<Arc<ClientDrain>>) {
+    let mut stop = drain.as_ref().map(|d| d.stop_accepting.subscribe());
     loop {
         // The listener completes TLS handshakes (with a timeout) before handing connections
         // over, and never fails: bad handshakes are logged and skipped inside it.
-        let conn = listener.accept().await;
+        let conn = match &mut stop {
+            Some(stop) => tokio::select! {
+                conn = listener.accept() => conn,
+                _ = stop.wait_for(|s| *s) => return,
+            },
+            None => listener.accept().await,
+        };
+        let watcher = match &drain {
+            Some(d) => match d.watcher() {
+                Some(w) => Some(w),
+                None => return,
+            },
+            None => None,
+        };
         // The client certificate's Common Name, for auth (`--client-cert-auth`): each request
         // of the connection carries it, and a request without a token is that user.
         let identities: Vec<etcd_transport::CertIdentity> = conn
@@ -217,10 +279,10 @@ async fn accept_loop(mut listener: Listener, router: Router) {
                     .clone()
                     .layer(axum::Extension(cn))
                     .layer(axum::Extension(chain));
-                tokio::spawn(serve_http(conn, Vec::new(), router));
+                tokio::spawn(serve_http(conn, Vec::new(), router, watcher));
             }
             None => {
-                tokio::spawn(serve_http(conn, Vec::new(), router.clone()));
+                tokio::spawn(serve_http(conn, Vec::new(), router.clone(), watcher));
             }
         }
     }
@@ -239,7 +301,7 @@ async fn peer_accept_loop(mut listener: Listener, router: Router, links: Arc<Lin
             let mut first = [0u8; 1];
             match tokio::time::timeout(FIRST_BYTE_TIMEOUT, conn.read(&mut first)).await {
                 Ok(Ok(1)) if first[0] == LINK_MAGIC[0] => links.accept(conn).await,
-                Ok(Ok(1)) => serve_http(conn, first.to_vec(), router).await,
+                Ok(Ok(1)) => serve_http(conn, first.to_vec(), router, None).await,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "peer connection failed"),
                 Err(_) => tracing::debug!(
@@ -251,8 +313,9 @@ async fn peer_accept_loop(mut listener: Listener, router: Router, links: Arc<Lin
     }
 }
 
-/// Serves HTTP/1.1 and HTTP/2 on one connection; `prefix` holds bytes already read from it.
-async fn serve_http(conn: Conn, prefix: Vec<u8>, router: Router) {
+/// Serves HTTP/1.1 and HTTP/2 on one connection; `prefix` holds bytes already read from it;
+/// with a `watcher`, the connection closes gracefully when its drain begins.
+async fn serve_http(conn: Conn, prefix: Vec<u8>, router: Router, watcher: Option<Watcher>) {
     let service = TowerToHyperService::new(router);
     let builder = auto::Builder::new(TokioExecutor::new());
     let io = Replay {
@@ -260,12 +323,15 @@ async fn serve_http(conn: Conn, prefix: Vec<u8>, router: Router) {
         at: 0,
         inner: conn,
     };
-    if let Err(e) = builder
-        // etcdctl 3.4 sends `:authority` with a scheme (`http://host:port`) on some
-        // calls; Go accepts it, h2 would reset the stream. See `AuthorityRepair`.
-        .serve_connection_with_upgrades(TokioIo::new(AuthorityRepair::new(io)), service)
-        .await
-    {
+    // etcdctl 3.4 sends `:authority` with a scheme (`http://host:port`) on some calls; Go
+    // accepts it, h2 would reset the stream. See `AuthorityRepair`.
+    let connection =
+        builder.serve_connection_with_upgrades(TokioIo::new(AuthorityRepair::new(io)), service);
+    let served = match watcher {
+        Some(w) => w.watch(connection).await,
+        None => connection.await,
+    };
+    if let Err(e) = served {
         tracing::debug!(error = %e, "connection closed with an error");
     }
 }

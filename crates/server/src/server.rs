@@ -391,6 +391,31 @@ impl EtcdServer {
         })
     }
 
+    /// Before a leader stops (etcd's `Stop`): hands leadership to the best-placed voter and
+    /// waits (up to the request timeout) until another member leads, so that clients see a
+    /// leader change instead of an election timeout. Returns the new leader; None when this
+    /// member is not the leader or the only voter.
+    pub async fn hand_over_leadership(&self) -> Result<Option<u64>, ServerError> {
+        if self.leader() != self.member_id || self.cluster_state().voters.len() < 2 {
+            return Ok(None);
+        }
+        self.raft_inputs
+            .try_send(RaftInput::TransferLeaderToBest)
+            .map_err(|_| ServerError::TooManyRequests)?;
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout();
+        let mut applied = self.applied_rx.clone();
+        loop {
+            let leader = self.leader();
+            if leader != self.member_id && leader != 0 {
+                return Ok(Some(leader));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServerError::Timeout);
+            }
+            let _ = tokio::time::timeout(self.cfg.heartbeat_interval, applied.changed()).await;
+        }
+    }
+
     /// Transfers leadership to `target` (this member must be the leader) and waits for it.
     pub async fn move_leader(&self, target: u64) -> Result<(), ServerError> {
         if self.leader() != self.member_id {

@@ -37,6 +37,8 @@ pub struct RunningServer {
     pub server: Arc<EtcdServer>,
     fatal_rx: mpsc::Receiver<ServerError>,
     ready_rx: watch::Receiver<bool>,
+    /// The client connections, drained before the member stops.
+    drain: Arc<serve::ClientDrain>,
 }
 
 impl RunningServer {
@@ -49,10 +51,56 @@ impl RunningServer {
         let _ = ready.wait_for(|r| *r).await;
     }
 
+    /// [`RunningServer::ready`] as a future that owns what it waits on, for a task of its own.
+    pub fn on_ready(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut ready = self.ready_rx.clone();
+        async move {
+            let _ = ready.wait_for(|r| *r).await;
+        }
+    }
+
     /// Resolves when the member hits an error it cannot continue after (a failed WAL or
     /// backend write): the process should exit, as etcd does.
-    /// Stops the Raft loop after making the backend durable. Listeners stop with the process.
+    /// Stops the member as etcd's `Close` does: no new client connections, the requests in
+    /// flight answered; then a leader hands leadership to a peer; then the Raft loop stops
+    /// after making the WAL and the backend durable. Listeners stop with the process.
     pub async fn shutdown(&self) {
+        // First the requests in flight (etcd's GracefulStop of its gRPC servers), for as long
+        // as a request may take; open watches are cut at that limit.
+        let limit = self.server.cfg.request_timeout();
+        if !self.drain.drain(limit).await {
+            tracing::info!(
+                plain = %format!(
+                    "client connections still open after {limit:?} (watches); closing them"
+                ),
+                "client connections still open after the request timeout; closing them"
+            );
+        }
+        match self.server.hand_over_leadership().await {
+            Ok(Some(leader)) => tracing::info!(
+                plain = %format!(
+                    "{:x} transferred leadership to {leader:x} before stopping",
+                    self.server.member_id
+                ),
+                from = %format!("{:x}", self.server.member_id),
+                to = %format!("{leader:x}"),
+                "leadership transfer finished"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                plain = %format!(
+                    "{:x} failed to transfer leadership ({e}); the others elect a leader after \
+                     the election timeout",
+                    self.server.member_id
+                ),
+                error = %e,
+                "failed to transfer leadership; the others elect a leader after the election timeout"
+            ),
+        }
+        self.stop_raft().await;
+    }
+
+    async fn stop_raft(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         // A full queue means the loop is busy: try for a while rather than block the runtime.
         let mut input = crate::raft::RaftInput::Stop(tx);
@@ -245,10 +293,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     serve::serve_metrics(&server).await?;
     let (ready_tx, ready_rx) = watch::channel(false);
     let publisher = server.clone();
+    let drain = serve::client_drain();
+    let serving_drain = drain.clone();
     tokio::spawn(async move {
         publish(&publisher).await;
         tracing::info!("ready to serve client requests");
-        clients.serve();
+        clients.serve(&serving_drain);
         let _ = ready_tx.send(true);
     });
     tokio::spawn(lease::run_expiry(server.clone()));
@@ -263,6 +313,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         server,
         fatal_rx,
         ready_rx,
+        drain,
     })
 }
 

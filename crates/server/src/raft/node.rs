@@ -67,6 +67,9 @@ pub enum RaftInput {
     ProposeConfChange(Box<ConfChange>),
     /// Hand leadership to this member (we are the leader).
     TransferLeader(u64),
+    /// Hand leadership to the voter that is most caught up and recently active (etcd's
+    /// transfer before a leader stops).
+    TransferLeaderToBest,
     /// How sending a snapshot to this peer went (true: it has it).
     SnapshotStatus(u64, bool),
 }
@@ -393,6 +396,11 @@ impl RaftLoop {
             }
             RaftInput::ProposeConfChange(cc) => self.propose_conf_change(*cc),
             RaftInput::TransferLeader(target) => self.node.transfer_leader(target),
+            RaftInput::TransferLeaderToBest => {
+                if let Some(target) = self.best_transferee() {
+                    self.node.transfer_leader(target);
+                }
+            }
             RaftInput::SnapshotStatus(peer, delivered) => {
                 let status = if delivered {
                     raft::SnapshotStatus::Finish
@@ -497,6 +505,24 @@ impl RaftLoop {
     }
 
     /// Checks (on the leader, with Raft's view of who is up) and proposes a membership change.
+    /// The voter (not this member) with the most of the log among those recently active; the
+    /// one that can take over soonest. None when this member leads no one.
+    fn best_transferee(&self) -> Option<u64> {
+        let raft = &self.node.raft;
+        if raft.state != raft::StateRole::Leader {
+            return None;
+        }
+        let prs = raft.prs();
+        prs.conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter(|id| *id != raft.id)
+            .filter_map(|id| prs.get(id).map(|p| (id, p)))
+            .max_by_key(|(id, p)| (p.recent_active, p.matched, std::cmp::Reverse(*id)))
+            .map(|(id, _)| id)
+    }
+
     fn propose_conf_change(&mut self, cc: ConfChange) {
         let request_id = cc.id;
         let is_leader = self.node.raft.state == StateRole::Leader;

@@ -13,6 +13,7 @@
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -21,6 +22,11 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The field holding an event's capnslog wording, when it differs from its message.
 const PLAIN_FIELD: &str = "plain";
+/// `zap_only = true`: a line etcd writes only with `--logger zap` (capnslog has no such line).
+const ZAP_ONLY_FIELD: &str = "zap_only";
+/// A field holding a JSON object whose members become fields of their own (zap lines with
+/// more fields than one tracing event can carry, such as "starting an etcd server").
+const OBJECT_FIELD: &str = "zap_fields";
 
 /// capnslog's plain text lines.
 pub struct Capnslog;
@@ -40,6 +46,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let fields = Fields::of(event);
+        if fields.zap_only {
+            return Ok(());
+        }
         let meta = event.metadata();
         let now = UtcTime::now();
         let mut line = String::new();
@@ -71,9 +80,7 @@ where
             Some(plain) => line.push_str(plain),
             None => {
                 line.push_str(&fields.message);
-                for (key, value) in &fields.others {
-                    let _ = write!(line, " {key}={value}");
-                }
+                line.push_str(&fields.plain_suffix());
             }
         }
         writeln!(writer, "{line}")
@@ -106,7 +113,8 @@ where
             json(&fields.message)
         );
         for (key, value) in &fields.others {
-            let _ = write!(line, ",{}:{}", json(key), json(value));
+            // zap's field names are dashed (`local-member-id`); Rust's cannot be.
+            let _ = write!(line, ",{}:{}", json(&key.replace('_', "-")), value);
         }
         line.push('}');
         writeln!(writer, "{line}")
@@ -157,12 +165,14 @@ fn caller(target: &str, line: Option<u32>) -> String {
     }
 }
 
-/// An event's message, its capnslog wording if any, and its other fields in order.
+/// An event's message, its capnslog wording if any, and its other fields in order, with
+/// their JSON types (zap writes numbers, booleans and lists as such).
 #[derive(Default)]
 struct Fields {
     message: String,
     plain: Option<String>,
-    others: Vec<(String, String)>,
+    zap_only: bool,
+    others: Vec<(String, Value)>,
 }
 
 impl Fields {
@@ -172,22 +182,67 @@ impl Fields {
         fields
     }
 
-    fn record_text(&mut self, field: &Field, text: String) {
-        match field.name() {
-            "message" => self.message = text,
-            PLAIN_FIELD => self.plain = Some(text),
-            name => self.others.push((name.to_string(), text)),
+    fn record_value(&mut self, field: &Field, value: Value) {
+        match (field.name(), value) {
+            ("message", Value::String(text)) => self.message = text,
+            (PLAIN_FIELD, Value::String(text)) => self.plain = Some(text),
+            (ZAP_ONLY_FIELD, Value::Bool(b)) => self.zap_only = b,
+            // Many fields at once, as a JSON object: each becomes a field of its own.
+            (OBJECT_FIELD, Value::String(text)) => match serde_json::from_str(&text) {
+                Ok(Value::Object(map)) => self.others.extend(map),
+                _ => self
+                    .others
+                    .push((OBJECT_FIELD.to_string(), Value::String(text))),
+            },
+            (name, value) => self.others.push((name.to_string(), value)),
         }
+    }
+
+    /// The fields as capnslog shows them: ` key=value` each.
+    fn plain_suffix(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in &self.others {
+            match value {
+                Value::String(s) => {
+                    let _ = write!(out, " {key}={s}");
+                }
+                other => {
+                    let _ = write!(out, " {key}={other}");
+                }
+            }
+        }
+        out
     }
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record_text(field, value.to_string());
+        self.record_value(field, Value::String(value.to_string()));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record_value(field, Value::from(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_value(field, Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record_value(field, Value::Bool(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.record_text(field, format!("{value:?}"));
+        let text = format!("{value:?}");
+        // A list (`?vec_of_strings`) is written as a JSON list, as zap writes string slices.
+        let value = match text.starts_with('[') {
+            true => match serde_json::from_str::<Value>(&text) {
+                Ok(list @ Value::Array(_)) => list,
+                _ => Value::String(text),
+            },
+            false => Value::String(text),
+        };
+        self.record_value(field, value);
     }
 }
 

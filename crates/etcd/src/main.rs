@@ -5,6 +5,7 @@ mod config;
 mod discovery;
 mod gateway;
 mod grpc_proxy;
+mod lifecycle_log;
 mod logging;
 mod subcommand_flags;
 mod systemd;
@@ -91,17 +92,18 @@ fn main() -> ExitCode {
             .clone()
             .unwrap_or_else(|| cfg.data_dir.join("member").join("wal"));
         let mut cfg = cfg;
+        lifecycle_log::starting(&cfg, discovery::has_wal(&wal_dir));
         if let Err(failure) = discovery::settle_initial_cluster(&mut cfg, &wal_dir).await {
             failure.report(&cfg);
             eprintln!("etcd: {}", failure.summary());
             return ExitCode::FAILURE;
         }
-        serve(server_config(&cfg)).await
+        serve(&cfg).await
     })
 }
 
-async fn serve(cfg: ServerConfig) -> ExitCode {
-    let mut running = match etcd_server::start(cfg).await {
+async fn serve(cfg: &Config) -> ExitCode {
+    let mut running = match etcd_server::start(server_config(cfg)).await {
         Ok(r) => r,
         Err(e @ etcd_server::ServerError::DataInconsistency(_)) => {
             // etcd's wording, which operators and etcd's tests look for.
@@ -114,6 +116,7 @@ async fn serve(cfg: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    lifecycle_log::now_serving(cfg, running.server.member_id);
     // READY=1 for systemd once the member has joined and serves, as etcd sends it.
     let ready = running.on_ready();
     tokio::spawn(async move {
@@ -141,15 +144,17 @@ async fn serve(cfg: ServerConfig) -> ExitCode {
             ExitCode::FAILURE
         }
         _ = tokio::signal::ctrl_c() => {
-            tracing::info!("received interrupt; shutting down");
+            lifecycle_log::closing(cfg, "interrupt");
             systemd::notify_stopping();
             running.shutdown().await;
+            lifecycle_log::closed(cfg);
             ExitCode::SUCCESS
         }
         _ = sigterm.recv() => {
-            tracing::info!("received terminated signal; shutting down");
+            lifecycle_log::closing(cfg, "terminated");
             systemd::notify_stopping();
             running.shutdown().await;
+            lifecycle_log::closed(cfg);
             ExitCode::SUCCESS
         }
     }

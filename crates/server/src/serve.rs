@@ -147,10 +147,19 @@ impl ClientListeners {
                 _ => crate::membership::url_string(&url),
             };
             if is_tls(&url) {
-                tracing::info!("serving client requests on {address}");
+                tracing::info!(
+                    plain = format!("serving client requests on {address}"),
+                    address = %address,
+                    "serving client traffic securely"
+                );
             } else {
-                tracing::warn!(
-                    "serving insecure client requests on {address}, this is strongly discouraged!"
+                tracing::info!(
+                    plain = format!(
+                        "serving insecure client requests on {address}, this is strongly \
+                         discouraged!"
+                    ),
+                    address = %address,
+                    "serving client traffic insecurely; this is strongly discouraged!"
                 );
             }
             tokio::spawn(accept_loop(
@@ -213,7 +222,11 @@ pub async fn serve_peers(
             None
         };
         let listener = bind(url, tls).await?;
-        tracing::info!(url = %url, "serving peer traffic");
+        let address = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            _ => crate::membership::url_string(url),
+        };
+        tracing::info!(address = %address, "serving peer traffic");
         tokio::spawn(peer_accept_loop(listener, router.clone(), links.clone()));
     }
     Ok(())

@@ -76,6 +76,22 @@ impl RunningServer {
                 "client connections still open after the request timeout; closing them"
             );
         }
+        let (member, leader) = (self.server.member_id, self.server.leader());
+        if leader != member {
+            tracing::info!(
+                zap_only = true,
+                local_member_id = format!("{member:x}"),
+                current_leader_member_id = format!("{leader:x}"),
+                "skipped leadership transfer; local server is not leader"
+            );
+        } else if self.server.cluster_state().voters.len() < 2 {
+            tracing::info!(
+                zap_only = true,
+                local_member_id = format!("{member:x}"),
+                current_leader_member_id = format!("{leader:x}"),
+                "skipped leadership transfer for single voting member cluster"
+            );
+        }
         match self.server.hand_over_leadership().await {
             Ok(Some(leader)) => tracing::info!(
                 plain = %format!(
@@ -156,6 +172,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         create_private_dir(parent)?;
     }
     let metrics = crate::metrics::Metrics::new();
+    let opening = std::time::Instant::now();
     let store = Arc::new(
         Store::open(
             &backend_path,
@@ -165,6 +182,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             },
         )
         .map_err(|e| damaged(&backend_path, "backend", &e))?,
+    );
+    tracing::info!(
+        zap_only = true,
+        path = %backend_path.display(),
+        took = ?opening.elapsed(),
+        "opened backend db"
     );
     {
         let histogram = metrics.backend_commit_duration.clone();
@@ -184,11 +207,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let member_id = boot.member_id;
     let cluster_id = boot.cluster_id;
     tracing::info!(
+        plain = format!("starting member {member_id:x} in cluster {cluster_id:x}"),
+        local_member_id = format!("{member_id:x}"),
+        cluster_id = format!("{cluster_id:x}"),
         name = %cfg.name,
-        member = format!("{member_id:x}"),
-        cluster = format!("{cluster_id:x}"),
         data_dir = %cfg.data_dir.display(),
-        "starting member"
+        "starting local member"
     );
 
     let (inputs_tx, inputs_rx) = sync_channel(RAFT_INPUT_CAPACITY);
@@ -366,11 +390,14 @@ async fn publish(server: &EtcdServer) {
         plain = format!("published {attributes} to cluster {:x}", server.cluster_id),
         local_member_id = format!("{:x}", server.member_id),
         local_member_attributes = attributes,
+        request_path = format!("/0/members/{:x}/attributes", server.member_id),
         cluster_id = format!("{:x}", server.cluster_id),
+        publish_timeout = ?server.cfg.request_timeout(),
         "published local member to cluster through raft"
     );
     tracing::info!(
+        plain = "enabled capabilities for version 3.4",
         cluster_version = crate::config::CLUSTER_VERSION,
-        "enabled capabilities for version 3.4"
+        "enabled capabilities for version"
     );
 }

@@ -6,6 +6,7 @@ mod discovery;
 mod gateway;
 mod grpc_proxy;
 mod lifecycle_log;
+mod log_sinks;
 mod logging;
 mod subcommand_flags;
 mod systemd;
@@ -19,7 +20,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use config::{Action, Config, LogLevel, Logger};
+use config::{Action, Config};
 use etcd_server::{ServerConfig, TlsSettings};
 use etcd_transport::TlsInfo;
 
@@ -57,8 +58,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = init_logging(&cfg) {
-        eprintln!("etcd: {e}");
+    if let Err(e) = log_sinks::init(&cfg) {
+        eprintln!("error verifying flags, {e}. See 'etcd --help'.");
         return ExitCode::FAILURE;
     }
     for notice in &parsed.notices {
@@ -158,63 +159,6 @@ async fn serve(cfg: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
-}
-
-fn init_logging(cfg: &Config) -> Result<(), String> {
-    use tracing_subscriber::filter::LevelFilter;
-    let level = match cfg.effective_log_level() {
-        LogLevel::Debug => LevelFilter::DEBUG,
-        LogLevel::Info => LevelFilter::INFO,
-        LogLevel::Warn => LevelFilter::WARN,
-        _ => LevelFilter::ERROR,
-    };
-    let output = cfg
-        .log_outputs
-        .iter()
-        .find(|o| o.as_str() != "default")
-        .cloned()
-        .unwrap_or_else(|| "stderr".to_string());
-    // zap writes JSON lines; capnslog (etcd 3.4's default) writes plain text lines.
-    let json = cfg.logger == Logger::Zap;
-    let builder = tracing_subscriber::fmt().with_max_level(level);
-    let result = match output.as_str() {
-        "stderr" if json => builder
-            .event_format(logging::Zap)
-            .with_writer(std::io::stderr)
-            .try_init(),
-        "stderr" => builder
-            .event_format(logging::Capnslog)
-            .with_writer(std::io::stderr)
-            .try_init(),
-        "stdout" if json => builder
-            .event_format(logging::Zap)
-            .with_writer(std::io::stdout)
-            .try_init(),
-        "stdout" => builder
-            .event_format(logging::Capnslog)
-            .with_writer(std::io::stdout)
-            .try_init(),
-        path => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log output {path}: {e}"))?;
-            let file = std::sync::Mutex::new(file);
-            if json {
-                builder
-                    .event_format(logging::Zap)
-                    .with_writer(file)
-                    .try_init()
-            } else {
-                builder
-                    .event_format(logging::Capnslog)
-                    .with_writer(file)
-                    .try_init()
-            }
-        }
-    };
-    result.map_err(|e| format!("cannot set up logging: {e}"))
 }
 
 fn server_config(cfg: &Config) -> ServerConfig {

@@ -16,45 +16,15 @@ use common::pki::Pki;
 use common::reference::curl;
 
 const OURS: &str = env!("CARGO_BIN_EXE_etcd");
-/// Set in the copy of the test running inside the namespace.
-const INSIDE: &str = "ETCD_TEST_INSIDE_DNS_NAMESPACE";
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
-/// Outside the namespace: runs `test` again inside one, passes on its output, and fails if it
-/// failed; returns false. Inside: returns true, and the caller runs the test's body.
+/// Re-runs `test` in a network and mount namespace of its own; true inside.
 fn inside_namespace(test: &str) -> bool {
-    if std::env::var_os(INSIDE).is_some() {
-        return true;
-    }
-    // /proc/self belongs to the process's effective user.
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    });
-    let tools = ["/usr/bin/unshare", "/usr/sbin/ip", DNSMASQ, "/usr/bin/curl"];
-    if !root || tools.iter().any(|t| !Path::new(t).exists()) {
-        eprintln!(
-            "note: DNS SRV tests need root and {tools:?} (Debian: util-linux, iproute2, \
-             dnsmasq-base, curl); skipping"
-        );
-        return false;
-    }
-    let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new("/usr/bin/unshare")
-        .args(["--net", "--mount", "--"])
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env(INSIDE, "1")
-        .output()
-        .expect("run unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "inside the namespace:\n{text}");
-    assert!(text.contains("1 passed"), "the test did not run:\n{text}");
-    false
+    common::namespace::inside(
+        test,
+        &["--net", "--mount"],
+        &["/usr/sbin/ip", DNSMASQ, "/usr/bin/curl", "/usr/bin/mount"],
+    )
 }
 
 fn run(cmd: &str, args: &[&str]) {

@@ -156,3 +156,147 @@ fn zap_lines_carry_etcds_keys_and_types() {
         }
     }
 }
+
+/// A log file that cannot be opened and a journal that is not there stop the start with etcd's
+/// words and exit status 1; several outputs each get every line.
+#[test]
+fn bad_outputs_are_refused_and_every_output_gets_the_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("etcd.log");
+    let missing = missing.to_str().unwrap();
+    let out = common::run_etcd(&["--logger", "zap", "--log-outputs", missing], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error verifying flags, open sink \"{missing}\": open {missing}: no such file or \
+             directory. See 'etcd --help'."
+        )),
+        "{err}"
+    );
+    if !Path::new("/run/systemd/journal/socket").exists() {
+        let out = common::run_etcd(
+            &["--logger", "zap", "--log-outputs", "systemd/journal"],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                "error verifying flags, can't find journal (dial unixgram \
+                 /run/systemd/journal/socket: connect: no such file or directory)"
+            ),
+            "{err}"
+        );
+    }
+
+    // stderr and a file: the same lines in both.
+    let file = dir.path().join("etcd.log");
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let stderr_log = dir.path().join("stderr.log");
+    let mut child = Command::new(OURS)
+        .args(["--logger", "zap", "--log-outputs"])
+        .arg(format!("stderr,{}", file.display()))
+        .arg("--data-dir")
+        .arg(dir.path().join("m.etcd"))
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("default={peer}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !curl(&format!("{client}/health"), &[])
+        .body
+        .contains("\"true\"")
+    {
+        assert!(Instant::now() < deadline, "not healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let in_file = std::fs::read_to_string(&file).unwrap();
+    let in_stderr = std::fs::read_to_string(&stderr_log).unwrap();
+    assert!(in_file.contains("\"msg\":\"published local member to cluster through raft\""));
+    assert_eq!(in_file, in_stderr);
+}
+
+/// `--log-outputs systemd/journal`: each zap line reaches journald's socket as etcd's journal
+/// writer sends it (MESSAGE is the JSON line; PRIORITY, PACKAGE, SYSLOG_IDENTIFIER). The test
+/// runs in a mount namespace with a tmpfs on /run, where it plays journald.
+#[test]
+fn journal_gets_etcds_fields() {
+    if !common::namespace::inside(
+        "journal_gets_etcds_fields",
+        &["--mount"],
+        &["/usr/bin/mount", "/usr/bin/curl"],
+    ) {
+        return;
+    }
+    let status = Command::new("/usr/bin/mount")
+        .args(["-t", "tmpfs", "tmpfs", "/run"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir_all("/run/systemd/journal").unwrap();
+    let journal = std::os::unix::net::UnixDatagram::bind("/run/systemd/journal/socket").unwrap();
+    journal
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let mut child = Command::new(OURS)
+        .args(["--logger", "zap", "--log-outputs", "systemd/journal"])
+        .arg("--data-dir")
+        .arg(dir.path().join("m.etcd"))
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("default={peer}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let entry = loop {
+        let n = journal.recv(&mut buf).expect("a journal entry");
+        let entry = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if entry.contains("published local member to cluster through raft") {
+            break entry;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let fields: BTreeMap<&str, &str> = entry.lines().filter_map(|l| l.split_once('=')).collect();
+    let message: Value = serde_json::from_str(fields["MESSAGE"]).expect("MESSAGE is the zap line");
+    assert_eq!(
+        message["msg"],
+        "published local member to cluster through raft"
+    );
+    assert_eq!(fields["PRIORITY"], "6");
+    assert!(!fields["PACKAGE"].is_empty());
+    assert_eq!(fields["SYSLOG_IDENTIFIER"], "etcd");
+}

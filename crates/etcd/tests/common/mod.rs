@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod namespace;
 pub mod pki;
 pub mod reference;
 use std::path::{Path, PathBuf};

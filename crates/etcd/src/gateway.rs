@@ -162,11 +162,19 @@ impl Proxy {
                 }
                 Err(e) => {
                     remote.down.store(true, Ordering::Relaxed);
-                    tracing::warn!(address = %remote.addr, error = %e, "deactivated endpoint");
+                    tracing::warn!(
+                        address = %remote.addr,
+                        error = %e,
+                        hint = "it is tried again every --retry-delay; check that the member runs",
+                        "deactivated endpoint"
+                    );
                 }
             }
         }
-        tracing::warn!("no endpoint is reachable; closing the client connection");
+        tracing::warn!(
+            "no endpoint is reachable; closing the client connection (check that the members \
+             named by --endpoints or --discovery-srv run)"
+        );
     }
 
     /// Tries the endpoints set aside again, every `every`.

@@ -41,6 +41,10 @@ pub fn notify_ready() {
 /// Tells systemd the member is stopping.
 pub fn notify_stopping() {
     if let Err(e) = notify("STOPPING=1") {
-        tracing::warn!(error = %e, "failed to notify systemd that the member is stopping");
+        tracing::warn!(
+            error = %e,
+            hint = "check NOTIFY_SOCKET and that the unit has Type=notify",
+            "failed to notify systemd that the member is stopping"
+        );
     }
 }

@@ -81,7 +81,14 @@ pub async fn peer_hashes(
                             };
                         }
                         Err(e) => {
-                            tracing::warn!(peer = %url, revision, error = %e, "failed hash kv request");
+                            tracing::warn!(
+                                peer = %url,
+                                revision,
+                                error = %e,
+                                hint = "the check is retried next period; check that the peer \
+                                        is up and its client URL reachable",
+                                "failed hash kv request"
+                            );
                             last = e;
                         }
                     }
@@ -239,7 +246,11 @@ pub async fn monitor(server: Arc<EtcdServer>, every: Duration) {
             continue;
         }
         if let Err(e) = check_once(&server).await {
-            tracing::warn!(error = %e, "failed to check hash KV");
+            tracing::warn!(
+                error = %e,
+                hint = "the check is retried next period (--experimental-corrupt-check-time)",
+                "failed to check hash KV"
+            );
         }
     }
 }

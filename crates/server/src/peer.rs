@@ -530,11 +530,19 @@ impl PeerProblem {
             "certificate" => tracing::warn!(
                 peer,
                 error,
+                hint = "check that the peer trusts our CA (--peer-trusted-ca-file) and that our \
+                        --peer-cert-file names this member's peer URL host",
                 "peer rejected our certificate: remote error: tls: bad certificate"
             ),
             "cluster" => tracing::error!(peer, "request sent was ignored ({error})"),
             "removed" => tracing::error!(peer, "failed to dial {peer} ({error})"),
-            _ => tracing::warn!(peer, error, "peer is unreachable"),
+            _ => tracing::warn!(
+                peer,
+                error,
+                hint = "check that the peer runs and that its advertised peer URL is reachable \
+                        from this host (address, port, firewall)",
+                "peer is unreachable"
+            ),
         }
     }
 }

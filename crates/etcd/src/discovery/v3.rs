@@ -259,7 +259,12 @@ impl Discovery {
     /// that is not `name=url` entries is skipped with a warning, as etcd does.
     fn add(&self, regs: &mut Vec<Registration>, key: String, entries: String, rev: i64) {
         if !key.starts_with(&self.members_prefix()) || !entries.contains('=') {
-            tracing::warn!(member_key = %key, member_info = %entries, "invalid peer info returned from discovery service");
+            tracing::warn!(
+                member_key = %key,
+                member_info = %entries,
+                hint = "the key is skipped; delete it from the discovery cluster, or use a new token",
+                "invalid peer info returned from discovery service"
+            );
             return;
         }
         if regs.iter().any(|r| r.key == key) {

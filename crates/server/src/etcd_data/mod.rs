@@ -175,7 +175,13 @@ fn is_bbolt(path: &Path) -> bool {
 fn convert(paths: &DataDirPaths) -> Result<Converted, ConvertError> {
     let (snapshot, skipped) = snap::newest(&paths.snap)?;
     for (path, why) in skipped {
-        tracing::warn!(file = %path.display(), reason = %why, "skipping a damaged etcd snapshot file");
+        tracing::warn!(
+            file = %path.display(),
+            reason = %why,
+            hint = "an older snapshot and the WAL are used instead; nothing to do unless the \
+                    start fails, then restore from a backup",
+            "skipping a damaged etcd snapshot file"
+        );
     }
     let (snap_index, snap_term) = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
     if let Some(s) = &snapshot {

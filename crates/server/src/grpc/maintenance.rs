@@ -106,7 +106,12 @@ impl Maintenance for MaintenanceService {
             });
             let _ = std::fs::remove_file(&path);
             if let Err(e) = outcome {
-                tracing::warn!(error = %e, "failed to send database snapshot");
+                tracing::warn!(
+                    error = %e,
+                    hint = "the client may ask again; if it repeats, check the disk space of \
+                            the data dir, which holds the snapshot while it is sent",
+                    "failed to send database snapshot"
+                );
                 let _ = tx.blocking_send(Err(Status::from(e)));
             }
         });

@@ -92,23 +92,21 @@ fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
 
 /// etcd's `discoverEndpoints`: the client endpoints from the domain's SRV records; without
 /// `--insecure-discovery` only the https ones. An empty answer leaves `--endpoints` in use.
-fn discover_endpoints(opts: &Options) -> Result<Option<Vec<String>>, String> {
-    if opts.discovery_srv.is_empty() {
+/// `etcd grpc-proxy start` finds its members the same way.
+pub(crate) fn discover_endpoints(
+    domain: &str,
+    service_name: &str,
+    insecure_discovery: bool,
+) -> Result<Option<Vec<String>>, String> {
+    if domain.is_empty() {
         return Ok(None);
     }
-    let found = etcd_client::srv::blocking::get_client(
-        "etcd-client",
-        &opts.discovery_srv,
-        &opts.discovery_srv_name,
-    )?;
-    eprintln!(
-        "discovered the cluster {found:?} from {}",
-        opts.discovery_srv
-    );
+    let found = etcd_client::srv::blocking::get_client("etcd-client", domain, service_name)?;
+    eprintln!("discovered the cluster {found:?} from {domain}");
     let usable: Vec<String> = found
         .into_iter()
         .filter(|ep| {
-            let keep = opts.insecure_discovery || !ep.starts_with("http://");
+            let keep = insecure_discovery || !ep.starts_with("http://");
             if !keep {
                 eprintln!("{ep} is insecure; pass --insecure-discovery to use it");
             }
@@ -236,7 +234,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut opts = opts;
-    match discover_endpoints(&opts) {
+    match discover_endpoints(
+        &opts.discovery_srv,
+        &opts.discovery_srv_name,
+        opts.insecure_discovery,
+    ) {
         Ok(Some(found)) => opts.endpoints = found,
         Ok(None) => {}
         Err(e) => {

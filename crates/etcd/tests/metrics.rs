@@ -1,5 +1,6 @@
 //! `/metrics`: our metric names and types against `/usr/bin/etcd`'s (3.4) for the metrics we
-//! export, counters that count what clients do, and the `--listen-metrics-urls` listener.
+//! export, counters that count what clients do, and the `--listen-metrics-urls` listener; in a
+//! cluster of ours, the peer traffic metrics and the v2 stats that come from the same counts.
 //! Skips with a note when /usr/bin/etcd or curl is missing.
 
 mod common;
@@ -7,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::reference::{CURL, REF_ETCD, Single, available};
 
@@ -19,6 +21,8 @@ const EXPORTED: &[&str] = &[
     "etcd_server_proposals_applied_total",
     "etcd_server_proposals_failed_total",
     "etcd_server_proposals_pending",
+    "etcd_server_slow_apply_total",
+    "etcd_server_heartbeat_send_failures_total",
     "etcd_disk_wal_fsync_duration_seconds",
     "etcd_disk_backend_commit_duration_seconds",
     "etcd_network_client_grpc_sent_bytes_total",
@@ -199,5 +203,101 @@ fn probes_answer_as_etcd_3_6() {
     // And on the metrics listener too.
     assert!(
         curl(&format!("{}/readyz", metrics_url(&ours)), None).contains("data_corruption failed")
+    );
+}
+
+/// The sum of a labelled metric's samples whose labels contain `label`, and how many there are.
+fn labelled_sum(exposition: &str, name: &str, label: &str) -> (f64, usize) {
+    let samples: Vec<f64> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter(|l| l.contains(label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse().ok())
+        .collect();
+    (samples.iter().sum(), samples.len())
+}
+
+/// In a three-member cluster the leader counts bytes to each follower and times its heartbeat
+/// round trips, followers count bytes from the leader, and `/v2/stats` shows the same traffic.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_traffic_is_counted_in_metrics_and_v2_stats() {
+    if !Path::new(CURL).exists() {
+        eprintln!("skipped: {CURL} is missing");
+        return;
+    }
+    let mut options = common::cluster::ClusterOptions::new(3);
+    options.args.push("--enable-v2".into());
+    let c = common::cluster::Cluster::start(options).await;
+    let mut client = common::cluster::connect(&c.members[0].client_url, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    for i in 0..10 {
+        client.put(format!("k{i}"), "v").await.expect("put");
+    }
+    let page = |m: &common::cluster::Member| curl(&format!("{}/metrics", m.client_url), None);
+    let leader = c
+        .members
+        .iter()
+        .find(|m| value(&page(m), "etcd_server_is_leader") == 1.0)
+        .expect("a leader");
+    let followers: Vec<_> = c.members.iter().filter(|m| m.id != leader.id).collect();
+    // Heartbeats go out every 50 ms: wait for a few round trips to each follower.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let leader_page = loop {
+        let text = page(leader);
+        let (trips, peers) = labelled_sum(
+            &text,
+            "etcd_network_peer_round_trip_time_seconds_count",
+            "To=",
+        );
+        if peers == 2 && trips >= 4.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat round trips counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for f in &followers {
+        let to = format!("To=\"{:x}\"", f.id);
+        let (sent, n) = labelled_sum(&leader_page, "etcd_network_peer_sent_bytes_total", &to);
+        assert!(n == 1 && sent > 0.0, "nothing sent to {to}:\n{leader_page}");
+        let from = format!("From=\"{:x}\"", leader.id);
+        let (received, n) = labelled_sum(&page(f), "etcd_network_peer_received_bytes_total", &from);
+        assert!(n == 1 && received > 0.0, "nothing received from the leader");
+    }
+
+    // The same traffic in etcd's v2 stats.
+    let stats: serde_json::Value = serde_json::from_str(&curl(
+        &format!("{}/v2/stats/leader", leader.client_url),
+        None,
+    ))
+    .expect("leader stats JSON");
+    for f in &followers {
+        let follower = &stats["followers"][format!("{:x}", f.id)];
+        assert!(
+            follower["counts"]["success"].as_u64().unwrap_or(0) >= 1,
+            "{stats}"
+        );
+        let latency = &follower["latency"];
+        let (min, max) = (latency["minimum"].as_f64(), latency["maximum"].as_f64());
+        assert!(min.is_some_and(|m| m > 0.0) && min <= max, "{stats}");
+    }
+    let own: serde_json::Value =
+        serde_json::from_str(&curl(&format!("{}/v2/stats/self", leader.client_url), None))
+            .expect("self stats JSON");
+    assert!(
+        own["sendAppendRequestCnt"].as_u64().unwrap_or(0) >= 10,
+        "{own}"
+    );
+    let theirs: serde_json::Value = serde_json::from_str(&curl(
+        &format!("{}/v2/stats/self", followers[0].client_url),
+        None,
+    ))
+    .expect("self stats JSON");
+    assert!(
+        theirs["recvAppendRequestCnt"].as_u64().unwrap_or(0) >= 10,
+        "{theirs}"
     );
 }

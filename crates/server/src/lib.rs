@@ -18,6 +18,7 @@ pub mod lease;
 pub mod membership;
 pub mod metrics;
 mod peer;
+pub mod peer_stats;
 mod probes;
 pub mod raft;
 mod refusal;

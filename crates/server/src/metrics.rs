@@ -11,19 +11,22 @@
 //! each fdatasync and each durable commit (ours commits durably about every 100 ms, as etcd's
 //! backend does).
 //!
-//! Not yet exported (issue 12): peer network bytes and round trips, slow applies, heartbeat
-//! failures, the lease TTL histogram.
+//! Peer bytes, round trips and heartbeat failures are counted by the Raft thread's links
+//! ([`crate::peer_stats`]); slow applies by the apply loop.
+//!
+//! Not yet exported: the lease TTL histogram, `--metrics extensive`'s handling-time histograms.
 
 use std::sync::Arc;
 
 use etcd_api::etcdserverpb::{TxnResponse, response_op};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder, exponential_buckets,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
 };
 
 use crate::apply::{ApplyResponse, ApplyResult};
 use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
+use crate::peer_stats::PeerStats;
 use crate::server::EtcdServer;
 
 pub mod grpc;
@@ -67,6 +70,11 @@ pub struct Metrics {
     watchers: IntGauge,
     watch_streams: IntGauge,
     slow_watchers: IntGauge,
+    /// `etcd_server_slow_apply_total`: applies that took longer than etcd's 100 ms.
+    pub slow_apply_total: IntCounter,
+    /// `etcd_network_peer_*` and `etcd_server_heartbeat_send_failures_total`, kept by the
+    /// Raft thread's links; also the figures of `/v2/stats/self` and `/v2/stats/leader`.
+    pub peers: Arc<PeerStats>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -110,6 +118,24 @@ fn labelled_counter(registry: &Registry, name: &str, help: &str, labels: &[&str]
         .register(Box::new(c.clone()))
         .expect("registered once");
     c
+}
+
+/// etcd's peer round-trip histogram: 0.1 ms to about 3.3 s, doubling, per peer.
+fn round_trip_histogram(registry: &Registry) -> HistogramVec {
+    let buckets = exponential_buckets(0.0001, 2.0, 16).expect("valid buckets");
+    let h = HistogramVec::new(
+        HistogramOpts::new(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-Trip-Time histogram between peers",
+        )
+        .buckets(buckets),
+        &["To"],
+    )
+    .expect("a valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
 }
 
 /// etcd labels the cluster version as major.minor ("3.4").
@@ -286,6 +312,31 @@ impl Metrics {
                 "etcd_debugging_mvcc_slow_watcher_total",
                 "Total number of unsynced slow watchers.",
             ),
+            slow_apply_total: counter(
+                r,
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            ),
+            peers: Arc::new(PeerStats::new(
+                labelled_counter(
+                    r,
+                    "etcd_network_peer_sent_bytes_total",
+                    "The total number of bytes sent to peers.",
+                    &["To"],
+                ),
+                labelled_counter(
+                    r,
+                    "etcd_network_peer_received_bytes_total",
+                    "The total number of bytes received from peers.",
+                    &["From"],
+                ),
+                round_trip_histogram(r),
+                counter(
+                    r,
+                    "etcd_server_heartbeat_send_failures_total",
+                    "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+                ),
+            )),
             grpc_methods: std::collections::HashMap::new(),
             registry,
         };

@@ -216,8 +216,13 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     );
 
     let (inputs_tx, inputs_rx) = sync_channel(RAFT_INPUT_CAPACITY);
-    let (links, inputs_tx) = Links::new(member_id, inputs_tx)
-        .map_err(|e| ServerError::Internal(format!("cannot set up the peer links' poll: {e}")))?;
+    let (links, inputs_tx) = Links::new(
+        member_id,
+        inputs_tx,
+        metrics.peers.clone(),
+        cfg.heartbeat_interval,
+    )
+    .map_err(|e| ServerError::Internal(format!("cannot set up the peer links' poll: {e}")))?;
     let (applied_tx, applied_rx) = watch::channel(boot.applied);
     let status = Arc::new(RaftStatus::default());
     let wait = Arc::new(Wait::new(member_id, unix_millis()));

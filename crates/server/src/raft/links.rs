@@ -18,15 +18,16 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::event::Source;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use tokio::sync::oneshot;
 
 use super::node::RaftInput;
+use crate::peer_stats::{PeerCounters, PeerStats};
 
 /// First bytes of a link's hello. A NUL never starts an HTTP request, so the peer listener
 /// tells a link from HTTP and gRPC by the first byte alone.
@@ -360,10 +361,16 @@ struct Outbound {
     /// Encoded frames not yet written; `sent` bytes of them are.
     pending: Vec<u8>,
     sent: usize,
+    counters: Arc<PeerCounters>,
+    /// When the last heartbeat to this peer was queued (to find late ones).
+    last_heartbeat: Option<Instant>,
+    /// When the heartbeat now awaiting its response was queued (for the round trip).
+    heartbeat_out: Option<Instant>,
 }
 
 struct Inbound {
     from: u64,
+    counters: Arc<PeerCounters>,
     link: Box<PeerLink>,
     /// Bytes read and not yet decoded (at most one partial frame after a pass).
     buf: RecvBuf,
@@ -383,11 +390,20 @@ pub struct Links {
     next_token: usize,
     received: Vec<Message>,
     unreachable: Vec<u64>,
+    stats: Arc<PeerStats>,
+    /// A heartbeat later than twice this after the previous one is a send failure (etcd's
+    /// `etcd_server_heartbeat_send_failures_total`).
+    heartbeat_interval: Duration,
 }
 
 impl Links {
     /// The links of `member_id`, and the inbox that feeds `rx` and wakes this poll.
-    pub fn new(member_id: u64, tx: SyncSender<RaftInput>) -> io::Result<(Links, RaftInbox)> {
+    pub fn new(
+        member_id: u64,
+        tx: SyncSender<RaftInput>,
+        stats: Arc<PeerStats>,
+        heartbeat_interval: Duration,
+    ) -> io::Result<(Links, RaftInbox)> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let wake = Arc::new(InboxWake {
@@ -406,6 +422,8 @@ impl Links {
             next_token: 1,
             received: Vec::new(),
             unreachable: Vec::new(),
+            stats,
+            heartbeat_interval,
         };
         Ok((links, RaftInbox { tx, wake }))
     }
@@ -443,6 +461,9 @@ impl Links {
                     state: OutState::Connecting,
                     pending: Vec::new(),
                     sent: 0,
+                    counters: self.stats.peer(*id),
+                    last_heartbeat: None,
+                    heartbeat_out: None,
                 },
             );
         }
@@ -537,6 +558,7 @@ impl Links {
             token,
             Inbound {
                 from,
+                counters: self.stats.peer(from),
                 link,
                 buf: RecvBuf::default(),
             },
@@ -589,12 +611,44 @@ impl Links {
             );
             return;
         };
+        let heartbeat = msg.get_msg_type() == MessageType::MsgHeartbeat;
         if matches!(o.state, OutState::Down) || o.pending.len() >= PENDING_BYTES_MAX {
+            if heartbeat {
+                o.counters.send_failed();
+            }
             self.unreachable.push(to);
             return;
         }
+        let before = o.pending.len();
         if let Err(e) = encode_frame(msg, &mut o.pending) {
             tracing::error!(error = %e, "cannot encode a Raft message");
+            return;
+        }
+        let bytes = o.pending.len() - before;
+        o.counters.sent_bytes.inc_by(bytes as u64);
+        match msg.get_msg_type() {
+            MessageType::MsgAppend => self.stats.append_sent(bytes, Instant::now()),
+            MessageType::MsgHeartbeat => {
+                let now = Instant::now();
+                if let Some(last) = o.last_heartbeat
+                    && now.duration_since(last) > 2 * self.heartbeat_interval
+                {
+                    self.stats.heartbeat_send_failures.inc();
+                    tracing::warn!(
+                        to = format!("{to:x}"),
+                        heartbeat_interval = ?self.heartbeat_interval,
+                        expected_duration = ?(2 * self.heartbeat_interval),
+                        exceeded_duration = ?(now.duration_since(last) - 2 * self.heartbeat_interval),
+                        hint = "the Raft loop was held up (a slow disk or an overloaded machine): \
+                                check etcd_disk_wal_fsync_duration_seconds and the CPU",
+                        "leader failed to send out heartbeat on time; took too long, leader is \
+                         overloaded likely from slow disk"
+                    );
+                }
+                o.last_heartbeat = Some(now);
+                o.heartbeat_out.get_or_insert(now);
+            }
+            _ => {}
         }
     }
 
@@ -728,9 +782,12 @@ impl Links {
             position += 1;
             position <= before || m.from == from
         });
+        let counters = i.counters.clone();
         match decoded {
             Ok(used) => {
                 i.buf.consume(used);
+                counters.received_bytes.inc_by(used as u64);
+                self.account_received(before, from);
             }
             Err(e) => {
                 tracing::warn!(from = format!("{from:x}"), error = %e, "closing a peer link");
@@ -744,6 +801,30 @@ impl Links {
             Err(e) => {
                 tracing::debug!(from = format!("{from:x}"), error = %e, "peer link closed");
                 self.drop_inbound(token);
+            }
+        }
+    }
+
+    /// Counts the appends among the messages received from `from` after the first `before`,
+    /// and times the round trip of a heartbeat whose response came.
+    fn account_received(&mut self, before: usize, from: u64) {
+        let mut now = None;
+        for m in &self.received[before..] {
+            match m.get_msg_type() {
+                MessageType::MsgAppend => {
+                    let bytes = m.get_entries().iter().map(|e| e.data.len()).sum();
+                    let at = *now.get_or_insert_with(Instant::now);
+                    self.stats.append_received(bytes, at);
+                }
+                MessageType::MsgHeartbeatResponse => {
+                    if let Some(o) = self.out.get_mut(&from)
+                        && let Some(sent) = o.heartbeat_out.take()
+                    {
+                        let at = *now.get_or_insert_with(Instant::now);
+                        o.counters.round_trip(at.duration_since(sent));
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -820,9 +901,15 @@ mod tests {
         )
     }
 
+    fn test_stats() -> Arc<PeerStats> {
+        crate::metrics::Metrics::new().peers.clone()
+    }
+
     fn links(member: u64) -> Links {
         let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        Links::new(member, tx).unwrap().0
+        Links::new(member, tx, test_stats(), Duration::from_millis(100))
+            .unwrap()
+            .0
     }
 
     fn one_peer(links: &mut Links, peer: u64) {
@@ -965,7 +1052,8 @@ mod tests {
     #[test]
     fn an_inbox_send_wakes_a_parked_poll() {
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        let (mut links, inbox) = Links::new(1, tx).unwrap();
+        let (mut links, inbox) =
+            Links::new(1, tx, test_stats(), Duration::from_millis(100)).unwrap();
         links.park();
         let sender = std::thread::spawn(move || inbox.try_send(RaftInput::Unreachable(9)));
         // Returns on the wake-up, long before the timeout.

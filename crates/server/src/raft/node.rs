@@ -36,6 +36,8 @@ use crate::watch::WatchHub;
 /// Most inputs handled before the loop looks at `Ready` again: bounds the latency a burst of
 /// proposals can add to ticks and to persisting the previous batch.
 const INPUT_BATCH_MAX: usize = 4096;
+/// etcd's `warnApplyDuration`: an apply slower than this is counted and logged.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
 /// Proposal bytes handled before the next Ready: with `batch_append` they can all go out in one
 /// append message, which must stay well below the peer transport's frame limit.
 const INPUT_BATCH_BYTES_MAX: usize = 8 << 20;
@@ -732,7 +734,21 @@ impl RaftLoop {
                             match InternalRequest::decode(entry.data.as_ref()) {
                                 Ok(req) => {
                                     let (id, proposer) = (req.id, req.proposer_id);
+                                    let started = Instant::now();
                                     let result = apply_request(batch, &mut ctx, req);
+                                    let took = started.elapsed();
+                                    if took > SLOW_APPLY {
+                                        metrics.slow_apply_total.inc();
+                                        tracing::warn!(
+                                            took = ?took,
+                                            expected_duration = ?SLOW_APPLY,
+                                            index = entry.index,
+                                            hint = "applies wait for the backend: check \
+                                                    etcd_disk_backend_commit_duration_seconds, \
+                                                    large ranges or txns, and the CPU",
+                                            "apply request took too long"
+                                        );
+                                    }
                                     metrics.count_applied(&result);
                                     if proposer == member_id {
                                         results.push((id, result));

@@ -1,6 +1,6 @@
-//! `/v2/stats/self`, `/v2/stats/leader` and `/v2/stats/store` in etcd's JSON. The v2 store's
-//! operation counts are real; this member does not keep etcd's per-follower latency or
-//! append-rate figures, so those read as zero.
+//! `/v2/stats/self`, `/v2/stats/leader` and `/v2/stats/store` in etcd's JSON: the v2 store's
+//! operation counts, and what the Raft links count ([`crate::peer_stats`]): appends sent and
+//! received with their rates, and each follower's heartbeat round trips as its latency.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
@@ -61,8 +61,25 @@ pub async fn self_stats(State(server): State<Arc<EtcdServer>>, req: Request) -> 
     w.field_str("uptime", &go_duration(start_instant.elapsed().as_nanos()));
     w.field_raw("startTime", &start);
     w.end_object();
-    w.field_u64("recvAppendRequestCnt", 0);
-    w.field_u64("sendAppendRequestCnt", 0);
+    let appends = server.metrics.peers.appends();
+    // etcd leaves the rates out when they are zero (`omitempty`).
+    w.field_u64("recvAppendRequestCnt", appends.received);
+    if appends.receive_package_rate != 0.0 {
+        w.field_raw("recvPkgRate", &go_float(appends.receive_package_rate));
+    }
+    if appends.receive_bandwidth_rate != 0.0 {
+        w.field_raw(
+            "recvBandwidthRate",
+            &go_float(appends.receive_bandwidth_rate),
+        );
+    }
+    w.field_u64("sendAppendRequestCnt", appends.sent);
+    if appends.send_package_rate != 0.0 {
+        w.field_raw("sendPkgRate", &go_float(appends.send_package_rate));
+    }
+    if appends.send_bandwidth_rate != 0.0 {
+        w.field_raw("sendBandwidthRate", &go_float(appends.send_bandwidth_rate));
+    }
     w.end_object();
     json(marshal(w))
 }
@@ -79,22 +96,30 @@ pub async fn leader_stats(State(server): State<Arc<EtcdServer>>, req: Request) -
     w.begin_object();
     w.field_str("leader", &format!("{:x}", server.member_id));
     w.begin_object_field("followers");
+    let latencies = server.metrics.peers.latencies();
     for id in members.keys().filter(|id| **id != server.member_id) {
+        let l = latencies.get(id).copied().unwrap_or_default();
         w.begin_object_field(&format!("{id:x}"));
         w.begin_object_field("latency");
-        for field in [
-            "current",
-            "average",
-            "standardDeviation",
-            "minimum",
-            "maximum",
+        // etcd starts a follower's minimum at 1<<63 until its first success.
+        let minimum = if l.successes == 0 {
+            (1u64 << 63) as f64
+        } else {
+            l.minimum
+        };
+        for (field, value) in [
+            ("current", l.current),
+            ("average", l.average),
+            ("standardDeviation", l.standard_deviation),
+            ("minimum", minimum),
+            ("maximum", l.maximum),
         ] {
-            w.field_u64(field, 0);
+            w.field_raw(field, &go_float(value));
         }
         w.end_object();
         w.begin_object_field("counts");
-        w.field_u64("fail", 0);
-        w.field_u64("success", 0);
+        w.field_u64("fail", l.failures);
+        w.field_u64("success", l.successes);
         w.end_object();
         w.end_object();
     }
@@ -137,6 +162,24 @@ pub async fn store_stats(State(server): State<Arc<EtcdServer>>, req: Request) ->
     json(marshal(w))
 }
 
+/// A float64 as Go's `encoding/json` writes it: the shortest form that reads back the same,
+/// in exponent form below 1e-6 and from 1e21 on.
+fn go_float(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude != 0.0 && !(1e-6..1e21).contains(&magnitude) {
+        // Rust writes `1.5e21`, Go's JSON `1.5e+21`; both `1e-7`.
+        let text = format!("{value:e}");
+        match text.split_once('e') {
+            Some((mantissa, exponent)) if !exponent.starts_with('-') => {
+                format!("{mantissa}e+{exponent}")
+            }
+            _ => text,
+        }
+    } else {
+        format!("{value}")
+    }
+}
+
 /// Go's `time.Duration.String()`: `1h2m3.5s`, `1.5s`, `12ms`, `3µs`, `0s`.
 pub fn go_duration(nanos: u128) -> String {
     let frac = |value: u128, unit: u128, digits: usize| {
@@ -169,7 +212,17 @@ pub fn go_duration(nanos: u128) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::go_duration;
+    use super::{go_duration, go_float};
+
+    #[test]
+    fn floats_as_go_json_writes_them() {
+        assert_eq!(go_float(0.213), "0.213");
+        assert_eq!(go_float(4.0), "4");
+        assert_eq!(go_float(0.0), "0");
+        assert_eq!(go_float(1e-7), "1e-7");
+        assert_eq!(go_float((1u64 << 63) as f64), "9223372036854776000");
+        assert_eq!(go_float(1.5e21), "1.5e+21");
+    }
 
     #[test]
     fn durations_as_go_prints_them() {

@@ -192,6 +192,7 @@ fn server_config(cfg: &Config) -> ServerConfig {
         wal_dir: cfg.wal_dir.clone(),
         listen_client_urls: cfg.listen_client_urls.clone(),
         listen_metrics_urls: cfg.listen_metrics_urls.clone(),
+        metrics_extensive: cfg.metrics == "extensive",
         advertise_client_urls: cfg.advertise_client_urls.clone(),
         listen_peer_urls: cfg.listen_peer_urls.clone(),
         initial_advertise_peer_urls: cfg.initial_advertise_peer_urls.clone(),

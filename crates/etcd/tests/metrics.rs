@@ -44,6 +44,7 @@ const EXPORTED: &[&str] = &[
     "etcd_debugging_lease_granted_total",
     "etcd_debugging_lease_revoked_total",
     "etcd_debugging_lease_renewed_total",
+    "etcd_debugging_lease_ttl_total",
     "grpc_server_started_total",
     "grpc_server_handled_total",
     "process_cpu_seconds_total",
@@ -155,6 +156,52 @@ fn our_metrics_are_named_and_typed_as_etcds_and_count() {
     );
     // The metrics listener serves nothing else.
     assert!(curl(&format!("{}/v3/kv/range", metrics_url(&ours)), Some("{}")).contains("404"));
+}
+
+/// `--metrics extensive`: gRPC handling-time histograms, typed as etcd's, that time the calls.
+#[test]
+fn extensive_metrics_time_grpc_calls() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = &["--metrics", "extensive"];
+    let etcd = Single::start(REF_ETCD, &dir.path().join("etcd"), args, false);
+    let ours = Single::start(
+        env!("CARGO_BIN_EXE_etcd"),
+        &dir.path().join("ours"),
+        args,
+        false,
+    );
+    for server in [&etcd, &ours] {
+        curl(
+            &format!("{}/v3/kv/put", server.client),
+            Some(r#"{"key":"YQ==","value":"MQ=="}"#),
+        );
+    }
+    let theirs = curl(&format!("{}/metrics", etcd.client), None);
+    let mine = curl(&format!("{}/metrics", ours.client), None);
+    let name = "grpc_server_handling_seconds";
+    assert_eq!(types(&mine).get(name), types(&theirs).get(name), "{name}");
+    assert_eq!(
+        types(&mine).get(name).map(String::as_str),
+        Some("histogram")
+    );
+    let put = r#"grpc_server_handling_seconds_count{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} "#;
+    let count = |page: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix(put))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    assert_eq!(count(&mine), count(&theirs), "one Put timed on each");
+    // Without the flag there is no such histogram, as in etcd.
+    let basic = Single::start(
+        env!("CARGO_BIN_EXE_etcd"),
+        &dir.path().join("basic"),
+        &[],
+        false,
+    );
+    assert!(!curl(&format!("{}/metrics", basic.client), None).contains(name));
 }
 
 /// `/livez` and `/readyz` as etcd 3.6: ok when the checks pass, the failed check named (503)

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// `--listen-metrics-urls`: extra listeners serving only `/metrics` and `/health` (https
     /// ones with the client TLS settings).
     pub listen_metrics_urls: Vec<Url>,
+    /// `--metrics extensive`: gRPC handling-time histograms too.
+    pub metrics_extensive: bool,
     pub advertise_client_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
     pub initial_advertise_peer_urls: Vec<Url>,
@@ -98,6 +100,7 @@ impl ServerConfig {
             wal_dir: None,
             listen_client_urls: vec![client_url.clone()],
             listen_metrics_urls: Vec::new(),
+            metrics_extensive: false,
             advertise_client_urls: vec![client_url],
             listen_peer_urls: vec![peer_url.clone()],
             initial_advertise_peer_urls: vec![peer_url.clone()],

@@ -14,7 +14,7 @@
 //! Peer bytes, round trips and heartbeat failures are counted by the Raft thread's links
 //! ([`crate::peer_stats`]); slow applies by the apply loop.
 //!
-//! Not yet exported: the lease TTL histogram, `--metrics extensive`'s handling-time histograms.
+//! `--metrics extensive` adds gRPC handling-time histograms, as etcd does.
 
 use std::sync::Arc;
 
@@ -54,11 +54,15 @@ pub struct Metrics {
     // grpc_server_*
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
+    /// `grpc_server_handling_seconds`, with `--metrics extensive` only.
+    pub grpc_handling: Option<HistogramVec>,
     /// `/service/method` to its counters (see `grpc::MethodCounters`).
     grpc_methods: std::collections::HashMap<String, Arc<grpc::MethodCounters>>,
     pub lease_granted_total: IntCounter,
     pub lease_revoked_total: IntCounter,
     pub lease_renewed_total: IntCounter,
+    /// `etcd_debugging_lease_ttl_total`: the TTLs leases were granted with.
+    lease_ttl: Histogram,
     proposals_pending: IntGauge,
     // etcd_disk_*
     pub wal_fsync_duration: Histogram,
@@ -147,7 +151,13 @@ fn cluster_minor(version: &str) -> &str {
 }
 
 impl Metrics {
+    /// `--metrics basic`.
     pub fn new() -> Arc<Metrics> {
+        Metrics::with_detail(false)
+    }
+
+    /// `--metrics extensive` when `extensive`.
+    pub fn with_detail(extensive: bool) -> Arc<Metrics> {
         let registry = Registry::new();
         #[cfg(target_os = "linux")]
         {
@@ -272,6 +282,19 @@ impl Metrics {
                 "etcd_debugging_lease_renewed_total",
                 "The number of renewed leases seen by the leader.",
             ),
+            lease_ttl: {
+                let buckets = exponential_buckets(1.0, 2.0, 24).expect("valid buckets");
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "etcd_debugging_lease_ttl_total",
+                        "Bucketed histogram of lease TTLs.",
+                    )
+                    .buckets(buckets),
+                )
+                .expect("a valid metric");
+                r.register(Box::new(h.clone())).expect("registered once");
+                h
+            },
             proposals_pending: gauge(
                 r,
                 "etcd_server_proposals_pending",
@@ -312,6 +335,18 @@ impl Metrics {
                 "etcd_debugging_mvcc_slow_watcher_total",
                 "Total number of unsynced slow watchers.",
             ),
+            grpc_handling: extensive.then(|| {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "grpc_server_handling_seconds",
+                        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                    ),
+                    &["grpc_method", "grpc_service", "grpc_type"],
+                )
+                .expect("a valid metric");
+                r.register(Box::new(h.clone())).expect("registered once");
+                h
+            }),
             slow_apply_total: counter(
                 r,
                 "etcd_server_slow_apply_total",
@@ -366,7 +401,10 @@ impl Metrics {
                     self.txn_total.inc();
                 }
             }
-            ApplyResponse::LeaseGrant(_) => self.lease_granted_total.inc(),
+            ApplyResponse::LeaseGrant(granted) => {
+                self.lease_granted_total.inc();
+                self.lease_ttl.observe(granted.ttl as f64);
+            }
             ApplyResponse::LeaseRevoke => self.lease_revoked_total.inc(),
             _ => {}
         }

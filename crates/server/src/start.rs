@@ -171,7 +171,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     if let Some(parent) = backend_path.parent() {
         create_private_dir(parent)?;
     }
-    let metrics = crate::metrics::Metrics::new();
+    let metrics = crate::metrics::Metrics::with_detail(cfg.metrics_extensive);
     let opening = std::time::Instant::now();
     let store = Arc::new(
         Store::open(

@@ -1,11 +1,14 @@
 //! `grpc_server_started_total` and `grpc_server_handled_total`, as go-grpc-prometheus counts
 //! them: a call is started when its request arrives and handled when its status is known,
 //! from the response headers (trailers-only answers) or the trailers at the end of its body;
-//! a call whose client went away before the end is `Canceled`.
+//! a call whose client went away before the end is `Canceled`. With `--metrics extensive`,
+//! also `grpc_server_handling_seconds`, the time from request to status, as etcd enables
+//! go-grpc-prometheus's handling-time histogram.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -132,6 +135,8 @@ pub struct MethodCounters {
     started: prometheus::IntCounter,
     /// By code, in [`CODE_NAMES`] order.
     handled: Vec<prometheus::IntCounter>,
+    /// With `--metrics extensive`.
+    handling: Option<prometheus::Histogram>,
 }
 
 impl MethodCounters {
@@ -149,6 +154,10 @@ impl MethodCounters {
                         .with_label_values(&[code, method, service, kind])
                 })
                 .collect(),
+            handling: metrics
+                .grpc_handling
+                .as_ref()
+                .map(|h| h.with_label_values(&[method, service, kind])),
         }
     }
 }
@@ -158,6 +167,8 @@ struct Call {
     counters: Arc<MethodCounters>,
     sent_bytes: prometheus::IntCounter,
     done: bool,
+    /// When the request arrived, if its handling time is measured.
+    started: Option<Instant>,
 }
 
 impl Call {
@@ -167,6 +178,9 @@ impl Call {
         }
         self.done = true;
         self.counters.handled[code].inc();
+        if let (Some(histogram), Some(started)) = (&self.counters.handling, self.started) {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -190,10 +204,12 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         },
     };
     counters.started.inc();
+    let started = counters.handling.as_ref().map(|_| Instant::now());
     let mut call = Call {
         counters,
         sent_bytes: metrics.grpc_sent_bytes.clone(),
         done: false,
+        started,
     };
     // Bytes received: the request body as the service reads it.
     let received = metrics.grpc_received_bytes.clone();

@@ -1,0 +1,735 @@
+//! The verdict on a [`History`].
+//!
+//! etcd orders every write by its revision; a read at revision `R` sees the key space as the
+//! writes up to `R` left it. So a history is linearizable exactly when every operation can be
+//! given a position (a write: its revision; a read: just after the revision it read at) such
+//! that (1) each answer is what the key space held at that position, and (2) an operation
+//! that returned before another was sent has an earlier position. Positions come from the
+//! answers, and for writes whose outcome the client never learnt, from the watch; (2) is then
+//! checked for every pair at once with a sweep in real time. This is stricter than a search
+//! over orders: the member's own revisions must be right, not just some order.
+//!
+//! The watch, a single stream from revision 1 resumed across member failures, is the log the
+//! positions come from, so it is checked first: revisions in order, each revision's events in
+//! one response, no event twice, no revision missing up to the end, each event's previous
+//! value the one before it. Then every write is accounted for: an acknowledged write is in
+//! the log at its revision, a write refused is not in it at all, a value is written at most
+//! once, and the log holds nothing no client asked for. Finally the state at the end equals
+//! the log replayed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::history::{Event, History, Operation, Outcome, Request, Response};
+
+/// At most this many violations of one kind are described.
+const DETAILS_PER_KIND: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub violations: Vec<Violation>,
+    /// Violations found beyond the ones described, per kind.
+    pub more: BTreeMap<&'static str, usize>,
+    pub operations: usize,
+    pub acknowledged_writes: usize,
+    pub unknown_writes_applied: usize,
+    pub linearizable_reads: usize,
+    pub events: usize,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    fn flag(&mut self, kind: &'static str, detail: String) {
+        let described = self.violations.iter().filter(|v| v.kind == kind).count();
+        if described < DETAILS_PER_KIND {
+            self.violations.push(Violation { kind, detail });
+        } else {
+            *self.more.entry(kind).or_default() += 1;
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} operations ({} acknowledged writes, {} writes of unknown outcome applied, {} \
+             linearizable reads), {} watch events: {}",
+            self.operations,
+            self.acknowledged_writes,
+            self.unknown_writes_applied,
+            self.linearizable_reads,
+            self.events,
+            if self.ok() {
+                "no violation"
+            } else {
+                "VIOLATIONS"
+            }
+        )?;
+        for v in &self.violations {
+            writeln!(f, "  {}: {}", v.kind, v.detail)?;
+        }
+        for (kind, n) in &self.more {
+            writeln!(f, "  {kind}: {n} more")?;
+        }
+        Ok(())
+    }
+}
+
+/// Each key's versions in revision order: (revision, value; `None` once deleted).
+#[derive(Default)]
+struct Timeline {
+    versions: HashMap<String, Vec<(i64, Option<String>)>>,
+}
+
+impl Timeline {
+    /// The key's value and mod revision at `revision`.
+    fn at(&self, key: &str, revision: i64) -> Option<(String, i64)> {
+        let versions = self.versions.get(key)?;
+        let i = versions.partition_point(|(r, _)| *r <= revision);
+        let (mod_revision, value) = versions.get(i.checked_sub(1)?)?;
+        value.clone().map(|v| (v, *mod_revision))
+    }
+}
+
+/// An operation placed in the order: `position` is 2 × revision for a write, 2 × revision + 1
+/// for a read at that revision.
+struct Placed<'a> {
+    op: &'a Operation,
+    position: i64,
+    /// `false` for a write of unknown outcome: when it took effect is not known, only that it
+    /// was after it was sent.
+    returned: bool,
+}
+
+pub fn check(history: &History) -> Report {
+    let mut report = Report {
+        operations: history.operations.len(),
+        ..Report::default()
+    };
+    let events = check_watch(history, &mut report);
+    report.events = events.len();
+
+    // The log replayed.
+    let mut timeline = Timeline::default();
+    let mut by_value: HashMap<&str, &Event> = HashMap::new();
+    let mut deletes: HashMap<(i64, &str), &Event> = HashMap::new();
+    for event in &events {
+        let versions = timeline.versions.entry(event.key.clone()).or_default();
+        let before = versions.last().and_then(|(_, v)| v.clone());
+        if before != event.prev_value {
+            report.flag(
+                "watch prev_kv wrong",
+                format!(
+                    "{} at revision {}: previous value {:?}, the log says {:?}",
+                    event.key, event.revision, event.prev_value, before
+                ),
+            );
+        }
+        if event.value.is_none() && before.is_none() {
+            report.flag(
+                "delete of a missing key",
+                format!("{} at revision {}", event.key, event.revision),
+            );
+        }
+        versions.push((event.revision, event.value.clone()));
+        match &event.value {
+            Some(value) => {
+                if by_value.insert(value.as_str(), event).is_some() {
+                    report.flag(
+                        "write applied twice",
+                        format!("{value:?} again at revision {}", event.revision),
+                    );
+                }
+            }
+            None => {
+                deletes.insert((event.revision, event.key.as_str()), event);
+            }
+        }
+    }
+
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut claimed_values: HashSet<&str> = HashSet::new();
+    let mut claimed_deletes: HashSet<(i64, &str)> = HashSet::new();
+    let mut unknown_deletes: HashMap<&str, usize> = HashMap::new();
+    for op in &history.operations {
+        let key = op.request.key();
+        if let Some(value) = op.request.written_value() {
+            claimed_values.insert(value);
+        }
+        let logged = op
+            .request
+            .written_value()
+            .and_then(|v| by_value.get(v).copied());
+        match (&op.request, &op.outcome) {
+            (_, Outcome::Failed(why)) => {
+                if let Some(event) = logged {
+                    report.flag(
+                        "refused write applied",
+                        format!(
+                            "client {} was told {why:?} but {:?} is at revision {}",
+                            op.client,
+                            op.request.written_value(),
+                            event.revision
+                        ),
+                    );
+                }
+            }
+            (Request::Delete { .. }, Outcome::Unknown(_)) => {
+                *unknown_deletes.entry(key).or_default() += 1;
+            }
+            (Request::Get { .. }, Outcome::Unknown(_)) => {}
+            (_, Outcome::Unknown(_)) => {
+                if let Some(event) = logged {
+                    report.unknown_writes_applied += 1;
+                    check_write_event(op, event, key, &mut report);
+                    placed.push(Placed {
+                        op,
+                        position: 2 * event.revision,
+                        returned: false,
+                    });
+                }
+            }
+            (Request::Put { value, .. }, Outcome::Ok(Response::Put { revision })) => {
+                report.acknowledged_writes += 1;
+                match logged {
+                    Some(event) if event.revision == *revision => {
+                        check_write_event(op, event, key, &mut report)
+                    }
+                    Some(event) => report.flag(
+                        "wrong revision",
+                        format!(
+                            "put of {value:?} answered revision {revision}, the log has it at {}",
+                            event.revision
+                        ),
+                    ),
+                    None => report.flag(
+                        "acknowledged write lost",
+                        format!("put {key}={value:?} at revision {revision} is not in the log"),
+                    ),
+                }
+                placed.push(Placed {
+                    op,
+                    position: 2 * revision,
+                    returned: true,
+                });
+            }
+            (
+                Request::CompareAndSwap { expect, value, .. },
+                Outcome::Ok(Response::CompareAndSwap {
+                    revision,
+                    succeeded,
+                }),
+            ) => {
+                if *succeeded {
+                    report.acknowledged_writes += 1;
+                    match logged {
+                        Some(event) if event.revision == *revision => {
+                            check_write_event(op, event, key, &mut report)
+                        }
+                        _ => report.flag(
+                            "acknowledged write lost",
+                            format!(
+                                "txn {key}={value:?} at revision {revision} is not in the log there"
+                            ),
+                        ),
+                    }
+                    let before = timeline.at(key, revision - 1).map(|(v, _)| v);
+                    if before != *expect {
+                        report.flag(
+                            "txn compare wrong",
+                            format!(
+                                "txn on {key} succeeded at revision {revision} expecting {expect:?}, \
+                                 the value was {before:?}"
+                            ),
+                        );
+                    }
+                    placed.push(Placed {
+                        op,
+                        position: 2 * revision,
+                        returned: true,
+                    });
+                } else {
+                    if let Some(event) = logged {
+                        report.flag(
+                            "refused write applied",
+                            format!(
+                                "txn said its compare failed but {value:?} is at revision {}",
+                                event.revision
+                            ),
+                        );
+                    }
+                    let now = timeline.at(key, *revision).map(|(v, _)| v);
+                    if now == *expect {
+                        report.flag(
+                            "txn compare wrong",
+                            format!(
+                                "txn on {key} failed at revision {revision} though the value \
+                                 was the expected {expect:?}"
+                            ),
+                        );
+                    }
+                    report.linearizable_reads += 1;
+                    placed.push(Placed {
+                        op,
+                        position: 2 * revision + 1,
+                        returned: true,
+                    });
+                }
+            }
+            (Request::Delete { .. }, Outcome::Ok(Response::Delete { revision, deleted })) => {
+                if *deleted > 0 {
+                    report.acknowledged_writes += 1;
+                    if deletes.contains_key(&(*revision, key)) {
+                        claimed_deletes.insert((*revision, key));
+                    } else {
+                        report.flag(
+                            "acknowledged write lost",
+                            format!("delete of {key} at revision {revision} is not in the log"),
+                        );
+                    }
+                    placed.push(Placed {
+                        op,
+                        position: 2 * revision,
+                        returned: true,
+                    });
+                } else {
+                    if let Some(found) = timeline.at(key, *revision) {
+                        report.flag(
+                            "stale read",
+                            format!(
+                                "delete of {key} found nothing at revision {revision}; the log \
+                                 has {found:?}"
+                            ),
+                        );
+                    }
+                    report.linearizable_reads += 1;
+                    placed.push(Placed {
+                        op,
+                        position: 2 * revision + 1,
+                        returned: true,
+                    });
+                }
+            }
+            (Request::Get { linearizable, .. }, Outcome::Ok(Response::Get { revision, value })) => {
+                let expected = timeline.at(key, *revision);
+                if expected != *value {
+                    report.flag(
+                        if *linearizable {
+                            "stale read"
+                        } else {
+                            "serializable read wrong"
+                        },
+                        format!(
+                            "client {} read {key} at revision {revision}: {value:?}, the log has \
+                             {expected:?}",
+                            op.client
+                        ),
+                    );
+                }
+                if *revision > history.final_revision {
+                    report.flag(
+                        "read from the future",
+                        format!("revision {revision} > final {}", history.final_revision),
+                    );
+                }
+                if *linearizable {
+                    report.linearizable_reads += 1;
+                    placed.push(Placed {
+                        op,
+                        position: 2 * revision + 1,
+                        returned: true,
+                    });
+                }
+            }
+            (request, outcome) => report.flag(
+                "answer of the wrong kind",
+                format!("{request:?} answered {outcome:?}"),
+            ),
+        }
+    }
+
+    // Nothing in the log that nobody wrote.
+    for event in &events {
+        match &event.value {
+            Some(value) if !claimed_values.contains(value.as_str()) => report.flag(
+                "write nobody made",
+                format!("{}={value:?} at revision {}", event.key, event.revision),
+            ),
+            None if !claimed_deletes.contains(&(event.revision, event.key.as_str())) => {
+                let budget = unknown_deletes.entry(event.key.as_str()).or_default();
+                if *budget == 0 {
+                    report.flag(
+                        "write nobody made",
+                        format!("delete of {} at revision {}", event.key, event.revision),
+                    );
+                } else {
+                    *budget -= 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    check_real_time(&placed, &mut report);
+
+    // The end state is the log replayed.
+    let mut end: BTreeMap<&str, (String, i64)> = BTreeMap::new();
+    for key in timeline.versions.keys() {
+        if let Some(v) = timeline.at(key, history.final_revision) {
+            end.insert(key, v);
+        }
+    }
+    let reported: BTreeMap<&str, (String, i64)> = history
+        .final_state
+        .iter()
+        .map(|(k, v, r)| (k.as_str(), (v.clone(), *r)))
+        .collect();
+    if end != reported {
+        report.flag(
+            "final state differs from the log",
+            format!("read {reported:?}, log {end:?}"),
+        );
+    }
+    report
+}
+
+/// A write found in the log: its key and value are the request's.
+fn check_write_event(op: &Operation, event: &Event, key: &str, report: &mut Report) {
+    if event.key != key {
+        report.flag(
+            "write on the wrong key",
+            format!(
+                "{:?} written to {} instead of {key}",
+                op.request.written_value(),
+                event.key
+            ),
+        );
+    }
+}
+
+/// Checks the watch and returns its events in order.
+fn check_watch(history: &History, report: &mut Report) -> Vec<Event> {
+    let mut events: Vec<Event> = Vec::new();
+    let mut seen: HashSet<(i64, String)> = HashSet::new();
+    let mut closed_revision = 0;
+    for response in &history.watch {
+        let mut last_in_response = 0;
+        for event in &response.events {
+            if event.revision < last_in_response || event.revision <= closed_revision {
+                report.flag(
+                    if event.revision == closed_revision {
+                        "watch split a revision"
+                    } else {
+                        "watch out of order"
+                    },
+                    format!(
+                        "{} at revision {} after revision {}",
+                        event.key,
+                        event.revision,
+                        closed_revision.max(last_in_response)
+                    ),
+                );
+                continue;
+            }
+            if !seen.insert((event.revision, event.key.clone())) {
+                report.flag(
+                    "watch event twice",
+                    format!("{} at revision {}", event.key, event.revision),
+                );
+                continue;
+            }
+            last_in_response = event.revision;
+            events.push(event.clone());
+        }
+        closed_revision = closed_revision.max(last_in_response);
+    }
+    // Every revision from the first write (2 in a new cluster) to the end, none missing.
+    let mut expected = 2;
+    for event in &events {
+        if event.revision > expected {
+            report.flag(
+                "watch missed revisions",
+                format!("revisions {expected}..{} never came", event.revision - 1),
+            );
+        }
+        expected = event.revision + 1;
+    }
+    if expected <= history.final_revision {
+        report.flag(
+            "watch missed revisions",
+            format!(
+                "revisions {expected}..={} never came",
+                history.final_revision
+            ),
+        );
+    }
+    events
+}
+
+/// An operation that returned before another was sent comes first in the order.
+fn check_real_time(placed: &[Placed], report: &mut Report) {
+    let mut by_return: Vec<&Placed> = placed.iter().filter(|p| p.returned).collect();
+    by_return.sort_by_key(|p| p.op.returned_us);
+    let mut by_invoke: Vec<&Placed> = placed.iter().collect();
+    by_invoke.sort_by_key(|p| p.op.invoked_us);
+    let mut done = 0;
+    let mut latest: Option<&Placed> = None;
+    for b in by_invoke {
+        while done < by_return.len() && by_return[done].op.returned_us < b.op.invoked_us {
+            let a = by_return[done];
+            if latest.is_none_or(|l| a.position > l.position) {
+                latest = Some(a);
+            }
+            done += 1;
+        }
+        if let Some(a) = latest
+            && a.position > b.position
+        {
+            report.flag(
+                "not linearizable",
+                format!(
+                    "{:?} (client {}, returned at {} µs, position {}) came before {:?} (client \
+                     {}, sent at {} µs, position {})",
+                    a.op.request,
+                    a.op.client,
+                    a.op.returned_us,
+                    describe(a.position),
+                    b.op.request,
+                    b.op.client,
+                    b.op.invoked_us,
+                    describe(b.position)
+                ),
+            );
+        }
+    }
+}
+
+fn describe(position: i64) -> String {
+    if position % 2 == 0 {
+        format!("write at revision {}", position / 2)
+    } else {
+        format!("read at revision {}", position / 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::WatchResponse;
+
+    fn op(client: usize, at: (u64, u64), request: Request, outcome: Outcome) -> Operation {
+        Operation {
+            client,
+            invoked_us: at.0,
+            returned_us: at.1,
+            request,
+            outcome,
+        }
+    }
+
+    fn put(key: &str, value: &str) -> Request {
+        Request::Put {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    fn get(key: &str) -> Request {
+        Request::Get {
+            key: key.into(),
+            linearizable: true,
+        }
+    }
+
+    fn event(revision: i64, key: &str, value: Option<&str>, prev: Option<&str>) -> WatchResponse {
+        WatchResponse {
+            header_revision: revision,
+            events: vec![Event {
+                revision,
+                key: key.into(),
+                value: value.map(str::to_string),
+                prev_value: prev.map(str::to_string),
+            }],
+        }
+    }
+
+    /// Two puts, a read of the second, a delete: all as it should be.
+    fn good() -> History {
+        History {
+            operations: vec![
+                op(
+                    0,
+                    (0, 10),
+                    put("k", "a"),
+                    Outcome::Ok(Response::Put { revision: 2 }),
+                ),
+                op(
+                    1,
+                    (20, 30),
+                    put("k", "b"),
+                    Outcome::Ok(Response::Put { revision: 3 }),
+                ),
+                op(
+                    0,
+                    (40, 50),
+                    get("k"),
+                    Outcome::Ok(Response::Get {
+                        revision: 3,
+                        value: Some(("b".into(), 3)),
+                    }),
+                ),
+                op(
+                    1,
+                    (60, 70),
+                    Request::Delete { key: "k".into() },
+                    Outcome::Ok(Response::Delete {
+                        revision: 4,
+                        deleted: 1,
+                    }),
+                ),
+                op(
+                    2,
+                    (65, 90),
+                    put("k", "lost-in-flight"),
+                    Outcome::Unknown("timeout".into()),
+                ),
+            ],
+            watch: vec![
+                event(2, "k", Some("a"), None),
+                event(3, "k", Some("b"), Some("a")),
+                event(4, "k", None, Some("b")),
+            ],
+            final_state: vec![],
+            final_revision: 4,
+        }
+    }
+
+    fn kinds(history: &History) -> Vec<&'static str> {
+        check(history).violations.iter().map(|v| v.kind).collect()
+    }
+
+    #[test]
+    fn a_correct_history_passes() {
+        let report = check(&good());
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.acknowledged_writes, 3);
+    }
+
+    #[test]
+    fn a_lost_acknowledged_write_is_found() {
+        let mut h = good();
+        h.watch.remove(1);
+        // Revision 3 missing from the watch, b never written, and the delete's prev is wrong.
+        let found = kinds(&h);
+        assert!(found.contains(&"acknowledged write lost"), "{found:?}");
+        assert!(found.contains(&"watch missed revisions"), "{found:?}");
+    }
+
+    #[test]
+    fn a_stale_linearizable_read_is_found() {
+        let mut h = good();
+        h.operations[2].outcome = Outcome::Ok(Response::Get {
+            revision: 2,
+            value: Some(("a".into(), 2)),
+        });
+        // The value is right for revision 2, but b was acknowledged before the read was sent.
+        assert_eq!(kinds(&h), vec!["not linearizable"]);
+        // A serializable read may be that stale.
+        h.operations[2].request = Request::Get {
+            key: "k".into(),
+            linearizable: false,
+        };
+        assert!(check(&h).ok());
+    }
+
+    #[test]
+    fn a_read_of_a_value_never_there_is_found() {
+        let mut h = good();
+        h.operations[2].outcome = Outcome::Ok(Response::Get {
+            revision: 3,
+            value: Some(("a".into(), 2)),
+        });
+        assert_eq!(kinds(&h), vec!["stale read"]);
+    }
+
+    #[test]
+    fn writes_out_of_real_time_order_are_found() {
+        let mut h = good();
+        // The second put was sent after the first returned, yet got the earlier revision.
+        h.operations[0].outcome = Outcome::Ok(Response::Put { revision: 3 });
+        h.operations[1].outcome = Outcome::Ok(Response::Put { revision: 2 });
+        h.operations[0].request = put("k", "b");
+        h.operations[1].request = put("k", "a");
+        assert!(kinds(&h).contains(&"not linearizable"));
+    }
+
+    #[test]
+    fn refused_and_phantom_and_repeated_writes_are_found() {
+        let mut h = good();
+        h.operations[1].outcome = Outcome::Failed("etcdserver: request is too large".into());
+        assert!(kinds(&h).contains(&"refused write applied"));
+
+        let mut h = good();
+        h.watch.push(event(5, "k", Some("nobody"), None));
+        h.final_revision = 5;
+        h.final_state = vec![("k".into(), "nobody".into(), 5)];
+        assert_eq!(kinds(&h), vec!["write nobody made"]);
+
+        let mut h = good();
+        h.watch.push(event(5, "k", Some("b"), None));
+        h.final_revision = 5;
+        h.final_state = vec![("k".into(), "b".into(), 5)];
+        assert!(kinds(&h).contains(&"write applied twice"));
+    }
+
+    #[test]
+    fn a_broken_watch_is_found() {
+        let mut h = good();
+        h.watch.swap(0, 1);
+        assert!(kinds(&h).contains(&"watch out of order"));
+        let mut h = good();
+        h.watch.insert(2, event(3, "k", Some("b"), Some("a")));
+        assert!(kinds(&h).contains(&"watch split a revision"));
+        let mut h = good();
+        h.watch[2].events[0].prev_value = Some("a".into());
+        assert_eq!(kinds(&h), vec!["watch prev_kv wrong"]);
+    }
+
+    #[test]
+    fn an_unknown_write_that_took_effect_is_placed_by_the_log() {
+        let mut h = good();
+        h.watch.push(event(5, "k", Some("lost-in-flight"), None));
+        h.final_revision = 5;
+        h.final_state = vec![("k".into(), "lost-in-flight".into(), 5)];
+        let report = check(&h);
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.unknown_writes_applied, 1);
+        // But not before it was sent: a read that returned before it was sent cannot see it.
+        h.operations.push(op(
+            3,
+            (60, 64),
+            get("k"),
+            Outcome::Ok(Response::Get {
+                revision: 5,
+                value: Some(("lost-in-flight".into(), 5)),
+            }),
+        ));
+        assert!(kinds(&h).contains(&"not linearizable"));
+    }
+
+    #[test]
+    fn the_end_state_must_be_the_log_replayed() {
+        let mut h = good();
+        h.final_state = vec![("k".into(), "b".into(), 3)];
+        assert_eq!(kinds(&h), vec!["final state differs from the log"]);
+    }
+}

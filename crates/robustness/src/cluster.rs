@@ -1,0 +1,201 @@
+//! The members of a run: real processes of the binary under test on loopback ports, each with
+//! its data dir and log, that the nemesis kills (SIGKILL), pauses (SIGSTOP/SIGCONT) and
+//! restarts on the same data dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    peer_url: String,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+pub struct Cluster {
+    pub binary: PathBuf,
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `size` members of `binary` under `dir`, with fast Raft timings and
+    /// `--snapshot-count 100` so snapshots are taken and sent while the faults go on.
+    pub fn start(binary: &Path, size: usize, dir: &Path) -> std::io::Result<Cluster> {
+        let members: Vec<Member> = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                data_dir: dir.join(format!("m{i}.etcd")),
+                log_path: dir.join(format!("m{i}.log")),
+                child: None,
+                paused: false,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            binary: binary.to_path_buf(),
+            members,
+            initial_cluster,
+            extra: [
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+                "--snapshot-count",
+                "100",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        };
+        for i in 0..size {
+            cluster.spawn(i)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    fn spawn(&mut self, i: usize) -> std::io::Result<()> {
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log_path)?;
+        let child = Command::new(&self.binary)
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &m.client_url])
+            .args(["--advertise-client-urls", &m.client_url])
+            .args(["--listen-peer-urls", &m.peer_url])
+            .args(["--initial-advertise-peer-urls", &m.peer_url])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.members[i].child = Some(child);
+        self.members[i].paused = false;
+        Ok(())
+    }
+
+    /// SIGKILL: no chance to sync or say goodbye.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.members[i].paused = false;
+    }
+
+    pub fn restart(&mut self, i: usize) -> std::io::Result<()> {
+        self.kill(i);
+        self.spawn(i)
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.members[i].child {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// SIGSTOP: the member freezes mid-whatever, its connections open.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+        self.members[i].paused = true;
+    }
+
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+        self.members[i].paused = false;
+    }
+
+    /// Every member running and not paused.
+    pub fn heal(&mut self) -> std::io::Result<()> {
+        for i in 0..self.members.len() {
+            if self.members[i].paused {
+                self.resume(i);
+            }
+            let exited = match self.members[i].child.as_mut() {
+                None => true,
+                Some(child) => child.try_wait()?.is_some(),
+            };
+            if exited {
+                self.spawn(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last lines of each member's log, for a failure report.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            let log = std::fs::read_to_string(&m.log_path).unwrap_or_default();
+            let all: Vec<&str> = log.lines().collect();
+            out.push_str(&format!("--- {} ({})\n", m.name, m.log_path.display()));
+            out.push_str(&all[all.len().saturating_sub(lines)..].join("\n"));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Waits until a linearizable read succeeds on every member.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        for m in &self.members {
+            loop {
+                if read_ok(&m.client_url).await {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{} did not become healthy", m.name));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].paused {
+                self.resume(i);
+            }
+            self.kill(i);
+        }
+    }
+}
+
+async fn read_ok(url: &str) -> bool {
+    let options = etcd_client::ConnectOptions {
+        dial_timeout: Duration::from_millis(500),
+        request_timeout: Some(Duration::from_secs(1)),
+        ..etcd_client::ConnectOptions::default()
+    };
+    match etcd_client::Client::connect(&[url], options).await {
+        Ok(mut c) => c.get("health").await.is_ok(),
+        Err(_) => false,
+    }
+}

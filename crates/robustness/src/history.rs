@@ -1,0 +1,108 @@
+//! The record of a run: every client request with when it was sent and when its answer came
+//! (microseconds since the run started), and every watch response.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Put {
+        key: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+    Get {
+        key: String,
+        linearizable: bool,
+    },
+    /// Put `value` if the key's value is `expect` (`None`: the key does not exist).
+    CompareAndSwap {
+        key: String,
+        expect: Option<String>,
+        value: String,
+    },
+}
+
+impl Request {
+    pub fn key(&self) -> &str {
+        match self {
+            Request::Put { key, .. }
+            | Request::Delete { key }
+            | Request::Get { key, .. }
+            | Request::CompareAndSwap { key, .. } => key,
+        }
+    }
+
+    /// The value this request writes, if it writes one (values are unique in a run).
+    pub fn written_value(&self) -> Option<&str> {
+        match self {
+            Request::Put { value, .. } | Request::CompareAndSwap { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Put {
+        revision: i64,
+    },
+    Delete {
+        revision: i64,
+        deleted: i64,
+    },
+    /// `value` with its mod revision, or nothing.
+    Get {
+        revision: i64,
+        value: Option<(String, i64)>,
+    },
+    CompareAndSwap {
+        revision: i64,
+        succeeded: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Ok(Response),
+    /// The member said no: the request had no effect.
+    Failed(String),
+    /// No answer (timeout, connection lost): a write may or may not have been applied.
+    Unknown(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub client: usize,
+    pub invoked_us: u64,
+    pub returned_us: u64,
+    pub request: Request,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub revision: i64,
+    pub key: String,
+    /// `None` for a delete.
+    pub value: Option<String>,
+    /// The key's value before, as the member reported it (the watch asks for prev_kv).
+    pub prev_value: Option<String>,
+}
+
+/// One watch response: its events arrived together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchResponse {
+    pub header_revision: i64,
+    pub events: Vec<Event>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub operations: Vec<Operation>,
+    pub watch: Vec<WatchResponse>,
+    /// A linearizable read of every key at the end, at `final_revision`.
+    pub final_state: Vec<(String, String, i64)>,
+    pub final_revision: i64,
+}

@@ -1,0 +1,180 @@
+//! One run: a cluster, the clients, the watch and the nemesis for a while, then the faults
+//! stop, the cluster heals, a final read fixes the end revision, the watch catches up to it,
+//! and the whole history is checked. The history is saved (`history.json`) with the report
+//! and the fault log, so a failure can be studied and its seed run again.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_api::etcdserverpb::RangeRequest;
+
+use crate::checker::{Report, check};
+use crate::cluster::Cluster;
+use crate::history::History;
+use crate::nemesis::{self, Fault};
+use crate::watcher::{Target, watch_all};
+use crate::workload::{PREFIX, Workload, client};
+
+pub struct RunConfig {
+    pub binary: PathBuf,
+    pub members: usize,
+    pub duration: Duration,
+    pub seed: u64,
+    pub clients: usize,
+    pub keys: usize,
+    pub faults: Vec<Fault>,
+    /// Data dirs, logs, the history and the report go here.
+    pub dir: PathBuf,
+}
+
+pub struct RunResult {
+    pub report: Report,
+    pub faults: Vec<String>,
+    pub history_path: PathBuf,
+}
+
+/// How long the healed cluster has to answer, and the watch to catch up.
+const SETTLE: Duration = Duration::from_secs(60);
+
+pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("{}: {e}", cfg.dir.display()))?;
+    let cluster = Cluster::start(&cfg.binary, cfg.members, &cfg.dir)
+        .map_err(|e| format!("cannot start {}: {e}", cfg.binary.display()))?;
+    if let Err(e) = cluster.wait_healthy(SETTLE).await {
+        return Err(format!("{e}\n{}", cluster.log_tails(20)));
+    }
+    let endpoints = cluster.endpoints();
+    let cluster = Arc::new(Mutex::new(cluster));
+    let start = Instant::now();
+    let deadline = start + cfg.duration;
+
+    let target = Target::default();
+    let watcher = tokio::spawn(watch_all(endpoints.clone(), target.clone()));
+    let clients: Vec<_> = (0..cfg.clients)
+        .map(|i| {
+            let workload = Workload {
+                client: i,
+                endpoints: endpoints.clone(),
+                keys: cfg.keys,
+                seed: cfg.seed.wrapping_mul(1000).wrapping_add(i as u64),
+            };
+            tokio::spawn(workload.run(start, deadline))
+        })
+        .collect();
+    let nemesis = tokio::spawn(nemesis::run(
+        cluster.clone(),
+        cfg.faults.clone(),
+        cfg.seed,
+        start,
+        deadline,
+    ));
+
+    let mut history = History::default();
+    for c in clients {
+        history
+            .operations
+            .extend(c.await.map_err(|e| format!("a client task failed: {e}"))?);
+    }
+    let faults = nemesis
+        .await
+        .map_err(|e| format!("the nemesis failed: {e}"))?;
+    {
+        let mut c = cluster.lock().unwrap_or_else(|e| e.into_inner());
+        c.heal()
+            .map_err(|e| format!("cannot restart a member: {e}"))?;
+    }
+    let healthy = cluster
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .endpoints();
+    let (final_revision, final_state) = final_read(&healthy).await.map_err(|e| {
+        let tails = cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log_tails(30);
+        format!("{e}\n{tails}")
+    })?;
+    history.final_revision = final_revision;
+    history.final_state = final_state;
+    target.set(final_revision);
+    history.watch = match tokio::time::timeout(SETTLE, watcher).await {
+        Ok(Ok(watch)) => watch,
+        Ok(Err(e)) => return Err(format!("the watch task failed: {e}")),
+        // The checker reports what is missing.
+        Err(_) => Vec::new(),
+    };
+    history.operations.sort_by_key(|o| o.invoked_us);
+
+    let report = check(&history);
+    let history_path = cfg.dir.join("history.json");
+    save(&history_path, &history)?;
+    let mut text = format!("{report}\nfaults:\n");
+    for f in &faults {
+        text.push_str(&format!("  {f}\n"));
+    }
+    if !report.ok() {
+        let tails = cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log_tails(40);
+        text.push_str(&tails);
+    }
+    std::fs::write(cfg.dir.join("report.txt"), text)
+        .map_err(|e| format!("cannot save the report: {e}"))?;
+    Ok(RunResult {
+        report,
+        faults,
+        history_path,
+    })
+}
+
+fn save(path: &Path, history: &History) -> Result<(), String> {
+    let json = serde_json::to_vec(history).map_err(|e| e.to_string())?;
+    std::fs::write(path, json).map_err(|e| format!("cannot save {}: {e}", path.display()))
+}
+
+/// A linearizable read of every workload key, from whichever member answers first.
+async fn final_read(endpoints: &[String]) -> Result<(i64, Vec<(String, String, i64)>), String> {
+    let deadline = Instant::now() + SETTLE;
+    let mut end = PREFIX.as_bytes().to_vec();
+    *end.last_mut().expect("a prefix") += 1;
+    let mut last_error = String::new();
+    for attempt in 0.. {
+        if Instant::now() > deadline {
+            break;
+        }
+        let url = &endpoints[attempt % endpoints.len()];
+        if let Ok(mut c) = client(url) {
+            let read =
+                c.kv.range(RangeRequest {
+                    key: PREFIX.as_bytes().to_vec(),
+                    range_end: end.clone(),
+                    ..RangeRequest::default()
+                })
+                .await;
+            match read {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let state = r
+                        .kvs
+                        .iter()
+                        .map(|kv| {
+                            (
+                                String::from_utf8_lossy(&kv.key).into_owned(),
+                                String::from_utf8_lossy(&kv.value).into_owned(),
+                                kv.mod_revision,
+                            )
+                        })
+                        .collect();
+                    return Ok((r.header.map_or(0, |h| h.revision), state));
+                }
+                Err(e) => last_error = format!("{url}: {}", e.message()),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "no member answered the final read within {SETTLE:?} (last: {last_error})"
+    ))
+}

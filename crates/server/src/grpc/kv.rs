@@ -36,8 +36,13 @@ impl Kv for KvService {
         let mut resp = self.server.store.range(&req).map_err(ServerError::from)?;
         // A permission change while reading: the answer may hold what is no longer allowed.
         access::check(&self.server, &caller, |a| a.range(&req))?;
-        // Taken after the read, so the header never names a revision older than a returned key.
-        resp.header = self.server.current_header();
+        // The revision the read saw, as etcd answers: a client that lists at revision R and
+        // then watches from R + 1 (Kubernetes' reflectors do) must not miss the write at R, so
+        // the header may not name a revision newer than the data.
+        let read_at = resp
+            .header
+            .map_or_else(|| self.server.store.current_revision(), |h| h.revision);
+        resp.header = self.server.header(read_at);
         Ok(Response::new(resp))
     }
 

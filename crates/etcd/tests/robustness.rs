@@ -19,6 +19,8 @@ async fn passes(binary: &str, members: usize, seconds: u64, seed: u64, faults: V
         clients: 4,
         keys: 5,
         faults,
+        segment_watchers: 2,
+        compaction: true,
         dir: dir.path().join("run"),
     };
     let result = run(&cfg).await.expect("the run completes");

@@ -117,6 +117,7 @@ pub fn check(history: &History) -> Report {
     };
     let events = check_watch(history, &mut report);
     report.events = events.len();
+    check_segments(history, &events, &mut report);
 
     // The log replayed.
     let mut timeline = Timeline::default();
@@ -475,6 +476,58 @@ fn check_watch(history: &History, report: &mut Report) -> Vec<Event> {
     events
 }
 
+/// A watch from a past revision gets exactly the log from there on: the same events, in the
+/// same order, with the same previous values, as far as it read; and it is cancelled as
+/// compacted only if its start was.
+fn check_segments(history: &History, log: &[Event], report: &mut Report) {
+    for segment in &history.segments {
+        if let Some(compacted) = segment.compacted
+            && segment.start_revision > compacted
+        {
+            report.flag(
+                "watch refused as compacted",
+                format!(
+                    "a watch from revision {} on m{} was cancelled as compacted at {compacted}",
+                    segment.start_revision, segment.member
+                ),
+            );
+        }
+        let from = log.partition_point(|e| e.revision < segment.start_revision);
+        let mut expected = log[from..].iter();
+        let mut last_revision = 0;
+        let mut closed = 0;
+        for response in &segment.responses {
+            for event in &response.events {
+                if event.revision == closed {
+                    report.flag(
+                        "watch split a revision",
+                        format!(
+                            "revision {} in two responses of a watch from {} on m{}",
+                            event.revision, segment.start_revision, segment.member
+                        ),
+                    );
+                }
+                last_revision = event.revision;
+                match expected.next() {
+                    Some(want) if want == event => {}
+                    want => {
+                        report.flag(
+                            "watch from history wrong",
+                            format!(
+                                "a watch from revision {} on m{} got {event:?} where the log has \
+                                 {want:?}",
+                                segment.start_revision, segment.member
+                            ),
+                        );
+                        break;
+                    }
+                }
+            }
+            closed = last_revision;
+        }
+    }
+}
+
 /// An operation that returned before another was sent comes first in the order.
 fn check_real_time(placed: &[Placed], report: &mut Report) {
     let mut by_return: Vec<&Placed> = placed.iter().filter(|p| p.returned).collect();
@@ -608,6 +661,7 @@ mod tests {
                 event(3, "k", Some("b"), Some("a")),
                 event(4, "k", None, Some("b")),
             ],
+            segments: vec![],
             final_state: vec![],
             final_revision: 4,
         }
@@ -724,6 +778,30 @@ mod tests {
             }),
         ));
         assert!(kinds(&h).contains(&"not linearizable"));
+    }
+
+    #[test]
+    fn watches_from_history_must_be_slices_of_the_log() {
+        use crate::history::WatchSegment;
+        let mut h = good();
+        let segment = |start, responses: Vec<WatchResponse>, compacted| WatchSegment {
+            start_revision: start,
+            member: 0,
+            responses,
+            compacted,
+        };
+        h.segments = vec![
+            segment(3, vec![h.watch[1].clone(), h.watch[2].clone()], None),
+            segment(4, vec![h.watch[2].clone()], None),
+            segment(2, vec![], Some(2)),
+        ];
+        assert!(check(&h).ok(), "{}", check(&h));
+        // A gap: revision 3 skipped by a watch from 3.
+        h.segments = vec![segment(3, vec![h.watch[2].clone()], None)];
+        assert_eq!(kinds(&h), vec!["watch from history wrong"]);
+        // Cancelled as compacted though it started after the compaction.
+        h.segments = vec![segment(4, vec![], Some(3))];
+        assert_eq!(kinds(&h), vec!["watch refused as compacted"]);
     }
 
     #[test]

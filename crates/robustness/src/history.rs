@@ -98,10 +98,23 @@ pub struct WatchResponse {
     pub events: Vec<Event>,
 }
 
+/// A watch opened mid-run from a past revision, on some member, read for a while.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchSegment {
+    pub start_revision: i64,
+    pub member: usize,
+    pub responses: Vec<WatchResponse>,
+    /// The member cancelled the watch as compacted, at this revision.
+    pub compacted: Option<i64>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     pub operations: Vec<Operation>,
     pub watch: Vec<WatchResponse>,
+    /// Watches from past revisions, each to be a slice of `watch`.
+    #[serde(default)]
+    pub segments: Vec<WatchSegment>,
     /// A linearizable read of every key at the end, at `final_revision`.
     pub final_state: Vec<(String, String, i64)>,
     pub final_revision: i64,

@@ -9,13 +9,15 @@
 //! - [`workload`]: the clients (puts, deletes, reads linearizable and serializable,
 //!   compare-and-swap txns), each request with a unique value so every write is traceable;
 //! - [`watcher`]: one watch of the key space from revision 1, resumed on another member when
-//!   its member dies;
+//!   its member dies, and watches from recent past revisions opened on random members;
+//! - [`compactor`]: compaction while all this goes on;
 //! - [`nemesis`]: the faults;
 //! - [`checker`]: the verdict ([`checker::check`]);
 //! - [`run`]: one run end to end, from a seed.
 
 pub mod checker;
 pub mod cluster;
+pub mod compactor;
 pub mod history;
 pub mod nemesis;
 pub mod run;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! robustness [--binary PATH] [--members N] [--duration 30s] [--seed N] [--clients N]
-//!            [--keys N] [--faults kill,kill-all,pause] [--dir DIR]
+//!            [--keys N] [--faults kill,kill-all,pause] [--segment-watchers N]
+//!            [--compaction on|off] [--dir DIR]
 //! ```
 //! Exits 0 when the history checks out, 1 when it does not (the report names what broke and
 //! where the history is), 2 on bad arguments or when the cluster never came up.
@@ -40,6 +41,8 @@ fn parse(args: &[String]) -> Result<RunConfig, String> {
         clients: 4,
         keys: 5,
         faults: vec![Fault::KillOne, Fault::PauseOne],
+        segment_watchers: 2,
+        compaction: true,
         dir: std::env::temp_dir().join(format!("robustness-{}", std::process::id())),
     };
     let mut i = 0;
@@ -63,6 +66,14 @@ fn parse(args: &[String]) -> Result<RunConfig, String> {
                     .collect::<Result<_, _>>()?
             }
             "--dir" => cfg.dir = value.into(),
+            "--segment-watchers" => cfg.segment_watchers = number(value)? as usize,
+            "--compaction" => {
+                cfg.compaction = match value.as_str() {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    other => return Err(format!("--compaction on|off, not {other:?}")),
+                }
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
         i += 2;

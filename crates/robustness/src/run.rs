@@ -13,7 +13,7 @@ use crate::checker::{Report, check};
 use crate::cluster::Cluster;
 use crate::history::History;
 use crate::nemesis::{self, Fault};
-use crate::watcher::{Target, watch_all};
+use crate::watcher::{Progress, Target, watch_all, watch_segments};
 use crate::workload::{PREFIX, Workload, client};
 
 pub struct RunConfig {
@@ -24,6 +24,10 @@ pub struct RunConfig {
     pub clients: usize,
     pub keys: usize,
     pub faults: Vec<Fault>,
+    /// Watchers opening watches from past revisions while the run goes on.
+    pub segment_watchers: usize,
+    /// Compact while the run goes on.
+    pub compaction: bool,
     /// Data dirs, logs, the history and the report go here.
     pub dir: PathBuf,
 }
@@ -50,7 +54,30 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let deadline = start + cfg.duration;
 
     let target = Target::default();
-    let watcher = tokio::spawn(watch_all(endpoints.clone(), target.clone()));
+    let progress = Progress::default();
+    let watcher = tokio::spawn(watch_all(
+        endpoints.clone(),
+        target.clone(),
+        progress.clone(),
+    ));
+    let segment_watchers: Vec<_> = (0..cfg.segment_watchers)
+        .map(|i| {
+            tokio::spawn(watch_segments(
+                endpoints.clone(),
+                progress.clone(),
+                cfg.seed.wrapping_mul(7919).wrapping_add(i as u64),
+                deadline,
+            ))
+        })
+        .collect();
+    let compactor = cfg.compaction.then(|| {
+        tokio::spawn(crate::compactor::run(
+            endpoints.clone(),
+            progress.clone(),
+            cfg.seed.wrapping_add(17),
+            deadline,
+        ))
+    });
     let clients: Vec<_> = (0..cfg.clients)
         .map(|i| {
             let workload = Workload {
@@ -76,9 +103,21 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             .operations
             .extend(c.await.map_err(|e| format!("a client task failed: {e}"))?);
     }
-    let faults = nemesis
+    let mut faults = nemesis
         .await
         .map_err(|e| format!("the nemesis failed: {e}"))?;
+    for w in segment_watchers {
+        history
+            .segments
+            .extend(w.await.map_err(|e| format!("a watcher failed: {e}"))?);
+    }
+    if let Some(compactor) = compactor {
+        faults.extend(
+            compactor
+                .await
+                .map_err(|e| format!("the compactor failed: {e}"))?,
+        );
+    }
     {
         let mut c = cluster.lock().unwrap_or_else(|e| e.into_inner());
         c.heal()

@@ -1,0 +1,53 @@
+//! Compaction during the run, as operators run it: every few hundred milliseconds, to a
+//! revision a few hundred behind what the main watch has received (so the watch never needs
+//! what was compacted), physical or not at random.
+
+use std::time::{Duration, Instant};
+
+use etcd_api::etcdserverpb::CompactionRequest;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::watcher::Progress;
+use crate::workload::client;
+
+/// How far behind the main watch compaction stays.
+const MARGIN: i64 = 300;
+
+/// Compacts until `deadline`; returns each compaction and its outcome.
+pub async fn run(
+    endpoints: Vec<String>,
+    progress: Progress,
+    seed: u64,
+    deadline: Instant,
+) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut done = Vec::new();
+    let mut compacted = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..800))).await;
+        let revision = progress.get() - MARGIN;
+        if revision <= compacted {
+            continue;
+        }
+        let member = rng.random_range(0..endpoints.len());
+        let Ok(mut c) = client(&endpoints[member]) else {
+            continue;
+        };
+        let physical = rng.random_bool(0.5);
+        let outcome = c.kv.compact(CompactionRequest { revision, physical }).await;
+        match outcome {
+            Ok(_) => {
+                compacted = revision;
+                done.push(format!(
+                    "compacted at {revision} on m{member} (physical {physical})"
+                ));
+            }
+            Err(e) => done.push(format!(
+                "compaction at {revision} on m{member}: {}",
+                e.message()
+            )),
+        }
+    }
+    done
+}

@@ -115,6 +115,9 @@ pub struct History {
     /// Watches from past revisions, each to be a slice of `watch`.
     #[serde(default)]
     pub segments: Vec<WatchSegment>,
+    /// Revisions compacted at during the run.
+    #[serde(default)]
+    pub compactions: Vec<i64>,
     /// A linearizable read of every key at the end, at `final_revision`.
     pub final_state: Vec<(String, String, i64)>,
     pub final_revision: i64,

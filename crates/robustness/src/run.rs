@@ -112,11 +112,11 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             .extend(w.await.map_err(|e| format!("a watcher failed: {e}"))?);
     }
     if let Some(compactor) = compactor {
-        faults.extend(
-            compactor
-                .await
-                .map_err(|e| format!("the compactor failed: {e}"))?,
-        );
+        let (log, revisions) = compactor
+            .await
+            .map_err(|e| format!("the compactor failed: {e}"))?;
+        faults.extend(log);
+        history.compactions = revisions;
     }
     {
         let mut c = cluster.lock().unwrap_or_else(|e| e.into_inner());

@@ -370,7 +370,9 @@ impl WatchHub {
                         let ev = if w.prev_kv && ev.prev_kv.is_none() {
                             with_prev.get_or_insert_with(|| {
                                 let mut filled = ev.clone();
-                                sync::fill_prev_kv(store, &mut filled);
+                                // A live event's previous revision is at or after the
+                                // compaction (it cannot pass the current revision).
+                                let _ = sync::fill_prev_kv(store, &mut filled);
                                 filled
                             })
                         } else {

@@ -78,6 +78,10 @@ struct CaughtUp {
     events: Vec<Event>,
     /// `None`: the history read stopped before this watcher's first revision.
     reached: Option<i64>,
+    /// The previous value of one of its events was compacted away while it was read: the
+    /// watcher is cancelled as compacted at this revision rather than sent events without
+    /// the previous values it asked for.
+    compacted: Option<i64>,
 }
 
 fn round(shared: &Shared) -> Outcome {
@@ -182,8 +186,20 @@ fn round(shared: &Shared) -> Outcome {
         candidate: c,
         events,
         reached,
+        compacted,
     } in caught_up
     {
+        if let Some(compact_rev) = compacted {
+            let current = st.watchers.get(&c.wk).map(|w| (w.epoch, w.min_rev));
+            if current == Some((c.epoch, c.min_rev))
+                && let Some(w) = st.remove_watcher(c.wk)
+            {
+                w.queue
+                    .push_control(compacted_response(c.wk.1, compact_rev));
+            }
+            more = true;
+            continue;
+        }
         let Some(reached) = reached else {
             more = true;
             continue;
@@ -254,6 +270,7 @@ fn catch_up(
             candidate,
             events: Vec::new(),
             reached,
+            compacted: None,
         };
     }
     let mut events = Vec::new();
@@ -265,8 +282,21 @@ fn catch_up(
         }
         for ev in revision_events.iter().filter(|ev| candidate.wants(ev)) {
             let mut ev = ev.clone();
-            if candidate.prev_kv {
-                fill_prev_kv(store, &mut ev);
+            if candidate.prev_kv && fill_prev_kv(store, &mut ev).is_err() {
+                // Compacted since the history was read. An event before the compaction
+                // revision is itself gone: the watcher is behind the compaction and is
+                // cancelled as etcd cancels such watchers. The event at the compaction
+                // revision is not gone, only its previous value: it goes without, as etcd
+                // sends it (a watch may start at the compaction revision).
+                let compact_rev = store.compact_revision();
+                if *rev < compact_rev {
+                    return CaughtUp {
+                        candidate,
+                        events: Vec::new(),
+                        reached: None,
+                        compacted: Some(compact_rev),
+                    };
+                }
             }
             bytes += ev.encoded_len();
             events.push(ev);
@@ -280,24 +310,97 @@ fn catch_up(
         candidate,
         events,
         reached: Some(reached),
+        compacted: None,
     }
 }
 
 /// History does not keep previous values with events; as etcd does, read the key at the
-/// revision before the change. Creations have none; a compacted revision leaves it unset.
-pub(super) fn fill_prev_kv(store: &Store, ev: &mut Event) {
+/// revision before the change. Creations have none. When that revision was compacted away
+/// (a watcher catching up while compaction overtakes it), the previous value is gone: an
+/// error, and the caller cancels the watcher as compacted where etcd would send the event
+/// without the previous value its client asked for (which then takes a change for a creation).
+pub(super) fn fill_prev_kv(store: &Store, ev: &mut Event) -> Result<(), MvccError> {
     let Some(kv) = ev.kv.as_ref() else {
-        return;
+        return Ok(());
     };
     if ev.r#type == EventType::Put as i32 && kv.create_revision == kv.mod_revision {
-        return;
+        return Ok(());
     }
     let req = RangeRequest {
         key: kv.key.clone(),
         revision: kv.mod_revision - 1,
         ..Default::default()
     };
-    if let Ok(resp) = store.range(&req) {
-        ev.prev_kv = resp.kvs.into_iter().next();
+    ev.prev_kv = store.range(&req)?.kvs.into_iter().next();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcd_api::etcdserverpb::PutRequest;
+    use etcd_mvcc::StoreOptions;
+
+    fn put(store: &Store, index: u64, key: &str, value: &str) {
+        store
+            .apply(|b| {
+                b.put(
+                    &PutRequest {
+                        key: key.into(),
+                        value: value.into(),
+                        ..Default::default()
+                    },
+                    &|_| false,
+                )
+                .unwrap();
+                b.set_consistent_index(index, 1);
+            })
+            .unwrap();
+    }
+
+    fn candidate(min_rev: i64) -> Candidate {
+        Candidate {
+            wk: (1, 0),
+            epoch: 0,
+            min_rev,
+            range: KeyRange::from_request(b"k", b"").unwrap(),
+            no_put: false,
+            no_delete: false,
+            prev_kv: true,
+            fragment: false,
+        }
+    }
+
+    /// Compaction overtakes a watcher between reading the history and reading previous
+    /// values: it is cancelled as compacted, never sent changes without the previous values
+    /// it asked for; the event at the compaction revision itself still goes, as in etcd.
+    #[test]
+    fn compaction_during_catch_up_cancels_rather_than_dropping_previous_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap();
+        for (i, v) in ["a", "b", "c", "d"].iter().enumerate() {
+            put(&store, i as u64 + 1, "k", v); // revisions 2..=5
+        }
+        let history = store.events(3, 0, 100).unwrap();
+        store
+            .apply(|b| {
+                b.compact(4).unwrap();
+                b.set_consistent_index(5, 1);
+            })
+            .unwrap();
+        let caught = catch_up(&store, candidate(3), &history, (5, 5), usize::MAX);
+        assert_eq!(caught.compacted, Some(4));
+        assert!(caught.events.is_empty());
+
+        // From the compaction revision: its event has no previous value left; later ones do.
+        let history = store.events(4, 0, 100).unwrap();
+        let caught = catch_up(&store, candidate(4), &history, (5, 5), usize::MAX);
+        assert_eq!(caught.compacted, None);
+        let prev: Vec<Option<Vec<u8>>> = caught
+            .events
+            .iter()
+            .map(|e| e.prev_kv.as_ref().map(|kv| kv.value.clone()))
+            .collect();
+        assert_eq!(prev, vec![None, Some(b"c".to_vec())]);
     }
 }

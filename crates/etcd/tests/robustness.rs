@@ -1,6 +1,6 @@
 //! Short randomized fault runs (crates/robustness, docs/ROBUSTNESS.md) on fixed seeds: our
-//! member alone under SIGKILL and SIGSTOP, three of ours under those and SIGKILL of all, and
-//! etcd 3.4's three under the same, through the same checker. Each run's history, report and
+//! member alone under SIGKILL and SIGSTOP, three of ours under those, SIGKILL of all,
+//! partitions and one-way loss, and etcd 3.4's three under the same, through the same checker. Each run's history, report and
 //! logs stay in the test's temp dir while it runs; a failure prints the report.
 
 use std::path::Path;
@@ -43,13 +43,19 @@ async fn one_member_killed_and_paused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn three_members_killed_paused_and_all_killed() {
+async fn three_members_killed_paused_partitioned() {
     passes(
         env!("CARGO_BIN_EXE_etcd"),
         3,
         15,
         2,
-        vec![Fault::KillOne, Fault::PauseOne, Fault::KillAll],
+        vec![
+            Fault::KillOne,
+            Fault::PauseOne,
+            Fault::KillAll,
+            Fault::Partition,
+            Fault::OneWay,
+        ],
     )
     .await;
 }
@@ -66,7 +72,13 @@ async fn etcd_passes_the_same_checks() {
         3,
         10,
         3,
-        vec![Fault::KillOne, Fault::PauseOne, Fault::KillAll],
+        vec![
+            Fault::KillOne,
+            Fault::PauseOne,
+            Fault::KillAll,
+            Fault::Partition,
+            Fault::OneWay,
+        ],
     )
     .await;
 }

@@ -2,15 +2,20 @@
 //! its data dir and log, that the nemesis kills (SIGKILL), pauses (SIGSTOP/SIGCONT) and
 //! restarts on the same data dir.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::free_port;
+use crate::netproxy::Network;
 
 pub struct Member {
     pub name: String,
     pub client_url: String,
+    /// Where the member listens for peers.
+    listen_peer_url: String,
+    /// What it advertises: its proxy when the network is proxied.
     peer_url: String,
     data_dir: PathBuf,
     log_path: PathBuf,
@@ -27,19 +32,40 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `size` members of `binary` under `dir`, with fast Raft timings and
-    /// `--snapshot-count 100` so snapshots are taken and sent while the faults go on.
-    pub fn start(binary: &Path, size: usize, dir: &Path) -> std::io::Result<Cluster> {
-        let members: Vec<Member> = (0..size)
-            .map(|i| Member {
+    /// `--snapshot-count 100` so snapshots are taken and sent while the faults go on. With a
+    /// `network`, peer traffic goes through its proxies (call from within a tokio runtime).
+    pub fn start(
+        binary: &Path,
+        size: usize,
+        dir: &Path,
+        network: Option<&Network>,
+    ) -> std::io::Result<Cluster> {
+        let mut members = Vec::new();
+        for i in 0..size {
+            let listen_port = free_port();
+            let listen_peer_url = format!("http://127.0.0.1:{listen_port}");
+            let peer_url = match network {
+                None => listen_peer_url.clone(),
+                Some(network) => {
+                    let proxy_port = free_port();
+                    let listener = std::net::TcpListener::bind(("127.0.0.1", proxy_port))?;
+                    listener.set_nonblocking(true)?;
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    tokio::spawn(network.clone().serve(listener, i, listen_port));
+                    format!("http://127.0.0.1:{proxy_port}")
+                }
+            };
+            members.push(Member {
                 name: format!("m{i}"),
                 client_url: format!("http://127.0.0.1:{}", free_port()),
-                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                listen_peer_url,
+                peer_url,
                 data_dir: dir.join(format!("m{i}.etcd")),
                 log_path: dir.join(format!("m{i}.log")),
                 child: None,
                 paused: false,
-            })
-            .collect();
+            });
+        }
         let initial_cluster = members
             .iter()
             .map(|m| format!("{}={}", m.name, m.peer_url))
@@ -83,7 +109,7 @@ impl Cluster {
             .arg(&m.data_dir)
             .args(["--listen-client-urls", &m.client_url])
             .args(["--advertise-client-urls", &m.client_url])
-            .args(["--listen-peer-urls", &m.peer_url])
+            .args(["--listen-peer-urls", &m.listen_peer_url])
             .args(["--initial-advertise-peer-urls", &m.peer_url])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", "new"])
@@ -157,6 +183,23 @@ impl Cluster {
             out.push('\n');
         }
         out
+    }
+
+    /// Member IDs to slots, from the member list (names are `m<slot>`).
+    pub async fn member_ids(&self) -> Result<HashMap<u64, usize>, String> {
+        let url = &self.members[0].client_url;
+        let mut c = crate::workload::client(url)?;
+        let list = c
+            .cluster
+            .member_list(etcd_api::etcdserverpb::MemberListRequest::default())
+            .await
+            .map_err(|e| format!("member list: {}", e.message()))?;
+        Ok(list
+            .into_inner()
+            .members
+            .iter()
+            .filter_map(|m| Some((m.id, m.name.strip_prefix('m')?.parse().ok()?)))
+            .collect())
     }
 
     /// Waits until a linearizable read succeeds on every member.

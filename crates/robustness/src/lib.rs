@@ -11,7 +11,7 @@
 //! - [`watcher`]: one watch of the key space from revision 1, resumed on another member when
 //!   its member dies, and watches from recent past revisions opened on random members;
 //! - [`compactor`]: compaction while all this goes on;
-//! - [`nemesis`]: the faults;
+//! - [`nemesis`]: the faults; [`netproxy`]: partitions on peer traffic;
 //! - [`checker`]: the verdict ([`checker::check`]);
 //! - [`run`]: one run end to end, from a seed.
 
@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod compactor;
 pub mod history;
 pub mod nemesis;
+pub mod netproxy;
 pub mod run;
 pub mod watcher;
 pub mod workload;

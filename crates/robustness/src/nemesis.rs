@@ -1,5 +1,7 @@
 //! The faults: a member killed with SIGKILL and restarted on its data dir, every member killed
-//! at once, a member paused with SIGSTOP (its sockets open, its timers frozen) and resumed.
+//! at once, a member paused with SIGSTOP (its sockets open, its timers frozen) and resumed, a
+//! member cut off from its peers both ways, and a member that hears nothing from its peers
+//! while they still hear it (the last two through [`crate::netproxy`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,21 +10,33 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::Cluster;
+use crate::netproxy::Network;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     KillOne,
     KillAll,
     PauseOne,
+    Partition,
+    OneWay,
 }
 
 impl Fault {
+    /// Whether the fault needs peer traffic to go through proxies.
+    pub fn needs_network(self) -> bool {
+        matches!(self, Fault::Partition | Fault::OneWay)
+    }
+
     pub fn parse(name: &str) -> Result<Fault, String> {
         match name {
             "kill" => Ok(Fault::KillOne),
             "kill-all" => Ok(Fault::KillAll),
             "pause" => Ok(Fault::PauseOne),
-            other => Err(format!("unknown fault {other:?} (kill, kill-all, pause)")),
+            "partition" => Ok(Fault::Partition),
+            "one-way" => Ok(Fault::OneWay),
+            other => Err(format!(
+                "unknown fault {other:?} (kill, kill-all, pause, partition, one-way)"
+            )),
         }
     }
 }
@@ -34,6 +48,7 @@ fn lock(cluster: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
 /// Injects `faults` at random until `deadline`; returns what it did, with times from `start`.
 pub async fn run(
     cluster: Arc<Mutex<Cluster>>,
+    network: Option<Network>,
     faults: Vec<Fault>,
     seed: u64,
     start: Instant,
@@ -73,6 +88,28 @@ pub async fn run(
                 }
                 log.push(format!(
                     "{at} ms: SIGKILL every member, restarted after {down_for:?}"
+                ));
+            }
+            Fault::Partition | Fault::OneWay => {
+                let Some(network) = &network else {
+                    continue;
+                };
+                // Longer than an election timeout (500 ms), so elections happen on both sides.
+                let cut_for = Duration::from_millis(rng.random_range(600..2000));
+                if fault == Fault::Partition {
+                    network.isolate(member);
+                } else {
+                    network.deafen(member);
+                }
+                tokio::time::sleep(cut_for).await;
+                network.heal();
+                log.push(format!(
+                    "{at} ms: {} m{member} for {cut_for:?}",
+                    if fault == Fault::Partition {
+                        "cut off"
+                    } else {
+                        "peers' messages lost to"
+                    }
                 ));
             }
             Fault::PauseOne => {

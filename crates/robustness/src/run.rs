@@ -43,10 +43,18 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("{}: {e}", cfg.dir.display()))?;
-    let cluster = Cluster::start(&cfg.binary, cfg.members, &cfg.dir)
+    let network = cfg
+        .faults
+        .iter()
+        .any(|f| f.needs_network())
+        .then(crate::netproxy::Network::default);
+    let cluster = Cluster::start(&cfg.binary, cfg.members, &cfg.dir, network.as_ref())
         .map_err(|e| format!("cannot start {}: {e}", cfg.binary.display()))?;
     if let Err(e) = cluster.wait_healthy(SETTLE).await {
         return Err(format!("{e}\n{}", cluster.log_tails(20)));
+    }
+    if let Some(network) = &network {
+        network.learn(cluster.member_ids().await?);
     }
     let endpoints = cluster.endpoints();
     let cluster = Arc::new(Mutex::new(cluster));
@@ -91,6 +99,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
         .collect();
     let nemesis = tokio::spawn(nemesis::run(
         cluster.clone(),
+        network.clone(),
         cfg.faults.clone(),
         cfg.seed,
         start,

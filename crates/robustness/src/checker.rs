@@ -157,6 +157,36 @@ pub fn check(history: &History) -> Report {
         }
     }
 
+    // Which lease each written value was attached to, and which leases were (maybe) revoked.
+    let mut lease_of_value: HashMap<&str, i64> = HashMap::new();
+    let mut revoked: HashSet<i64> = HashSet::new();
+    // Deletions acknowledged to a delete request, which no revocation can claim.
+    let mut deleted_by_request: HashSet<(i64, &str)> = HashSet::new();
+    for op in &history.operations {
+        match (&op.request, &op.outcome) {
+            (Request::Delete { key }, Outcome::Ok(Response::Delete { revision, deleted }))
+                if *deleted > 0 =>
+            {
+                deleted_by_request.insert((*revision, key.as_str()));
+            }
+            (Request::Put { value, lease, .. }, _) if *lease != 0 => {
+                lease_of_value.insert(value.as_str(), *lease);
+            }
+            (Request::LeaseRevoke { lease }, Outcome::Ok(_) | Outcome::Unknown(_)) => {
+                revoked.insert(*lease);
+            }
+            _ => {}
+        }
+    }
+    // A delete event that a lease revocation explains: the value it removed was attached to
+    // a lease a client revoked.
+    let by_revocation = |event: &Event, timeline: &Timeline| {
+        timeline
+            .at(&event.key, event.revision - 1)
+            .and_then(|(v, _)| lease_of_value.get(v.as_str()))
+            .is_some_and(|lease| revoked.contains(lease))
+    };
+
     let mut placed: Vec<Placed> = Vec::new();
     let mut claimed_values: HashSet<&str> = HashSet::new();
     let mut claimed_deletes: HashSet<(i64, &str)> = HashSet::new();
@@ -351,6 +381,59 @@ pub fn check(history: &History) -> Report {
                     });
                 }
             }
+            (Request::LeaseGrant, Outcome::Ok(Response::LeaseGrant { .. })) => {}
+            (Request::LeaseRevoke { lease }, Outcome::Ok(Response::LeaseRevoke { revision })) => {
+                // If the revocation deleted keys, they went at its revision, together: every
+                // key attached just before. If it deleted none (its revision is then the one
+                // it saw), no key was attached at that revision.
+                let attached_at = |key: &str, at: i64| {
+                    timeline
+                        .at(key, at)
+                        .is_some_and(|(v, _)| lease_of_value.get(v.as_str()) == Some(lease))
+                };
+                let deleted_any = timeline.versions.keys().any(|key| {
+                    let at = (*revision, key.as_str());
+                    deletes.contains_key(&at)
+                        && !deleted_by_request.contains(&at)
+                        && attached_at(key, revision - 1)
+                });
+                let seen_at = if deleted_any { revision - 1 } else { *revision };
+                for key in timeline.versions.keys() {
+                    if attached_at(key, seen_at)
+                        && !deletes.contains_key(&(*revision, key.as_str()))
+                    {
+                        report.flag(
+                            "lease revoke left a key",
+                            format!(
+                                "lease {lease:x} revoked at revision {revision}, but {key} \
+                                 (attached to it at {seen_at}) was not deleted there"
+                            ),
+                        );
+                    }
+                }
+                // And nothing is attached to it afterwards.
+                for event in events.iter().filter(|e| e.revision > *revision) {
+                    let late = event
+                        .value
+                        .as_deref()
+                        .is_some_and(|v| lease_of_value.get(v) == Some(lease));
+                    if late {
+                        report.flag(
+                            "put with a revoked lease",
+                            format!(
+                                "{}={:?} attached to lease {lease:x} at revision {}, revoked at \
+                                 {revision}",
+                                event.key, event.value, event.revision
+                            ),
+                        );
+                    }
+                }
+                placed.push(Placed {
+                    op,
+                    position: 2 * revision + i64::from(!deleted_any),
+                    returned: true,
+                });
+            }
             (request, outcome) => report.flag(
                 "answer of the wrong kind",
                 format!("{request:?} answered {outcome:?}"),
@@ -365,7 +448,9 @@ pub fn check(history: &History) -> Report {
                 "write nobody made",
                 format!("{}={value:?} at revision {}", event.key, event.revision),
             ),
-            None if !claimed_deletes.contains(&(event.revision, event.key.as_str())) => {
+            None if claimed_deletes.contains(&(event.revision, event.key.as_str()))
+                || by_revocation(event, &timeline) => {}
+            None => {
                 let budget = unknown_deletes.entry(event.key.as_str()).or_default();
                 if *budget == 0 {
                     report.flag(
@@ -602,6 +687,7 @@ mod tests {
         Request::Put {
             key: key.into(),
             value: value.into(),
+            lease: 0,
         }
     }
 
@@ -812,6 +898,137 @@ mod tests {
         // Cancelled as compacted though it started after the compaction.
         h.segments = vec![segment(4, vec![], Some(3))];
         assert_eq!(kinds(&h), vec!["watch refused as compacted"]);
+    }
+
+    #[test]
+    fn lease_revocations_delete_their_keys_together_and_for_good() {
+        // c and d are attached to lease 7; revoking it deletes both at revision 4.
+        let leased = |key: &str, value: &str| Request::Put {
+            key: key.into(),
+            value: value.into(),
+            lease: 7,
+        };
+        let mut h = History {
+            operations: vec![
+                op(
+                    0,
+                    (0, 10),
+                    leased("c", "1"),
+                    Outcome::Ok(Response::Put { revision: 2 }),
+                ),
+                op(
+                    0,
+                    (20, 30),
+                    leased("d", "2"),
+                    Outcome::Ok(Response::Put { revision: 3 }),
+                ),
+                op(
+                    1,
+                    (40, 50),
+                    Request::LeaseRevoke { lease: 7 },
+                    Outcome::Ok(Response::LeaseRevoke { revision: 4 }),
+                ),
+            ],
+            watch: vec![
+                event(2, "c", Some("1"), None),
+                event(3, "d", Some("2"), None),
+                WatchResponse {
+                    header_revision: 4,
+                    events: vec![
+                        Event {
+                            revision: 4,
+                            key: "c".into(),
+                            value: None,
+                            prev_value: Some("1".into()),
+                        },
+                        Event {
+                            revision: 4,
+                            key: "d".into(),
+                            value: None,
+                            prev_value: Some("2".into()),
+                        },
+                    ],
+                },
+            ],
+            final_revision: 4,
+            ..History::default()
+        };
+        let report = check(&h);
+        assert!(report.ok(), "{report}");
+        // One key left behind.
+        h.watch[2].events.pop();
+        h.final_state = vec![("d".into(), "2".into(), 3)];
+        assert_eq!(kinds(&h), vec!["lease revoke left a key"]);
+        // A put with the lease after it was revoked.
+        let mut h2 = h.clone();
+        h2.watch[2].events.push(Event {
+            revision: 4,
+            key: "d".into(),
+            value: None,
+            prev_value: Some("2".into()),
+        });
+        h2.operations.push(op(
+            2,
+            (60, 70),
+            leased("e", "3"),
+            Outcome::Ok(Response::Put { revision: 5 }),
+        ));
+        h2.watch.push(event(5, "e", Some("3"), None));
+        h2.final_revision = 5;
+        h2.final_state = vec![("e".into(), "3".into(), 5)];
+        assert_eq!(kinds(&h2), vec!["put with a revoked lease"]);
+    }
+
+    /// A key deleted by a client before its lease is revoked: the revocation deletes nothing
+    /// and reads the revision the delete made; it is not placed as that delete.
+    #[test]
+    fn a_revocation_is_not_credited_with_a_clients_delete() {
+        let h = History {
+            operations: vec![
+                op(
+                    0,
+                    (0, 10),
+                    Request::Put {
+                        key: "k".into(),
+                        value: "1".into(),
+                        lease: 7,
+                    },
+                    Outcome::Ok(Response::Put { revision: 2 }),
+                ),
+                op(
+                    0,
+                    (20, 30),
+                    Request::Delete { key: "k".into() },
+                    Outcome::Ok(Response::Delete {
+                        revision: 3,
+                        deleted: 1,
+                    }),
+                ),
+                op(
+                    1,
+                    (31, 35),
+                    get("k"),
+                    Outcome::Ok(Response::Get {
+                        revision: 3,
+                        value: None,
+                    }),
+                ),
+                op(
+                    0,
+                    (40, 50),
+                    Request::LeaseRevoke { lease: 7 },
+                    Outcome::Ok(Response::LeaseRevoke { revision: 3 }),
+                ),
+            ],
+            watch: vec![
+                event(2, "k", Some("1"), None),
+                event(3, "k", None, Some("1")),
+            ],
+            final_revision: 3,
+            ..History::default()
+        };
+        let report = check(&h);
+        assert!(report.ok(), "{report}");
     }
 
     #[test]

@@ -8,6 +8,9 @@ pub enum Request {
     Put {
         key: String,
         value: String,
+        /// Attached to this lease (0: none).
+        #[serde(default)]
+        lease: i64,
     },
     Delete {
         key: String,
@@ -22,15 +25,23 @@ pub enum Request {
         expect: Option<String>,
         value: String,
     },
+    /// A lease with a TTL longer than any run: it ends only when revoked.
+    LeaseGrant,
+    /// Revoking deletes every key attached to the lease, at one revision.
+    LeaseRevoke {
+        lease: i64,
+    },
 }
 
 impl Request {
+    /// The key the request is about; empty for lease requests.
     pub fn key(&self) -> &str {
         match self {
             Request::Put { key, .. }
             | Request::Delete { key }
             | Request::Get { key, .. }
             | Request::CompareAndSwap { key, .. } => key,
+            Request::LeaseGrant | Request::LeaseRevoke { .. } => "",
         }
     }
 
@@ -60,6 +71,12 @@ pub enum Response {
     CompareAndSwap {
         revision: i64,
         succeeded: bool,
+    },
+    LeaseGrant {
+        id: i64,
+    },
+    LeaseRevoke {
+        revision: i64,
     },
 }
 

@@ -5,6 +5,8 @@
 //!            [--keys N] [--faults kill,kill-all,pause] [--segment-watchers N]
 //!            [--compaction on|off] [--dir DIR]
 //! ```
+//! or `robustness --check history.json` to check a saved history again.
+//!
 //! Exits 0 when the history checks out, 1 when it does not (the report names what broke and
 //! where the history is), 2 on bad arguments or when the cluster never came up.
 
@@ -87,6 +89,27 @@ fn parse(args: &[String]) -> Result<RunConfig, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, path] = args.as_slice()
+        && flag == "--check"
+    {
+        let history: robustness::history::History = match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("robustness: {path}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let report = robustness::checker::check(&history);
+        print!("{report}");
+        return if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let cfg = match parse(&args) {
         Ok(cfg) => cfg,
         Err(e) => {

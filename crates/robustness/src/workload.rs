@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use etcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, compare,
-    request_op,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest, compare, request_op,
 };
 use etcd_client::{Client, ConnectOptions};
 use rand::rngs::StdRng;
@@ -17,6 +17,9 @@ use tonic::{Code, Status};
 use crate::history::{Operation, Outcome, Request, Response};
 
 pub const PREFIX: &str = "/robustness/";
+
+/// Leases outlive any run: keys go only when their lease is revoked, by a client.
+const LEASE_TTL_SECONDS: i64 = 3600;
 
 /// How long a client waits for an answer before it counts as unknown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,7 +47,9 @@ fn classify(status: &Status) -> Outcome {
         | Code::FailedPrecondition
         | Code::PermissionDenied
         | Code::Unauthenticated
-        | Code::OutOfRange => Outcome::Failed(status.message().to_string()),
+        | Code::OutOfRange
+        // "etcdserver: requested lease not found": a put with a revoked lease.
+        | Code::NotFound => Outcome::Failed(status.message().to_string()),
         _ => Outcome::Unknown(format!("{:?}: {}", status.code(), status.message())),
     }
 }
@@ -70,6 +75,8 @@ impl Workload {
         }
         let mut at = self.client % clients.len();
         let mut seen: Vec<Option<String>> = vec![None; self.keys];
+        // The lease this client attaches some of its puts to.
+        let mut lease = 0;
         let mut ops = Vec::new();
         let mut n = 0u64;
         while Instant::now() < deadline {
@@ -78,7 +85,13 @@ impl Workload {
             n += 1;
             let value = format!("c{}-{n}", self.client);
             let request = match rng.random_range(0..100) {
-                0..40 => Request::Put { key, value },
+                0..3 if lease == 0 => Request::LeaseGrant,
+                0..3 => Request::LeaseRevoke { lease },
+                3..40 => Request::Put {
+                    key,
+                    value,
+                    lease: if rng.random_bool(0.3) { lease } else { 0 },
+                },
                 40..50 => Request::Delete { key },
                 50..70 => Request::Get {
                     key,
@@ -109,6 +122,10 @@ impl Workload {
                 Outcome::Ok(Response::CompareAndSwap {
                     succeeded: true, ..
                 }) => seen[k] = request.written_value().map(str::to_string),
+                Outcome::Ok(Response::LeaseGrant { id }) => lease = *id,
+                // Revoked, or refused because it is already gone: a new one next time.
+                Outcome::Ok(Response::LeaseRevoke { .. }) => lease = 0,
+                Outcome::Failed(_) if matches!(request, Request::LeaseRevoke { .. }) => lease = 0,
                 Outcome::Unknown(_) => {
                     // This member may be gone: try the next one, after a breath.
                     at = (at + 1) % clients.len();
@@ -131,11 +148,35 @@ impl Workload {
 async fn send(c: &mut Client, request: &Request) -> Outcome {
     let revision = |h: Option<etcd_api::etcdserverpb::ResponseHeader>| h.map_or(0, |h| h.revision);
     match request {
-        Request::Put { key, value } => match c
+        Request::LeaseGrant => match c
+            .lease
+            .lease_grant(LeaseGrantRequest {
+                ttl: LEASE_TTL_SECONDS,
+                id: 0,
+            })
+            .await
+        {
+            Ok(r) => Outcome::Ok(Response::LeaseGrant {
+                id: r.into_inner().id,
+            }),
+            Err(s) => classify(&s),
+        },
+        Request::LeaseRevoke { lease } => match c
+            .lease
+            .lease_revoke(LeaseRevokeRequest { id: *lease })
+            .await
+        {
+            Ok(r) => Outcome::Ok(Response::LeaseRevoke {
+                revision: revision(r.into_inner().header),
+            }),
+            Err(s) => classify(&s),
+        },
+        Request::Put { key, value, lease } => match c
             .kv
             .put(PutRequest {
                 key: key.clone().into_bytes(),
                 value: value.clone().into_bytes(),
+                lease: *lease,
                 ..PutRequest::default()
             })
             .await

@@ -185,8 +185,7 @@ fn save(path: &Path, history: &History) -> Result<(), String> {
 /// A linearizable read of every workload key, from whichever member answers first.
 async fn final_read(endpoints: &[String]) -> Result<(i64, Vec<(String, String, i64)>), String> {
     let deadline = Instant::now() + SETTLE;
-    let mut end = PREFIX.as_bytes().to_vec();
-    *end.last_mut().expect("a prefix") += 1;
+    let end = etcd_client::prefix_end(PREFIX.as_bytes());
     let mut last_error = String::new();
     for attempt in 0.. {
         if Instant::now() > deadline {

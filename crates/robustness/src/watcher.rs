@@ -51,9 +51,7 @@ impl Target {
 }
 
 fn prefix_end() -> Vec<u8> {
-    let mut end = PREFIX.as_bytes().to_vec();
-    *end.last_mut().expect("a prefix") += 1;
-    end
+    etcd_client::prefix_end(PREFIX.as_bytes())
 }
 
 fn to_events(response: &etcd_api::etcdserverpb::WatchResponse) -> Vec<Event> {

@@ -11,6 +11,7 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_api::mvccpb::{Event, KeyValue};
 use etcd_api::v3electionpb::LeaderKey;
+use etcd_client::prefix_end;
 use tonic::Status;
 
 #[derive(Clone, Debug, Default)]
@@ -217,19 +218,6 @@ impl Namespace {
             self.strip(&mut l.key);
         }
     }
-}
-
-/// The first key after every key starting with `prefix`; "\0" (the end of the key space) when
-/// there is none (a prefix of 0xff bytes only).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use etcd_api::etcdserverpb::{
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
-use super::namespace::prefix_end;
 use super::upstream::{Upstream, outgoing};
+use etcd_client::prefix_end;
 
 /// etcd's endpoint update, as its naming package stores it.
 #[derive(Serialize, Deserialize)]

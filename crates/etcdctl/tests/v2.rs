@@ -337,6 +337,8 @@ struct Background {
     lines: Receiver<String>,
     got: Vec<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Closed when the stderr reader reached the end of the pipe.
+    stderr_done: Receiver<()>,
 }
 
 fn substitute(args: &[String], vars: &HashMap<String, String>) -> Vec<String> {
@@ -423,6 +425,7 @@ fn execute(spec: &Spec, steps: &[Step], bin: &Path) -> (Vec<(String, Outcome)>, 
                 let stderr = Arc::new(Mutex::new(Vec::new()));
                 let mut err_pipe = child.stderr.take().expect("stderr");
                 let sink = stderr.clone();
+                let (done_tx, stderr_done) = channel::<()>();
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 4096];
                     while let Ok(n) = err_pipe.read(&mut buf) {
@@ -431,6 +434,7 @@ fn execute(spec: &Spec, steps: &[Step], bin: &Path) -> (Vec<(String, Outcome)>, 
                         }
                         sink.lock().expect("lock").extend_from_slice(&buf[..n]);
                     }
+                    drop(done_tx);
                 });
                 bg.insert(
                     *id,
@@ -440,6 +444,7 @@ fn execute(spec: &Spec, steps: &[Step], bin: &Path) -> (Vec<(String, Outcome)>, 
                         lines: rx,
                         got: Vec::new(),
                         stderr,
+                        stderr_done,
                     },
                 );
             }
@@ -474,6 +479,9 @@ fn execute(spec: &Spec, steps: &[Step], bin: &Path) -> (Vec<(String, Outcome)>, 
                 while let Ok(l) = b.lines.recv_timeout(Duration::from_secs(10)) {
                     b.got.push(l);
                 }
+                // And all of stderr: its reader may not have read the last of it yet (this
+                // raced: an error line sometimes missing from one side).
+                let _ = b.stderr_done.recv_timeout(Duration::from_secs(10));
                 let stderr = String::from_utf8_lossy(&b.stderr.lock().expect("lock")).into_owned();
                 if b.sorted {
                     b.got.sort();

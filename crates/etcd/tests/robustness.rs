@@ -9,6 +9,16 @@ use std::time::Duration;
 use robustness::nemesis::Fault;
 use robustness::run::{RunConfig, run};
 
+fn every_fault() -> Vec<Fault> {
+    vec![
+        Fault::KillOne,
+        Fault::PauseOne,
+        Fault::KillAll,
+        Fault::Partition,
+        Fault::OneWay,
+    ]
+}
+
 async fn passes(binary: &str, members: usize, seconds: u64, seed: u64, faults: Vec<Fault>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = RunConfig {
@@ -44,20 +54,7 @@ async fn one_member_killed_and_paused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_members_killed_paused_partitioned() {
-    passes(
-        env!("CARGO_BIN_EXE_etcd"),
-        3,
-        15,
-        2,
-        vec![
-            Fault::KillOne,
-            Fault::PauseOne,
-            Fault::KillAll,
-            Fault::Partition,
-            Fault::OneWay,
-        ],
-    )
-    .await;
+    passes(env!("CARGO_BIN_EXE_etcd"), 3, 15, 2, every_fault()).await;
 }
 
 /// The checker on the reference: etcd 3.4 passes it under the same faults.
@@ -67,18 +64,5 @@ async fn etcd_passes_the_same_checks() {
         eprintln!("skipped: /usr/bin/etcd is missing (apt-get install etcd-server)");
         return;
     }
-    passes(
-        "/usr/bin/etcd",
-        3,
-        10,
-        3,
-        vec![
-            Fault::KillOne,
-            Fault::PauseOne,
-            Fault::KillAll,
-            Fault::Partition,
-            Fault::OneWay,
-        ],
-    )
-    .await;
+    passes("/usr/bin/etcd", 3, 10, 3, every_fault()).await;
 }

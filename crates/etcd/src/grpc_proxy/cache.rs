@@ -26,8 +26,13 @@ pub enum Lookup {
     Hit(RangeResponse),
     /// The request names a revision at or below a compaction this proxy made.
     Compacted,
-    Miss,
+    /// Not cached: the key to add the answer under ([`RangeCache::add_keyed`]), so the
+    /// request is encoded once.
+    Miss(CacheKey),
 }
+
+/// A request's place in the cache: its caller's token and the request, encoded.
+pub struct CacheKey(Vec<u8>);
 
 struct Entry {
     response: RangeResponse,
@@ -48,7 +53,7 @@ pub struct RangeCache {
     compacted: i64,
 }
 
-fn cache_key(token: Option<&[u8]>, request: &RangeRequest) -> Vec<u8> {
+fn cache_key(token: Option<&[u8]>, request: &RangeRequest) -> CacheKey {
     let mut request = request.clone();
     request.serializable = true;
     let token = token.unwrap_or_default();
@@ -56,7 +61,7 @@ fn cache_key(token: Option<&[u8]>, request: &RangeRequest) -> Vec<u8> {
     key.extend_from_slice(&(token.len() as u64).to_be_bytes());
     key.extend_from_slice(token);
     request.encode(&mut key).expect("a Vec grows as needed");
-    key
+    CacheKey(key)
 }
 
 /// Whether `[a_start, a_end)` and `[b_start, b_end)` share a key, with etcd's conventions for
@@ -86,31 +91,42 @@ impl RangeCache {
     pub fn get(&mut self, token: Option<&[u8]>, request: &RangeRequest, now: Instant) -> Lookup {
         let key = cache_key(token, request);
         if request.revision > 0 && request.revision < self.compacted {
-            self.remove(&key);
+            self.remove(&key.0);
             return Lookup::Compacted;
         }
-        let expired = match self.entries.get(&key) {
-            None => return Lookup::Miss,
+        let expired = match self.entries.get(&key.0) {
+            None => return Lookup::Miss(key),
             Some(entry) => entry
                 .latest
                 .as_ref()
                 .is_some_and(|(_, _, until)| now >= *until),
         };
         if expired {
-            self.remove(&key);
-            return Lookup::Miss;
+            self.remove(&key.0);
+            return Lookup::Miss(key);
         }
         let tick = self.tick();
-        let entry = self.entries.get_mut(&key).expect("looked up above");
+        let entry = self.entries.get_mut(&key.0).expect("looked up above");
         self.order.remove(&entry.tick);
         entry.tick = tick;
-        self.order.insert(tick, key);
+        self.order.insert(tick, key.0);
         Lookup::Hit(entry.response.clone())
     }
 
     pub fn add(
         &mut self,
         token: Option<&[u8]>,
+        request: &RangeRequest,
+        response: &RangeResponse,
+        now: Instant,
+    ) {
+        self.add_keyed(cache_key(token, request), request, response, now);
+    }
+
+    /// [`RangeCache::add`] under the key a [`Lookup::Miss`] gave.
+    pub fn add_keyed(
+        &mut self,
+        CacheKey(key): CacheKey,
         request: &RangeRequest,
         response: &RangeResponse,
         now: Instant,
@@ -122,7 +138,6 @@ impl RangeCache {
         if bytes > MAX_ENTRY_BYTES {
             return;
         }
-        let key = cache_key(token, request);
         self.remove(&key);
         let latest = (request.revision == 0).then(|| {
             (

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use super::cache::{Lookup, RangeCache};
 use super::metrics::ProxyMetrics;
 use super::namespace::Namespace;
-use super::upstream::{Upstream, outgoing, token};
+use super::upstream::{Upstream, outgoing, token, upstream_call};
 
 pub struct KvProxy {
     pub upstream: Arc<Upstream>,
@@ -84,6 +84,7 @@ impl Kv for KvProxy {
     ) -> Result<Response<RangeResponse>, Status> {
         let (metadata, _, range) = request.into_parts();
         let token = token(&metadata);
+        let mut miss_key = None;
         if range.serializable {
             match self.cache().get(token.as_deref(), &range, Instant::now()) {
                 Lookup::Hit(answer) => {
@@ -94,21 +95,25 @@ impl Kv for KvProxy {
                     self.metrics.cache_hits.inc();
                     return Err(compacted());
                 }
-                Lookup::Miss => self.metrics.cache_misses.inc(),
+                Lookup::Miss(key) => {
+                    self.metrics.cache_misses.inc();
+                    miss_key = Some(key);
+                }
             }
         }
         let upstream_range = self.namespace.range_request(range.clone())?;
-        let (at, channel) = self.upstream.channel();
-        let result = KvClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .range(outgoing(&metadata, upstream_range))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            KvClient,
+            range(outgoing(&metadata, upstream_range))
+        );
         let mut answer = result?.into_inner();
         self.namespace.range_response(&mut answer);
         let mut cache = self.cache();
-        cache.add(token.as_deref(), &range, &answer, Instant::now());
+        match miss_key {
+            Some(key) => cache.add_keyed(key, &range, &answer, Instant::now()),
+            None => cache.add(token.as_deref(), &range, &answer, Instant::now()),
+        }
         self.metrics.cache_keys.set(cache.len() as i64);
         Ok(Response::new(answer))
     }
@@ -118,13 +123,11 @@ impl Kv for KvProxy {
         self.invalidate(&put.key, &[]);
         let put_key = put.key.clone();
         let upstream_put = self.namespace.put_request(put)?;
-        let (at, channel) = self.upstream.channel();
-        let result = KvClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .put(outgoing(&metadata, upstream_put))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            KvClient,
+            put(outgoing(&metadata, upstream_put))
+        );
         let mut answer = result?.into_inner();
         // Again once applied: a range that raced with the put may have cached the old value.
         self.invalidate(&put_key, &[]);
@@ -140,13 +143,11 @@ impl Kv for KvProxy {
         self.invalidate(&delete.key, &delete.range_end);
         let (key, end) = (delete.key.clone(), delete.range_end.clone());
         let upstream_delete = self.namespace.delete_request(delete)?;
-        let (at, channel) = self.upstream.channel();
-        let result = KvClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .delete_range(outgoing(&metadata, upstream_delete))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            KvClient,
+            delete_range(outgoing(&metadata, upstream_delete))
+        );
         let mut answer = result?.into_inner();
         self.invalidate(&key, &end);
         self.namespace.delete_response(&mut answer);
@@ -156,13 +157,11 @@ impl Kv for KvProxy {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let (metadata, _, txn) = request.into_parts();
         let upstream_txn = self.namespace.txn_request(txn.clone())?;
-        let (at, channel) = self.upstream.channel();
-        let result = KvClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .txn(outgoing(&metadata, upstream_txn))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            KvClient,
+            txn(outgoing(&metadata, upstream_txn))
+        );
         let mut answer = result?.into_inner();
         self.namespace.txn_response(&mut answer);
         // A txn may say a compared key is current when the cache holds an older answer for
@@ -185,13 +184,11 @@ impl Kv for KvProxy {
     ) -> Result<Response<CompactionResponse>, Status> {
         let (metadata, _, compaction) = request.into_parts();
         let revision = compaction.revision;
-        let (at, channel) = self.upstream.channel();
-        let result = KvClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .compact(outgoing(&metadata, compaction))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            KvClient,
+            compact(outgoing(&metadata, compaction))
+        );
         let answer = result?.into_inner();
         self.cache().compact(revision);
         Ok(Response::new(answer))

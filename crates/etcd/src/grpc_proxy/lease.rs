@@ -21,7 +21,7 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::namespace::Namespace;
-use super::upstream::{Upstream, outgoing};
+use super::upstream::{Upstream, outgoing, upstream_call, upstream_client};
 
 /// Distinct leases with a keep-alive in flight on the shared stream, at most.
 const MAX_LEASES_IN_FLIGHT: usize = 65_536;
@@ -114,12 +114,8 @@ impl KeepAliveHub {
         generation: u64,
         requests: ReceiverStream<LeaseKeepAliveRequest>,
     ) {
-        let (at, channel) = self.upstream.channel();
-        let opened = LeaseClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .lease_keep_alive(requests)
-            .await;
+        let (at, mut client) = upstream_client!(self.upstream, LeaseClient);
+        let opened = client.lease_keep_alive(requests).await;
         self.upstream.observe(at, &opened);
         let mut inbound = match opened {
             Ok(response) => response.into_inner(),
@@ -135,9 +131,7 @@ impl KeepAliveHub {
                     );
                 }
                 Err(status) => {
-                    if status.code() == tonic::Code::Unavailable {
-                        self.upstream.failed(at);
-                    }
+                    self.upstream.observe_error(at, &status);
                     return self.fail(generation, status);
                 }
             }
@@ -193,14 +187,11 @@ impl Lease for LeaseProxy {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let (metadata, _, grant) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = LeaseClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .lease_grant(outgoing(&metadata, grant))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            LeaseClient,
+            lease_grant(outgoing(&metadata, grant))
+        )
     }
 
     async fn lease_revoke(
@@ -208,14 +199,11 @@ impl Lease for LeaseProxy {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let (metadata, _, revoke) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = LeaseClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .lease_revoke(outgoing(&metadata, revoke))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            LeaseClient,
+            lease_revoke(outgoing(&metadata, revoke))
+        )
     }
 
     async fn lease_time_to_live(
@@ -223,13 +211,11 @@ impl Lease for LeaseProxy {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let (metadata, _, ttl) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = LeaseClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .lease_time_to_live(outgoing(&metadata, ttl))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            LeaseClient,
+            lease_time_to_live(outgoing(&metadata, ttl))
+        );
         let mut answer = result?.into_inner();
         self.namespace.lease_keys(&mut answer.keys);
         Ok(Response::new(answer))
@@ -240,14 +226,11 @@ impl Lease for LeaseProxy {
         request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let (metadata, _, leases) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = LeaseClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .lease_leases(outgoing(&metadata, leases))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            LeaseClient,
+            lease_leases(outgoing(&metadata, leases))
+        )
     }
 
     async fn lease_keep_alive(

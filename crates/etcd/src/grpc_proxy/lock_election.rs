@@ -17,7 +17,7 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::namespace::Namespace;
-use super::upstream::{Upstream, outgoing};
+use super::upstream::{Upstream, outgoing, upstream_call};
 
 pub struct LockProxy {
     pub upstream: Arc<Upstream>,
@@ -29,13 +29,7 @@ impl Lock for LockProxy {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let (metadata, _, mut lock) = request.into_parts();
         lock.name = self.namespace.key(&lock.name);
-        let (at, channel) = self.upstream.channel();
-        let result = LockClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .lock(outgoing(&metadata, lock))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(self.upstream, LockClient, lock(outgoing(&metadata, lock)));
         let mut answer = result?.into_inner();
         self.namespace.strip(&mut answer.key);
         Ok(Response::new(answer))
@@ -47,14 +41,11 @@ impl Lock for LockProxy {
     ) -> Result<Response<UnlockResponse>, Status> {
         let (metadata, _, mut unlock) = request.into_parts();
         unlock.key = self.namespace.key(&unlock.key);
-        let (at, channel) = self.upstream.channel();
-        let result = LockClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .unlock(outgoing(&metadata, unlock))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            LockClient,
+            unlock(outgoing(&metadata, unlock))
+        )
     }
 }
 
@@ -71,13 +62,11 @@ impl Election for ElectionProxy {
     ) -> Result<Response<CampaignResponse>, Status> {
         let (metadata, _, mut campaign) = request.into_parts();
         campaign.name = self.namespace.key(&campaign.name);
-        let (at, channel) = self.upstream.channel();
-        let result = ElectionClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .campaign(outgoing(&metadata, campaign))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            ElectionClient,
+            campaign(outgoing(&metadata, campaign))
+        );
         let mut answer = result?.into_inner();
         self.namespace.leader_key_in(answer.leader.as_mut());
         Ok(Response::new(answer))
@@ -89,14 +78,11 @@ impl Election for ElectionProxy {
     ) -> Result<Response<ProclaimResponse>, Status> {
         let (metadata, _, mut proclaim) = request.into_parts();
         self.namespace.leader_key_out(proclaim.leader.as_mut());
-        let (at, channel) = self.upstream.channel();
-        let result = ElectionClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .proclaim(outgoing(&metadata, proclaim))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            ElectionClient,
+            proclaim(outgoing(&metadata, proclaim))
+        )
     }
 
     async fn leader(
@@ -105,13 +91,11 @@ impl Election for ElectionProxy {
     ) -> Result<Response<LeaderResponse>, Status> {
         let (metadata, _, mut leader) = request.into_parts();
         leader.name = self.namespace.key(&leader.name);
-        let (at, channel) = self.upstream.channel();
-        let result = ElectionClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .leader(outgoing(&metadata, leader))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            ElectionClient,
+            leader(outgoing(&metadata, leader))
+        );
         let mut answer = result?.into_inner();
         self.namespace.kv(answer.kv.as_mut());
         Ok(Response::new(answer))
@@ -123,13 +107,11 @@ impl Election for ElectionProxy {
     ) -> Result<Response<BoxStream<LeaderResponse>>, Status> {
         let (metadata, _, mut leader) = request.into_parts();
         leader.name = self.namespace.key(&leader.name);
-        let (at, channel) = self.upstream.channel();
-        let result = ElectionClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .observe(outgoing(&metadata, leader))
-            .await;
-        self.upstream.observe(at, &result);
+        let result = upstream_call!(
+            self.upstream,
+            ElectionClient,
+            observe(outgoing(&metadata, leader))
+        );
         let namespace = self.namespace.clone();
         let stream = result?.into_inner().map(move |answer| {
             answer.map(|mut a| {
@@ -146,13 +128,10 @@ impl Election for ElectionProxy {
     ) -> Result<Response<ResignResponse>, Status> {
         let (metadata, _, mut resign) = request.into_parts();
         self.namespace.leader_key_out(resign.leader.as_mut());
-        let (at, channel) = self.upstream.channel();
-        let result = ElectionClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .resign(outgoing(&metadata, resign))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            ElectionClient,
+            resign(outgoing(&metadata, resign))
+        )
     }
 }

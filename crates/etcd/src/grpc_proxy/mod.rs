@@ -554,7 +554,7 @@ async fn health(upstream: Arc<Upstream>) -> Response {
     let healthy = match answer {
         Ok(Ok(_)) => true,
         Ok(Err(status)) => {
-            upstream.observe(at, &Err::<(), _>(status.clone()));
+            upstream.observe_error(at, &status);
             status.message() == "etcdserver: permission denied"
         }
         Err(_) => false,

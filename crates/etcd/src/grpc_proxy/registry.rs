@@ -22,7 +22,7 @@ use etcd_api::etcdserverpb::{
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
-use super::upstream::{Upstream, outgoing};
+use super::upstream::{Upstream, outgoing, upstream_call, upstream_client};
 use etcd_client::prefix_end;
 
 /// etcd's endpoint update, as its naming package stores it.
@@ -87,23 +87,17 @@ async fn register_once(
     addr: &str,
     ttl: i64,
 ) -> Result<(), Status> {
-    let (at, channel) = upstream.channel();
-    let mut leases = LeaseClient::new(channel.clone())
-        .max_decoding_message_size(upstream.max_recv)
-        .max_encoding_message_size(upstream.max_send);
+    let (at, mut leases) = upstream_client!(upstream, LeaseClient);
     let granted = leases.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await;
     upstream.observe(at, &granted);
     let lease = granted?.into_inner().id;
-    KvClient::new(channel)
-        .max_decoding_message_size(upstream.max_recv)
-        .max_encoding_message_size(upstream.max_send)
-        .put(PutRequest {
-            key: format!("{prefix}/{addr}").into_bytes(),
-            value: entry_value(addr).into_bytes(),
-            lease,
-            ..PutRequest::default()
-        })
-        .await?;
+    let entry = PutRequest {
+        key: format!("{prefix}/{addr}").into_bytes(),
+        value: entry_value(addr).into_bytes(),
+        lease,
+        ..PutRequest::default()
+    };
+    upstream_call!(upstream, KvClient, put(entry))?;
     tracing::info!(
         address = addr,
         ttl,
@@ -146,18 +140,13 @@ impl ClusterProxy {
     async fn registered(&self, prefix: &str) -> Vec<Member> {
         let key = format!("{prefix}/").into_bytes();
         let range_end = prefix_end(&key);
-        let (at, channel) = self.upstream.channel();
-        let answer = KvClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .range(RangeRequest {
-                key,
-                range_end,
-                serializable: true,
-                ..RangeRequest::default()
-            })
-            .await;
-        self.upstream.observe(at, &answer);
+        let request = RangeRequest {
+            key,
+            range_end,
+            serializable: true,
+            ..RangeRequest::default()
+        };
+        let answer = upstream_call!(self.upstream, KvClient, range(request));
         let Ok(answer) = answer else {
             return Vec::new();
         };
@@ -193,14 +182,11 @@ impl Cluster for ClusterProxy {
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         let (metadata, _, add) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = ClusterClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .member_add(outgoing(&metadata, add))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            ClusterClient,
+            member_add(outgoing(&metadata, add))
+        )
     }
 
     async fn member_remove(
@@ -208,14 +194,11 @@ impl Cluster for ClusterProxy {
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let (metadata, _, remove) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = ClusterClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .member_remove(outgoing(&metadata, remove))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            ClusterClient,
+            member_remove(outgoing(&metadata, remove))
+        )
     }
 
     async fn member_update(
@@ -223,14 +206,11 @@ impl Cluster for ClusterProxy {
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         let (metadata, _, update) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = ClusterClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .member_update(outgoing(&metadata, update))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            ClusterClient,
+            member_update(outgoing(&metadata, update))
+        )
     }
 
     async fn member_list(
@@ -257,14 +237,11 @@ impl Cluster for ClusterProxy {
             }));
         }
         let (metadata, _, list) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = ClusterClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .member_list(outgoing(&metadata, list))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            ClusterClient,
+            member_list(outgoing(&metadata, list))
+        )
     }
 
     /// etcd 3.4's proxy answers "not implemented"; promoting through a proxy is as safe as
@@ -274,13 +251,10 @@ impl Cluster for ClusterProxy {
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let (metadata, _, promote) = request.into_parts();
-        let (at, channel) = self.upstream.channel();
-        let result = ClusterClient::new(channel)
-            .max_decoding_message_size(self.upstream.max_recv)
-            .max_encoding_message_size(self.upstream.max_send)
-            .member_promote(outgoing(&metadata, promote))
-            .await;
-        self.upstream.observe(at, &result);
-        result
+        upstream_call!(
+            self.upstream,
+            ClusterClient,
+            member_promote(outgoing(&metadata, promote))
+        )
     }
 }

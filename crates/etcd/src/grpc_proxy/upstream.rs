@@ -59,13 +59,44 @@ impl Upstream {
 
     /// Notes the outcome of a call made on the channel at `at`.
     pub fn observe<T>(&self, at: usize, result: &Result<T, Status>) {
-        if let Err(status) = result
-            && status.code() == Code::Unavailable
-        {
+        if let Err(status) = result {
+            self.observe_error(at, status);
+        }
+    }
+
+    /// Notes an error from the channel at `at`: an unreachable member is left for the next.
+    pub fn observe_error(&self, at: usize, status: &Status) {
+        if status.code() == Code::Unavailable {
             self.failed(at);
         }
     }
 }
+
+/// A client of the current member, with the proxy's message limits (`--max-recv-bytes`,
+/// `--max-send-bytes`), and the channel's index for [`Upstream::observe`]:
+/// `let (at, client) = upstream_client!(self.upstream, KvClient);`
+macro_rules! upstream_client {
+    ($upstream:expr, $client:ident) => {{
+        let (at, channel) = $upstream.channel();
+        let client = $client::new(channel)
+            .max_decoding_message_size($upstream.max_recv)
+            .max_encoding_message_size($upstream.max_send);
+        (at, client)
+    }};
+}
+pub(crate) use upstream_client;
+
+/// One call to the current member, its outcome observed (an unreachable member is left for
+/// the next call): `upstream_call!(self.upstream, KvClient, put(request))`.
+macro_rules! upstream_call {
+    ($upstream:expr, $client:ident, $method:ident($($arg:expr),*)) => {{
+        let (at, mut client) = $crate::grpc_proxy::upstream::upstream_client!($upstream, $client);
+        let result = client.$method($($arg),*).await;
+        $upstream.observe(at, &result);
+        result
+    }};
+}
+pub(crate) use upstream_call;
 
 /// A request to the member carrying `message` and the client's forwarded metadata.
 pub fn outgoing<T>(incoming: &MetadataMap, message: T) -> Request<T> {

@@ -37,7 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::metrics::ProxyMetrics;
 use super::namespace::Namespace;
-use super::upstream::{Upstream, copy_metadata, outgoing};
+use super::upstream::{Upstream, copy_metadata, outgoing, upstream_call, upstream_client};
 
 /// Answers queued for one client stream before it counts as too slow.
 const CLIENT_QUEUE: usize = 1024;
@@ -352,14 +352,8 @@ impl WatchHub {
             });
             let mut request = Request::new(ReceiverStream::new(outgoing_requests));
             copy_metadata(&metadata, request.metadata_mut());
-            let (at, channel) = self.upstream.channel();
-            let call = async {
-                WatchClient::new(channel)
-                    .max_decoding_message_size(self.upstream.max_recv)
-                    .max_encoding_message_size(self.upstream.max_send)
-                    .watch(request)
-                    .await
-            };
+            let (at, mut client) = upstream_client!(self.upstream, WatchClient);
+            let call = client.watch(request);
             let opened = tokio::select! {
                 opened = call => opened,
                 _ = broadcast.stop.notified() => return,
@@ -532,13 +526,11 @@ impl ClientWatches {
             limit: 1,
             ..RangeRequest::default()
         };
-        let (at, channel) = self.hub.upstream.channel();
-        let checked = KvClient::new(channel)
-            .max_decoding_message_size(self.hub.upstream.max_recv)
-            .max_encoding_message_size(self.hub.upstream.max_send)
-            .range(outgoing(&self.metadata, check))
-            .await;
-        self.hub.upstream.observe(at, &checked);
+        let checked = upstream_call!(
+            self.hub.upstream,
+            KvClient,
+            range(outgoing(&self.metadata, check))
+        );
         if let Err(status) = checked {
             self.sink.deliver(refuse(status.message().to_string()));
             return;
@@ -578,19 +570,17 @@ impl ClientWatches {
             Some(header) if !registrations.is_empty() => Some(header),
             // No watch yet: the member's current revision, as a member answers.
             _ if registrations.is_empty() => {
-                let (at, channel) = self.hub.upstream.channel();
                 let request = RangeRequest {
                     key: vec![0],
                     serializable: true,
                     count_only: true,
                     ..RangeRequest::default()
                 };
-                let answer = KvClient::new(channel)
-                    .max_decoding_message_size(self.hub.upstream.max_recv)
-                    .max_encoding_message_size(self.hub.upstream.max_send)
-                    .range(outgoing(&self.metadata, request))
-                    .await;
-                self.hub.upstream.observe(at, &answer);
+                let answer = upstream_call!(
+                    self.hub.upstream,
+                    KvClient,
+                    range(outgoing(&self.metadata, request))
+                );
                 answer.ok().and_then(|a| a.into_inner().header)
             }
             // A watch not yet running on a member: nothing true to say yet.

@@ -611,9 +611,9 @@ impl Links {
             );
             return;
         };
-        let heartbeat = msg.get_msg_type() == MessageType::MsgHeartbeat;
+        let kind = msg.get_msg_type();
         if matches!(o.state, OutState::Down) || o.pending.len() >= PENDING_BYTES_MAX {
-            if heartbeat {
+            if kind == MessageType::MsgHeartbeat {
                 o.counters.send_failed();
             }
             self.unreachable.push(to);
@@ -626,7 +626,7 @@ impl Links {
         }
         let bytes = o.pending.len() - before;
         o.counters.sent_bytes.inc_by(bytes as u64);
-        match msg.get_msg_type() {
+        match kind {
             MessageType::MsgAppend => self.stats.append_sent(bytes, Instant::now()),
             MessageType::MsgHeartbeat => {
                 let now = Instant::now();
@@ -782,11 +782,10 @@ impl Links {
             position += 1;
             position <= before || m.from == from
         });
-        let counters = i.counters.clone();
         match decoded {
             Ok(used) => {
                 i.buf.consume(used);
-                counters.received_bytes.inc_by(used as u64);
+                i.counters.received_bytes.inc_by(used as u64);
                 self.account_received(before, from);
             }
             Err(e) => {

@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()
+        // etcd's gateway (grpc-gateway's jsonpb) skips fields it does not know.
+        .ignore_unknown_fields()
         .build(&[
             ".etcdserverpb",
             ".mvccpb",

@@ -101,6 +101,9 @@ fn read_meta(page: &[u8]) -> Result<Meta, BoltError> {
     })
 }
 
+/// At most this many problems are listed by [`Db::check`].
+pub const CHECK_ERRORS_MAX: usize = 100;
+
 /// An opened file, read fully into memory.
 pub struct Db {
     data: Vec<u8>,
@@ -138,12 +141,19 @@ impl Db {
             (Err(_), Ok(b)) => b,
             (Err(e), Err(_)) => return Err(e),
         };
+        // Meta 1 was read at meta 0's page size, or at 4096 when meta 0 was bad: its own may
+        // be anything.
+        if !(512..=(1 << 20)).contains(&meta.page_size) || !meta.page_size.is_power_of_two() {
+            return Err(BoltError::Invalid);
+        }
         Ok(Db { data, meta })
     }
 
     /// The size bbolt reports for a read transaction: high-water page id times page size.
     pub fn size(&self) -> u64 {
-        self.meta.pgid * u64::from(self.meta.page_size)
+        self.meta
+            .pgid
+            .saturating_mul(u64::from(self.meta.page_size))
     }
 
     fn page(&self, id: u64) -> Result<&[u8], BoltError> {
@@ -151,13 +161,13 @@ impl Db {
         let start = (id as usize).checked_mul(ps).ok_or(BoltError::Invalid)?;
         let hdr = self
             .data
-            .get(start..start + PAGE_HEADER)
+            .get(start..start.saturating_add(PAGE_HEADER))
             .ok_or_else(|| BoltError::Corrupt(format!("page {id}: out of bounds")))?;
         let overflow = u32_at(hdr, 12).unwrap_or(0) as usize;
         let len = (overflow + 1).checked_mul(ps).ok_or(BoltError::Invalid)?;
         Ok(self
             .data
-            .get(start..start + len)
+            .get(start..start.saturating_add(len))
             .unwrap_or(&self.data[start..]))
     }
 
@@ -255,7 +265,9 @@ impl Db {
     }
 
     /// A subset of bbolt's `tx.Check()`: page references in bounds, none used twice, every
-    /// page either reachable or free.
+    /// page either reachable or free. Work is bounded by the file, not by what a damaged
+    /// header claims (an overflow count or high-water mark of billions), and at most
+    /// [`CHECK_ERRORS_MAX`] problems are listed.
     pub fn check(&self) -> Vec<String> {
         let mut errs = Vec::new();
         let pages = match self.read_all() {
@@ -263,9 +275,21 @@ impl Db {
             Err(e) => return vec![e.to_string()],
         };
         let ps = self.meta.page_size as usize;
+        let file_pages = (self.data.len() / ps) as u64;
+        // Pages past the high-water mark are not in use; nor are pages past the file's end.
+        let limit = self.meta.pgid.min(file_pages);
         let mut used: BTreeSet<u64> = [0u64, 1].into_iter().collect();
         let mut mark = |id: u64, n: u64, errs: &mut Vec<String>| {
-            for i in id..id + n {
+            if n == 0 {
+                return;
+            }
+            let end = id.saturating_add(n);
+            if end > limit {
+                errs.push(format!(
+                    "page {id}: {n} page(s) from it run past page {limit}, the last in use"
+                ));
+            }
+            for i in id..end.min(limit) {
                 if !used.insert(i) {
                     errs.push(format!("page {i}: multiple references"));
                 }
@@ -295,10 +319,13 @@ impl Db {
         // Without a synced freelist (etcd's NoFreelistSync), bbolt treats every unreached
         // page as free.
         let synced = self.meta.freelist != u64::MAX && self.meta.freelist < self.meta.pgid;
-        for i in 0..self.meta.pgid {
-            if synced && !used.contains(&i) {
-                errs.push(format!("page {i}: unreachable unfreed"));
-            }
+        if synced {
+            errs.extend(
+                (0..limit)
+                    .filter(|i| !used.contains(i))
+                    .take(CHECK_ERRORS_MAX)
+                    .map(|i| format!("page {i}: unreachable unfreed")),
+            );
         }
         if self.data.len() < (self.meta.pgid as usize).saturating_mul(ps) && errs.is_empty() {
             errs.push(format!(
@@ -306,6 +333,11 @@ impl Db {
                 self.data.len(),
                 self.meta.pgid
             ));
+        }
+        if errs.len() > CHECK_ERRORS_MAX {
+            let more = errs.len() - CHECK_ERRORS_MAX;
+            errs.truncate(CHECK_ERRORS_MAX);
+            errs.push(format!("and {more} more problems"));
         }
         errs
     }

@@ -53,6 +53,7 @@ pub fn put(
     let options = StoreOptions {
         batch_interval: Duration::from_millis(batch_interval_ms),
         batch_limit,
+        ..StoreOptions::default()
     };
     let store = Store::open(&dir.path().join("db"), options)
         .map_err(|e| BenchError::Usage(format!("cannot open the store: {e}")))?;

@@ -41,6 +41,8 @@ mod validate;
 pub(crate) mod values;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 pub use help::{help, usage, version};
@@ -209,6 +211,9 @@ pub struct Config {
     pub experimental_initial_corrupt_check: bool,
     /// `--experimental-corrupt-check-time` (0 = no periodic check).
     pub experimental_corrupt_check_time: Duration,
+    /// `--experimental-snapshot-catchup-entries` (etcd 3.5's; not in 3.4's help): entries
+    /// kept in the log after a snapshot for slow followers to catch up from.
+    pub experimental_snapshot_catchup_entries: u64,
     /// `--experimental-enable-v2v3`: serve v2 from v3 under this prefix.
     pub experimental_enable_v2v3: Option<String>,
     /// `--experimental-backend-bbolt-freelist-type`: "array" (default) or "map".
@@ -475,6 +480,7 @@ impl Default for Config {
             proxy_read_timeout_ms: 0,
             experimental_initial_corrupt_check: false,
             experimental_corrupt_check_time: Duration::ZERO,
+            experimental_snapshot_catchup_entries: 5000,
             experimental_enable_v2v3: None,
             experimental_backend_bbolt_freelist_type: "array".to_string(),
             experimental_enable_lease_checkpoint: false,

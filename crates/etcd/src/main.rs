@@ -231,6 +231,7 @@ fn server_config(cfg: &Config) -> ServerConfig {
         auth_token_ttl: Duration::from_secs(cfg.auth_token_ttl_secs),
         initial_corrupt_check: cfg.experimental_initial_corrupt_check,
         corrupt_check_time: cfg.experimental_corrupt_check_time,
+        snapshot_catchup_entries: cfg.experimental_snapshot_catchup_entries,
         max_wals: cfg.max_wals,
         max_concurrent_streams: cfg.max_concurrent_streams,
         max_snapshots: cfg.max_snapshots,

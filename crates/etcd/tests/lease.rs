@@ -98,6 +98,44 @@ async fn grant_attach_ttl_and_revoke() {
     assert_eq!(status.message(), "etcdserver: requested lease not found");
 }
 
+/// etcd takes any ID but 0 from the client, negative ones too (found by differential
+/// fuzzing against etcd 3.4: ours refused them as "lease not found").
+#[tokio::test]
+async fn client_chosen_negative_ids_are_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("l.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    let resp = c
+        .lease
+        .lease_grant(LeaseGrantRequest { ttl: 0, id: -1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.id, -1);
+    assert!(resp.ttl > 0, "raised to the minimum TTL: {resp:?}");
+    put_with_lease(&mut c, "k", -1).await;
+    let ttl = c
+        .lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: -1, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ttl.keys, vec![b"k".to_vec()]);
+    c.lease
+        .lease_revoke(LeaseRevokeRequest { id: -1 })
+        .await
+        .unwrap();
+    let left =
+        c.kv.range(etcd_api::etcdserverpb::RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(left.kvs.is_empty());
+}
+
 #[tokio::test]
 async fn expiry_removes_keys_within_ttl_plus_an_election_timeout() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,10 +5,11 @@
 mod common;
 
 use std::fs;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use common::{EtcdProcess, run_etcd};
+use common::{EtcdProcess, run_etcd, run_etcd_expecting_exit};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -211,17 +212,17 @@ async fn corrupt_wal_refuses_to_start_naming_file_and_offset() {
         .write(true)
         .open(&segment)
         .unwrap();
-    // Flip a byte well before the tail: a value byte of an early entry.
+    // Flip every bit of a byte well before the tail, in an early entry. (Writing a constant
+    // would change nothing when the byte already held it, and the member would start.)
+    let mut byte = [0u8];
     f.seek(SeekFrom::Start(len / 3)).unwrap();
-    f.write_all(&[0xA5]).unwrap();
+    f.read_exact(&mut byte).unwrap();
+    f.seek(SeekFrom::Start(len / 3)).unwrap();
+    f.write_all(&[!byte[0]]).unwrap();
     drop(f);
     // The same flags as before: the data dir decides, and the WAL is read before listening.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etcd"))
-        .args(etcd.args())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let (status, err) = run_etcd_expecting_exit(&etcd.args(), Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains(segment.to_str().unwrap()) && err.contains("offset"),
         "{err}"

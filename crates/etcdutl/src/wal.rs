@@ -68,6 +68,11 @@ impl WalWriter {
         self.crc = frame(&mut self.buf, self.crc, rec_type, data);
     }
 
+    /// The records so far, as the segment file starts.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Writes the segment `0000000000000000-0000000000000000.wal` into `dir`.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;

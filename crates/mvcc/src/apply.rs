@@ -367,6 +367,7 @@ impl<'s> ApplyBatch<'s> {
             self.commit()?;
             self.txn = Some(self.inner.begin_write()?);
         }
+        etcd_failpoints::point(etcd_failpoints::names::COMPACT_BEFORE_COMMIT);
         let removed = {
             let mut st = self.inner.write_state();
             st.compact_rev = revision;
@@ -398,6 +399,7 @@ impl<'s> ApplyBatch<'s> {
             .stored_bytes
             .fetch_sub(removed_bytes, std::sync::atomic::Ordering::Relaxed);
         self.ops += removed.len() + 2;
+        etcd_failpoints::point(etcd_failpoints::names::COMPACT_AFTER_COMMIT);
         tracing::info!(revision, removed = removed.len(), "compacted mvcc store");
         Ok(())
     }
@@ -487,12 +489,14 @@ impl<'s> ApplyBatch<'s> {
             return Ok(());
         }
         txn.set_durability(if durable {
-            Durability::Immediate
+            crate::store::durable()
         } else {
             Durability::None
         })?;
         let started = std::time::Instant::now();
+        etcd_failpoints::point(etcd_failpoints::names::BACKEND_BEFORE_COMMIT);
         txn.commit()?;
+        etcd_failpoints::point(etcd_failpoints::names::BACKEND_AFTER_COMMIT);
         if durable {
             self.inner.observe_durable_commit(started.elapsed());
             self.writer.last_durable = std::time::Instant::now();

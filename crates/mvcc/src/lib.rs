@@ -35,6 +35,7 @@ mod backend;
 mod error;
 mod export;
 mod hash;
+mod held_writes;
 mod history;
 mod import;
 pub mod index;

@@ -54,6 +54,10 @@ pub struct StoreOptions {
     pub batch_interval: Duration,
     /// Most backend mutations between durable commits (etcd's `--backend-batch-limit`).
     pub batch_limit: usize,
+    /// Tests only (power-loss runs): the backend's writes stay in memory until synced, so a
+    /// killed process loses what was never synced, as a power cut would
+    /// (`held_writes.rs`).
+    pub lose_unsynced_on_crash: bool,
 }
 
 impl Default for StoreOptions {
@@ -61,6 +65,7 @@ impl Default for StoreOptions {
         StoreOptions {
             batch_interval: Duration::from_millis(100),
             batch_limit: 10_000,
+            lose_unsynced_on_crash: false,
         }
     }
 }
@@ -157,7 +162,7 @@ impl Inner {
     /// An empty durable commit, which makes every earlier non-durable commit durable.
     fn durable_commit(&self, writer: &mut WriterState) -> Result<(), MvccError> {
         let mut txn = self.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(durable())?;
         let started = Instant::now();
         txn.commit()?;
         self.observe_durable_commit(started.elapsed());
@@ -198,15 +203,39 @@ impl std::fmt::Debug for Store {
 /// went from 127 MB to 110 MB, throughput unchanged.
 const CACHE_BYTES: usize = 16 << 20;
 
-fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
-    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+/// In the `ext` table: the snapshot the backend was last restored from.
+const RESTORED_FROM_SNAPSHOT_KEY: &str = "mvcc/restored_from_snapshot";
+
+fn open_database(path: &Path, opts: &StoreOptions) -> Result<Database, redb::DatabaseError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    if !opts.lose_unsynced_on_crash {
+        return builder.create(path);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    builder.create_with_backend(crate::held_writes::HeldWritesBackend::new(file)?)
+}
+
+/// How a commit that should be durable is made: not at all while the `unsafeSkipFsync`
+/// failpoint is on (a deliberately broken member, for proving the checkers).
+pub(crate) fn durable() -> Durability {
+    if etcd_failpoints::switched_on(etcd_failpoints::names::UNSAFE_SKIP_FSYNC) {
+        Durability::None
+    } else {
+        Durability::Immediate
+    }
 }
 
 impl Store {
     /// Opens the store at `path`, creating the file if missing, and rebuilds the key index
     /// from the records.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, MvccError> {
-        let db = open_database(path)?;
+        let db = open_database(path, &opts)?;
         {
             let txn = db.begin_write()?;
             txn.open_table(KEY_TABLE)?;
@@ -402,10 +431,28 @@ impl Store {
     /// Replaces the whole store with the backend file at `src` (a snapshot received from the
     /// leader): the file is moved into place and the key index rebuilt from it. Readers see
     /// either the old store or the new one.
-    pub fn restore_from(&self, src: &Path) -> Result<(), MvccError> {
+    ///
+    /// `snapshot_index` is the Raft index of the snapshot the file came with. The file may be
+    /// newer (the leader went on applying while it copied), and the two indexes are recorded
+    /// in it before it is moved into place ([`Store::restored_from_snapshot`]), so a restart
+    /// before the member's log reaches the file's index knows why the backend is ahead.
+    pub fn restore_from(&self, src: &Path, snapshot_index: u64) -> Result<(), MvccError> {
         // Check the file opens as a store before touching ours.
         let (index, last_main, stored_bytes, meta) = {
-            let candidate = open_database(src)?;
+            let candidate = open_database(src, &self.inner.opts)?;
+            let copy_index = {
+                let rtxn = candidate.begin_read()?;
+                read_meta(&rtxn.open_table(META_TABLE)?)?.consistent_index
+            };
+            let mut txn = candidate.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            {
+                let mut ext = txn.open_table(EXT_TABLE)?;
+                let mut record = snapshot_index.to_be_bytes().to_vec();
+                record.extend_from_slice(&copy_index.to_be_bytes());
+                ext.insert(RESTORED_FROM_SNAPSHOT_KEY, record.as_slice())?;
+            }
+            txn.commit()?;
             let rtxn = candidate.begin_read()?;
             let meta = read_meta(&rtxn.open_table(META_TABLE)?)?;
             let (index, last_main, stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
@@ -417,7 +464,7 @@ impl Store {
         if let Some(dir) = self.inner.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        *db = open_database(&self.inner.path)?;
+        *db = open_database(&self.inner.path, &self.inner.opts)?;
         let compact_rev = meta.compact_rev.unwrap_or(-1);
         let current_rev = last_main.max(compact_rev).max(1);
         {
@@ -454,6 +501,7 @@ impl Store {
         // Readers release the db lock before they finish reading their snapshot; wait for
         // those stragglers rather than fail.
         let deadline = Instant::now() + DEFRAG_WAIT;
+        etcd_failpoints::point(etcd_failpoints::names::DEFRAG_BEFORE_COPY);
         loop {
             match db.compact() {
                 Ok(_) => break,
@@ -466,10 +514,21 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+        etcd_failpoints::point(etcd_failpoints::names::DEFRAG_AFTER_COPY);
         drop(db);
         *unpoison(self.inner.in_use_cache.lock()) = None;
         writer.last_durable = Instant::now();
         Ok(())
+    }
+
+    /// The last snapshot this backend was restored from: (the snapshot's Raft index, the
+    /// backend copy's applied index), as [`Store::restore_from`] recorded them.
+    pub fn restored_from_snapshot(&self) -> Result<Option<(u64, u64)>, MvccError> {
+        Ok(self.meta_get(RESTORED_FROM_SNAPSHOT_KEY)?.and_then(|v| {
+            let snapshot = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+            let copy = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+            Some((snapshot, copy))
+        }))
     }
 
     /// One entry of the opaque metadata other subsystems keep here.
@@ -553,6 +612,7 @@ mod tests {
         let opts = StoreOptions {
             batch_interval: Duration::ZERO,
             batch_limit: 0,
+            ..StoreOptions::default()
         };
         let store = Store::open(&dir.path().join("db"), opts).unwrap();
         store.apply(|b| b.set_consistent_index(1, 1)).unwrap();

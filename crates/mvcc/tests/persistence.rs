@@ -312,6 +312,7 @@ fn crash_recovers_a_consistent_prefix_and_replay_converges() {
     let opts = StoreOptions {
         batch_interval: Duration::from_secs(3600),
         batch_limit: usize::MAX,
+        ..StoreOptions::default()
     };
     let s = Store::open(&path, opts.clone()).unwrap();
     for i in 1..=20 {
@@ -353,6 +354,7 @@ fn background_flush_makes_commits_durable() {
     let opts = StoreOptions {
         batch_interval: Duration::from_millis(20),
         batch_limit: usize::MAX,
+        ..StoreOptions::default()
     };
     let s = Store::open(&path, opts.clone()).unwrap();
     apply_entry(&s, 1);
@@ -381,6 +383,7 @@ fn batch_limit_forces_durable_commits() {
     let opts = StoreOptions {
         batch_interval: Duration::from_secs(3600),
         batch_limit: 3,
+        ..StoreOptions::default()
     };
     let s = Store::open(&path, opts.clone()).unwrap();
     for i in 1..=7 {
@@ -456,9 +459,11 @@ fn snapshot_copy_restores_into_another_store() {
 
     let target = TestStore::new();
     put(target.s(), "stale", "gone after restore");
-    target.s().restore_from(&copy).unwrap();
+    // The copy (applied to 77) came with a Raft snapshot at 70.
+    target.s().restore_from(&copy, 70).unwrap();
     let t = target.s();
     assert_eq!(t.consistent_index(), (77, 3));
+    assert_eq!(t.restored_from_snapshot().unwrap(), Some((70, 77)));
     assert_eq!(t.current_revision(), source.s().current_revision());
     assert_eq!(
         t.hash_kv(0).unwrap().hash,

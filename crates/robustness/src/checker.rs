@@ -39,7 +39,9 @@ pub struct Report {
     pub acknowledged_writes: usize,
     pub unknown_writes_applied: usize,
     pub linearizable_reads: usize,
+    pub keep_alives: usize,
     pub events: usize,
+    pub progress_notifications: usize,
 }
 
 impl Report {
@@ -62,12 +64,15 @@ impl std::fmt::Display for Report {
         writeln!(
             f,
             "{} operations ({} acknowledged writes, {} writes of unknown outcome applied, {} \
-             linearizable reads), {} watch events: {}",
+             linearizable reads, {} lease keep-alives), {} watch events, {} progress \
+             notifications: {}",
             self.operations,
             self.acknowledged_writes,
             self.unknown_writes_applied,
             self.linearizable_reads,
+            self.keep_alives,
             self.events,
+            self.progress_notifications,
             if self.ok() {
                 "no violation"
             } else {
@@ -117,6 +122,8 @@ pub fn check(history: &History) -> Report {
     };
     let events = check_watch(history, &mut report);
     report.events = events.len();
+    check_progress(history, &mut report);
+    report.progress_notifications = history.progress.len();
     check_segments(history, &events, &mut report);
 
     // The log replayed.
@@ -160,6 +167,8 @@ pub fn check(history: &History) -> Report {
     // Which lease each written value was attached to, and which leases were (maybe) revoked.
     let mut lease_of_value: HashMap<&str, i64> = HashMap::new();
     let mut revoked: HashSet<i64> = HashSet::new();
+    // When a revocation of each lease was first asked for, whatever came of it.
+    let mut first_revoke_sent: HashMap<i64, u64> = HashMap::new();
     // Deletions acknowledged to a delete request, which no revocation can claim.
     let mut deleted_by_request: HashSet<(i64, &str)> = HashSet::new();
     for op in &history.operations {
@@ -172,8 +181,12 @@ pub fn check(history: &History) -> Report {
             (Request::Put { value, lease, .. }, _) if *lease != 0 => {
                 lease_of_value.insert(value.as_str(), *lease);
             }
-            (Request::LeaseRevoke { lease }, Outcome::Ok(_) | Outcome::Unknown(_)) => {
-                revoked.insert(*lease);
+            (Request::LeaseRevoke { lease }, outcome) => {
+                if !matches!(outcome, Outcome::Failed(_)) {
+                    revoked.insert(*lease);
+                }
+                let sent = first_revoke_sent.entry(*lease).or_insert(op.invoked_us);
+                *sent = (*sent).min(op.invoked_us);
             }
             _ => {}
         }
@@ -217,7 +230,7 @@ pub fn check(history: &History) -> Report {
             (Request::Delete { .. }, Outcome::Unknown(_)) => {
                 *unknown_deletes.entry(key).or_default() += 1;
             }
-            (Request::Get { .. }, Outcome::Unknown(_)) => {}
+            (Request::Get { .. } | Request::LeaseKeepAlive { .. }, Outcome::Unknown(_)) => {}
             (_, Outcome::Unknown(_)) => {
                 if let Some(event) = logged {
                     report.unknown_writes_applied += 1;
@@ -382,6 +395,33 @@ pub fn check(history: &History) -> Report {
                 }
             }
             (Request::LeaseGrant, Outcome::Ok(Response::LeaseGrant { .. })) => {}
+            (Request::LeaseKeepAlive { lease }, Outcome::Ok(Response::LeaseKeepAlive { ttl })) => {
+                report.keep_alives += 1;
+                // Clients keep alive only leases granted to them. Leases outlive the run, so
+                // one is gone only if a revocation was sent before the answer came.
+                let revoking = first_revoke_sent
+                    .get(lease)
+                    .is_some_and(|sent| *sent < op.returned_us);
+                if *ttl <= 0 && !revoking {
+                    report.flag(
+                        "lease lost",
+                        format!(
+                            "client {}'s keep-alive of lease {lease:x}, granted and never \
+                             revoked, answered TTL {ttl}",
+                            op.client
+                        ),
+                    );
+                }
+                if *ttl > 0 && *ttl != crate::workload::LEASE_TTL_SECONDS {
+                    report.flag(
+                        "keep-alive TTL wrong",
+                        format!(
+                            "lease {lease:x} renewed to {ttl} s, granted for {} s",
+                            crate::workload::LEASE_TTL_SECONDS
+                        ),
+                    );
+                }
+            }
             (Request::LeaseRevoke { lease }, Outcome::Ok(Response::LeaseRevoke { revision })) => {
                 // If the revocation deleted keys, they went at its revision, together: every
                 // key attached just before. If it deleted none (its revision is then the one
@@ -581,7 +621,9 @@ fn check_segments(history: &History, log: &[Event], report: &mut Report) {
         let mut expected = log[from..].iter();
         let mut last_revision = 0;
         let mut closed = 0;
-        for response in &segment.responses {
+        // After the first difference the rest of the segment is out of step with the log:
+        // one report per segment.
+        'segment: for response in &segment.responses {
             for event in &response.events {
                 if event.revision == closed {
                     report.flag(
@@ -593,7 +635,18 @@ fn check_segments(history: &History, log: &[Event], report: &mut Report) {
                     );
                 }
                 last_revision = event.revision;
-                match expected.next() {
+                // A watch that did not ask for previous values gets none.
+                let expected_next = expected.next().map(|want| {
+                    if segment.prev_kv {
+                        want.clone()
+                    } else {
+                        Event {
+                            prev_value: None,
+                            ..want.clone()
+                        }
+                    }
+                });
+                match expected_next.as_ref() {
                     Some(want) if want == event => {}
                     // The event at a compaction revision has no previous value left to send
                     // (etcd sends it without, and so do we).
@@ -613,7 +666,7 @@ fn check_segments(history: &History, log: &[Event], report: &mut Report) {
                                 segment.start_revision, segment.member
                             ),
                         );
-                        break;
+                        break 'segment;
                     }
                 }
             }
@@ -668,6 +721,28 @@ fn describe(position: i64) -> String {
     }
 }
 
+/// A progress notification at revision R promises that every event up to R has been sent:
+/// no event at or below R may come after it on the main watch (which, when it is reopened,
+/// starts after the last event it has). etcd issue 15220 was a notification sent ahead of
+/// events still queued.
+fn check_progress(history: &History, report: &mut Report) {
+    for &(received, revision) in &history.progress {
+        let early = history.watch[received.min(history.watch.len())..]
+            .iter()
+            .flat_map(|r| &r.events)
+            .find(|e| e.revision <= revision);
+        if let Some(event) = early {
+            report.flag(
+                "progress notification ahead",
+                format!(
+                    "progress at revision {revision} after {received} responses, then an event \
+                     at revision {} on {}",
+                    event.revision, event.key
+                ),
+            );
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,6 +833,7 @@ mod tests {
             ],
             segments: vec![],
             compactions: vec![],
+            progress: Vec::new(),
             final_state: vec![],
             final_revision: 4,
         }
@@ -885,6 +961,7 @@ mod tests {
             member: 0,
             responses,
             compacted,
+            prev_kv: true,
         };
         h.segments = vec![
             segment(3, vec![h.watch[1].clone(), h.watch[2].clone()], None),
@@ -898,6 +975,27 @@ mod tests {
         // Cancelled as compacted though it started after the compaction.
         h.segments = vec![segment(4, vec![], Some(3))];
         assert_eq!(kinds(&h), vec!["watch refused as compacted"]);
+
+        // Without previous values asked for: the log's events, none of them with one.
+        let without_prev = |responses: &[WatchResponse]| {
+            let mut responses = responses.to_vec();
+            for e in responses.iter_mut().flat_map(|r| r.events.iter_mut()) {
+                e.prev_value = None;
+            }
+            responses
+        };
+        let unasked = |responses| WatchSegment {
+            prev_kv: false,
+            ..segment(3, responses, None)
+        };
+        h.segments = vec![unasked(without_prev(&h.watch[1..]))];
+        assert!(check(&h).ok(), "{}", check(&h));
+        // Previous values sent though not asked for.
+        h.segments = vec![unasked(h.watch[1..].to_vec())];
+        assert_eq!(kinds(&h), vec!["watch from history wrong"]);
+        // And missing where they were.
+        h.segments = vec![segment(3, without_prev(&h.watch[1..]), None)];
+        assert_eq!(kinds(&h), vec!["watch from history wrong"]);
     }
 
     #[test]
@@ -1036,5 +1134,61 @@ mod tests {
         let mut h = good();
         h.final_state = vec![("k".into(), "b".into(), 3)];
         assert_eq!(kinds(&h), vec!["final state differs from the log"]);
+    }
+
+    #[test]
+    fn progress_notifications_must_not_run_ahead_of_events() {
+        // good() has events at revisions 2, 3 and 4, one per response.
+        let mut h = good();
+        h.progress = vec![(0, 1), (2, 3), (3, 4)];
+        assert!(kinds(&h).is_empty(), "{:?}", check(&h).violations);
+        // Progress at 3 after only the first response: the event at 3 came later.
+        h.progress = vec![(1, 3)];
+        assert_eq!(kinds(&h), vec!["progress notification ahead"]);
+    }
+
+    #[test]
+    fn a_lease_kept_alive_must_exist_until_revoked() {
+        let keep_alive = |at: (u64, u64), ttl: i64| {
+            op(
+                3,
+                at,
+                Request::LeaseKeepAlive { lease: 9 },
+                Outcome::Ok(Response::LeaseKeepAlive { ttl }),
+            )
+        };
+        let grant = || {
+            op(
+                3,
+                (100, 110),
+                Request::LeaseGrant,
+                Outcome::Ok(Response::LeaseGrant { id: 9 }),
+            )
+        };
+        let full = crate::workload::LEASE_TTL_SECONDS;
+        let mut h = good();
+        h.operations.extend([
+            grant(),
+            keep_alive((120, 130), full),
+            // Gone, though nobody revoked it: a grant lost by a failed member.
+            keep_alive((140, 150), 0),
+            // Renewed to a TTL it was never granted.
+            keep_alive((160, 170), full + 1),
+        ]);
+        assert_eq!(kinds(&h), vec!["lease lost", "keep-alive TTL wrong"]);
+
+        // Once a revocation has been sent (its answer lost), TTL 0 is a possible answer.
+        let mut h = good();
+        h.operations.extend([
+            grant(),
+            op(
+                3,
+                (120, 130),
+                Request::LeaseRevoke { lease: 9 },
+                Outcome::Unknown("timeout".into()),
+            ),
+            keep_alive((140, 150), 0),
+        ]);
+        assert!(kinds(&h).is_empty(), "{:?}", check(&h).violations);
     }
 }

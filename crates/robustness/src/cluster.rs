@@ -1,6 +1,8 @@
 //! The members of a run: real processes of the binary under test on loopback ports, each with
 //! its data dir and log, that the nemesis kills (SIGKILL), pauses (SIGSTOP/SIGCONT) and
-//! restarts on the same data dir.
+//! restarts on the same data dir. With failpoints, each member serves gofail's control
+//! endpoint (`GOFAIL_HTTP`); with power loss, each holds its unsynced writes in memory, so a
+//! SIGKILL loses them as a power cut would (`FAILPOINTS_POWER_LOSS`, our failpoint builds).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,11 +18,27 @@ pub struct Member {
     /// Where the member listens for peers.
     listen_peer_url: String,
     /// What it advertises: its proxy when the network is proxied.
-    peer_url: String,
+    pub peer_url: String,
+    /// Joins a running cluster (`--initial-cluster-state existing`) when started on an empty
+    /// data dir: true once it has been replaced.
+    joins_existing: bool,
     data_dir: PathBuf,
     log_path: PathBuf,
+    /// `host:port` of its failpoint control, when failpoints are on.
+    pub failpoint_addr: Option<String>,
     child: Option<Child>,
     paused: bool,
+}
+
+/// What the members are started with beyond the cluster's flags.
+#[derive(Clone, Debug, Default)]
+pub struct MemberOptions {
+    /// Serve failpoint control (the binary must be built with failpoints).
+    pub failpoints: bool,
+    /// Hold unsynced writes in memory, to be lost on SIGKILL (needs failpoints).
+    pub power_loss: bool,
+    /// More flags for every member.
+    pub extra_flags: Vec<String>,
 }
 
 pub struct Cluster {
@@ -28,6 +46,7 @@ pub struct Cluster {
     pub members: Vec<Member>,
     initial_cluster: String,
     extra: Vec<String>,
+    options: MemberOptions,
 }
 
 impl Cluster {
@@ -39,6 +58,7 @@ impl Cluster {
         size: usize,
         dir: &Path,
         network: Option<&Network>,
+        options: &MemberOptions,
     ) -> std::io::Result<Cluster> {
         let mut members = Vec::new();
         for i in 0..size {
@@ -62,6 +82,10 @@ impl Cluster {
                 peer_url,
                 data_dir: dir.join(format!("m{i}.etcd")),
                 log_path: dir.join(format!("m{i}.log")),
+                joins_existing: false,
+                failpoint_addr: options
+                    .failpoints
+                    .then(|| format!("127.0.0.1:{}", free_port())),
                 child: None,
                 paused: false,
             });
@@ -86,6 +110,7 @@ impl Cluster {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            options: options.clone(),
         };
         for i in 0..size {
             cluster.spawn(i)?;
@@ -98,12 +123,28 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
+        self.spawn_with_failpoints(i, None)
+    }
+
+    /// Starts member `i`, with `failpoints` (gofail's `name=term;...`) set from its first
+    /// instruction on, when given.
+    fn spawn_with_failpoints(&mut self, i: usize, failpoints: Option<&str>) -> std::io::Result<()> {
         let m = &self.members[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&m.log_path)?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(addr) = &m.failpoint_addr {
+            command.env("GOFAIL_HTTP", addr);
+        }
+        if self.options.power_loss {
+            command.env("FAILPOINTS_POWER_LOSS", "1");
+        }
+        if let Some(failpoints) = failpoints {
+            command.env("GOFAIL_FAILPOINTS", failpoints);
+        }
+        let child = command
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data_dir)
@@ -112,8 +153,12 @@ impl Cluster {
             .args(["--listen-peer-urls", &m.listen_peer_url])
             .args(["--initial-advertise-peer-urls", &m.peer_url])
             .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--initial-cluster-state", "new"])
+            .args([
+                "--initial-cluster-state",
+                if m.joins_existing { "existing" } else { "new" },
+            ])
             .args(&self.extra)
+            .args(&self.options.extra_flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -136,11 +181,39 @@ impl Cluster {
         self.spawn(i)
     }
 
+    /// [`Cluster::restart`] with failpoints set from the start (for points reached early,
+    /// such as applying the snapshot a new member is sent).
+    pub fn restart_with_failpoints(&mut self, i: usize, failpoints: &str) -> std::io::Result<()> {
+        self.kill(i);
+        self.spawn_with_failpoints(i, Some(failpoints))
+    }
+
     fn signal(&self, i: usize, signal: &str) {
         if let Some(child) = &self.members[i].child {
             let _ = Command::new("kill")
                 .args([signal, &child.id().to_string()])
                 .status();
+        }
+    }
+
+    /// Kills the member and deletes its data dir: it was removed from the cluster, and starts
+    /// again (after [`Cluster::restart`]) as a new member joining the running cluster.
+    pub fn wipe(&mut self, i: usize) -> std::io::Result<()> {
+        self.kill(i);
+        let dir = &self.members[i].data_dir;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        self.members[i].joins_existing = true;
+        Ok(())
+    }
+
+    /// Whether the member's process was started and has ended by itself (crashed at a
+    /// failpoint, say); not a member this runner killed or has not started again.
+    pub fn crashed(&mut self, i: usize) -> bool {
+        match self.members[i].child.as_mut() {
+            None => false,
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
         }
     }
 
@@ -218,6 +291,12 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// The cluster shared between the nemesis and the run; a panic while it was held leaves it as
+/// it was, which is still the cluster to clean up.
+pub fn lock(cluster: &std::sync::Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
+    cluster.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Cluster {

@@ -1,10 +1,11 @@
 //! Compaction during the run, as operators run it: every few hundred milliseconds, to a
 //! revision a few hundred behind what the main watch has received (so the watch never needs
-//! what was compacted), physical or not at random.
+//! what was compacted), physical or not at random; and after about one compaction in five, a
+//! defragmentation of a random member.
 
 use std::time::{Duration, Instant};
 
-use etcd_api::etcdserverpb::CompactionRequest;
+use etcd_api::etcdserverpb::{CompactionRequest, DefragmentRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -36,6 +37,13 @@ pub async fn run(
         let Ok(mut c) = client(&endpoints[member]) else {
             continue;
         };
+        if rng.random_ratio(1, 5) {
+            let outcome = c.maintenance.defragment(DefragmentRequest {}).await;
+            done.push(match outcome {
+                Ok(_) => format!("defragmented m{member}"),
+                Err(e) => format!("defragmentation of m{member}: {}", e.message()),
+            });
+        }
         let physical = rng.random_bool(0.5);
         let outcome = c.kv.compact(CompactionRequest { revision, physical }).await;
         match outcome {

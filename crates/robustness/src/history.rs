@@ -31,6 +31,10 @@ pub enum Request {
     LeaseRevoke {
         lease: i64,
     },
+    /// One keep-alive on a stream of its own: the lease's TTL is reset, or 0 if it is gone.
+    LeaseKeepAlive {
+        lease: i64,
+    },
 }
 
 impl Request {
@@ -41,7 +45,9 @@ impl Request {
             | Request::Delete { key }
             | Request::Get { key, .. }
             | Request::CompareAndSwap { key, .. } => key,
-            Request::LeaseGrant | Request::LeaseRevoke { .. } => "",
+            Request::LeaseGrant | Request::LeaseRevoke { .. } | Request::LeaseKeepAlive { .. } => {
+                ""
+            }
         }
     }
 
@@ -77,6 +83,10 @@ pub enum Response {
     },
     LeaseRevoke {
         revision: i64,
+    },
+    /// The TTL the lease was renewed to; 0 if the member found no such lease.
+    LeaseKeepAlive {
+        ttl: i64,
     },
 }
 
@@ -123,6 +133,14 @@ pub struct WatchSegment {
     pub responses: Vec<WatchResponse>,
     /// The member cancelled the watch as compacted, at this revision.
     pub compacted: Option<i64>,
+    /// Whether the watch asked for previous values (histories saved before it was recorded
+    /// all did).
+    #[serde(default = "asked_prev_kv")]
+    pub prev_kv: bool,
+}
+
+fn asked_prev_kv() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +153,10 @@ pub struct History {
     /// Revisions compacted at during the run.
     #[serde(default)]
     pub compactions: Vec<i64>,
+    /// Progress notifications the main watch asked for and got: (how many responses with
+    /// events it had received before, the notification's revision).
+    #[serde(default)]
+    pub progress: Vec<(usize, i64)>,
     /// A linearizable read of every key at the end, at `final_revision`.
     pub final_state: Vec<(String, String, i64)>,
     pub final_revision: i64,

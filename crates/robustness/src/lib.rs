@@ -11,14 +11,19 @@
 //! - [`watcher`]: one watch of the key space from revision 1, resumed on another member when
 //!   its member dies, and watches from recent past revisions opened on random members;
 //! - [`compactor`]: compaction while all this goes on;
-//! - [`nemesis`]: the faults; [`netproxy`]: partitions on peer traffic;
+//! - [`nemesis`]: the faults; [`netproxy`]: partitions on peer traffic; [`failpoint`]: a
+//!   member's failpoints set over HTTP; [`crash`]: crashes at every named point in turn;
+//!   [`membership`]: a member removed and replaced by a new one;
 //! - [`checker`]: the verdict ([`checker::check`]);
 //! - [`run`]: one run end to end, from a seed.
 
 pub mod checker;
 pub mod cluster;
 pub mod compactor;
+pub mod crash;
+pub mod failpoint;
 pub mod history;
+pub mod membership;
 pub mod nemesis;
 pub mod netproxy;
 pub mod run;

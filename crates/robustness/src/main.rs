@@ -3,8 +3,13 @@
 //! ```text
 //! robustness [--binary PATH] [--members N] [--duration 30s] [--seed N] [--clients N]
 //!            [--keys N] [--faults kill,kill-all,pause] [--segment-watchers N]
-//!            [--compaction on|off] [--dir DIR]
+//!            [--compaction on|off] [--power-loss on|off] [--progress-requests on|off]
+//!            [--failpoint NAME=TERM]...
+//!            [--dir DIR]
 //! ```
+//! The faults: kill, kill-all, pause, partition, one-way, crash-point, stall-disk; the last
+//! two, `--power-loss` and `--failpoint` need a binary built with failpoints
+//! (`cargo build --release -p etcd --features failpoints`).
 //! or `robustness --check history.json` to check a saved history again.
 //!
 //! Exits 0 when the history checks out, 1 when it does not (the report names what broke and
@@ -30,6 +35,14 @@ fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+fn on_off(flag: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(format!("{flag} on|off, not {other:?}")),
+    }
+}
+
 fn parse(args: &[String]) -> Result<RunConfig, String> {
     let beside_us = std::env::current_exe()
         .ok()
@@ -45,6 +58,9 @@ fn parse(args: &[String]) -> Result<RunConfig, String> {
         faults: vec![Fault::KillOne, Fault::PauseOne],
         segment_watchers: 2,
         compaction: true,
+        power_loss: false,
+        progress_requests: true,
+        failpoints: Vec::new(),
         dir: std::env::temp_dir().join(format!("robustness-{}", std::process::id())),
     };
     let mut i = 0;
@@ -69,12 +85,14 @@ fn parse(args: &[String]) -> Result<RunConfig, String> {
             }
             "--dir" => cfg.dir = value.into(),
             "--segment-watchers" => cfg.segment_watchers = number(value)? as usize,
-            "--compaction" => {
-                cfg.compaction = match value.as_str() {
-                    "on" | "true" => true,
-                    "off" | "false" => false,
-                    other => return Err(format!("--compaction on|off, not {other:?}")),
-                }
+            "--compaction" => cfg.compaction = on_off("--compaction", value)?,
+            "--power-loss" => cfg.power_loss = on_off("--power-loss", value)?,
+            "--progress-requests" => cfg.progress_requests = on_off("--progress-requests", value)?,
+            "--failpoint" => {
+                let (name, term) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--failpoint NAME=TERM, not {value:?}"))?;
+                cfg.failpoints.push((name.to_string(), term.to_string()));
             }
             other => return Err(format!("unknown argument {other:?}")),
         }

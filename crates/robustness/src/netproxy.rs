@@ -71,6 +71,11 @@ impl Network {
         self.state().ids = ids;
     }
 
+    /// Learns one more member ID (a member replaced under a new ID).
+    pub fn learn_one(&self, id: u64, slot: usize) {
+        self.state().ids.insert(id, slot);
+    }
+
     pub fn isolate(&self, slot: usize) {
         let mut st = self.state();
         st.isolated.insert(slot);

@@ -77,6 +77,7 @@ type WatchStream = tonic::Streaming<etcd_api::etcdserverpb::WatchResponse>;
 async fn open(
     url: &str,
     start: i64,
+    prev_kv: bool,
 ) -> Option<(tokio::sync::mpsc::Sender<WatchRequest>, WatchStream)> {
     let mut c = client(url).ok()?;
     let (requests, outgoing) = tokio::sync::mpsc::channel(1);
@@ -87,7 +88,7 @@ async fn open(
                     key: PREFIX.as_bytes().to_vec(),
                     range_end: prefix_end(),
                     start_revision: start,
-                    prev_kv: true,
+                    prev_kv,
                     ..WatchCreateRequest::default()
                 },
             )),
@@ -121,7 +122,9 @@ pub async fn watch_segments(
         }
         let start = (next - rng.random_range(0..200)).max(2);
         let member = rng.random_range(0..endpoints.len());
-        let Some((requests, mut stream)) = open(&endpoints[member], start).await else {
+        // With previous values and without: a member must send them when asked, and only then.
+        let prev_kv = rng.random_bool(0.5);
+        let Some((requests, mut stream)) = open(&endpoints[member], start, prev_kv).await else {
             continue;
         };
         let mut segment = WatchSegment {
@@ -129,6 +132,7 @@ pub async fn watch_segments(
             member,
             responses: Vec::new(),
             compacted: None,
+            prev_kv,
         };
         let until = Instant::now() + Duration::from_secs(1);
         while let Ok(Ok(Some(response))) =
@@ -154,32 +158,74 @@ pub async fn watch_segments(
     segments
 }
 
+/// The main watch's record: its responses with events, and the progress notifications it
+/// asked for (see [`crate::history::History::progress`]).
+pub struct MainWatch {
+    pub responses: Vec<WatchResponse>,
+    pub progress: Vec<(usize, i64)>,
+}
+
+/// One watch of every workload key from revision 1 until `target`, reopened on the next
+/// member whenever its stream fails. Every 100 ms it asks for a progress notification, which
+/// promises that every event up to its revision has been sent.
 pub async fn watch_all(
     endpoints: Vec<String>,
     target: Target,
     progress: Progress,
-) -> Vec<WatchResponse> {
-    let mut recorded = Vec::new();
+    ask_progress: bool,
+) -> MainWatch {
+    let mut recorded = MainWatch {
+        responses: Vec::new(),
+        progress: Vec::new(),
+    };
     let mut next = 1;
     let mut at = 0;
     while !target.reached(next) {
-        let opened = open(&endpoints[at % endpoints.len()], next).await;
+        let opened = open(&endpoints[at % endpoints.len()], next, true).await;
         if let Some((requests, mut stream)) = opened {
+            let mut created = false;
+            // Asks for a progress notification every 100 ms, under load too: a notification
+            // interleaved with events is where one could run ahead of them.
+            let mut ask = tokio::time::interval(Duration::from_millis(100));
             loop {
                 if target.reached(next) {
                     return recorded;
                 }
-                let message =
-                    tokio::time::timeout(Duration::from_millis(200), stream.message()).await;
+                let message = tokio::select! {
+                    message = stream.message() => message,
+                    // Also the time to look at the target again.
+                    _ = ask.tick() => {
+                        if ask_progress {
+                            // A full request queue just means one is already on its way.
+                            let _ = requests.try_send(WatchRequest {
+                                request_union: Some(
+                                    watch_request::RequestUnion::ProgressRequest(
+                                        etcd_api::etcdserverpb::WatchProgressRequest {},
+                                    ),
+                                ),
+                            });
+                        }
+                        continue;
+                    }
+                };
                 let response = match message {
-                    Err(_) => continue, // nothing yet; look at the target again
-                    Ok(Ok(Some(response))) => response,
-                    Ok(_) => break,
+                    Ok(Some(response)) => response,
+                    _ => break,
                 };
                 if response.canceled {
                     break;
                 }
+                if response.created {
+                    created = true;
+                    continue;
+                }
                 if response.events.is_empty() {
+                    // A progress notification (etcd sends one only once the watcher has
+                    // caught up); one before the watch is created says nothing about it.
+                    let revision = response.header.map_or(0, |h| h.revision);
+                    if created && revision > 0 && response.compact_revision == 0 {
+                        recorded.progress.push((recorded.responses.len(), revision));
+                    }
                     continue;
                 }
                 let events = to_events(&response);
@@ -187,7 +233,7 @@ pub async fn watch_all(
                     next = next.max(last.revision + 1);
                     progress.advance(next);
                 }
-                recorded.push(WatchResponse {
+                recorded.responses.push(WatchResponse {
                     header_revision: response.header.map_or(0, |h| h.revision),
                     events,
                 });

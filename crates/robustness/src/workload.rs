@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use etcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest, compare, request_op,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest,
+    PutRequest, RangeRequest, RequestOp, TxnRequest, compare, request_op,
 };
 use etcd_client::{Client, ConnectOptions};
 use rand::rngs::StdRng;
@@ -19,7 +19,7 @@ use crate::history::{Operation, Outcome, Request, Response};
 pub const PREFIX: &str = "/robustness/";
 
 /// Leases outlive any run: keys go only when their lease is revoked, by a client.
-const LEASE_TTL_SECONDS: i64 = 3600;
+pub const LEASE_TTL_SECONDS: i64 = 3600;
 
 /// How long a client waits for an answer before it counts as unknown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,6 +101,7 @@ impl Workload {
                     key,
                     linearizable: false,
                 },
+                80..85 if lease != 0 => Request::LeaseKeepAlive { lease },
                 _ => Request::CompareAndSwap {
                     key,
                     expect: seen[k].clone(),
@@ -126,6 +127,8 @@ impl Workload {
                 // Revoked, or refused because it is already gone: a new one next time.
                 Outcome::Ok(Response::LeaseRevoke { .. }) => lease = 0,
                 Outcome::Failed(_) if matches!(request, Request::LeaseRevoke { .. }) => lease = 0,
+                // Gone (a failed member may have lost it: the checker tells): a new one.
+                Outcome::Ok(Response::LeaseKeepAlive { ttl }) if *ttl <= 0 => lease = 0,
                 Outcome::Unknown(_) => {
                     // This member may be gone: try the next one, after a breath.
                     at = (at + 1) % clients.len();
@@ -171,6 +174,27 @@ async fn send(c: &mut Client, request: &Request) -> Outcome {
             }),
             Err(s) => classify(&s),
         },
+        Request::LeaseKeepAlive { lease } => {
+            let once = LeaseKeepAliveRequest { id: *lease };
+            let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let mut answers = c
+                    .lease
+                    .lease_keep_alive(tokio_stream::iter([once]))
+                    .await?
+                    .into_inner();
+                answers
+                    .message()
+                    .await?
+                    .ok_or_else(|| Status::unavailable("keep-alive stream ended unanswered"))
+            })
+            .await;
+            match answer {
+                Ok(Ok(r)) => Outcome::Ok(Response::LeaseKeepAlive { ttl: r.ttl }),
+                // A keep-alive writes nothing: its failure needs no resolving.
+                Ok(Err(s)) => Outcome::Unknown(format!("{:?}: {}", s.code(), s.message())),
+                Err(_) => Outcome::Unknown("keep-alive timed out".to_string()),
+            }
+        }
         Request::Put { key, value, lease } => match c
             .kv
             .put(PutRequest {

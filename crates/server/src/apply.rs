@@ -343,8 +343,10 @@ fn apply_lease_grant(
     lessor: &mut Lessor,
     req: &LeaseGrantRequest,
 ) -> Result<LeaseGrantResponse, ServerError> {
-    if req.id <= 0 {
-        // The proposing member picks a positive ID; anything else is a malformed proposal.
+    if req.id == 0 {
+        // The proposing member picks an ID when the client gives none; 0 is etcd's "no
+        // lease". Any other ID is the client's to choose, negative ones included, as etcd's
+        // lessor takes them.
         return Err(ServerError::LeaseNotFound);
     }
     // The deadline is member-local (only the leader keeps one), so reading the clock here

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// `--experimental-corrupt-check-time`: how often the leader compares HashKV with the
     /// followers (zero: never).
     pub corrupt_check_time: Duration,
+    /// `--experimental-snapshot-catchup-entries` (etcd 3.5's): entries kept in the log after a
+    /// snapshot, so a slightly slow follower catches up from the log rather than a snapshot.
+    pub snapshot_catchup_entries: u64,
     /// `--max-wals`: WAL segments kept at least, needed or not (0: all of them).
     pub max_wals: u64,
     /// `--max-snapshots`: etcd purges its `.snap` files beyond this; our snapshots are the
@@ -126,6 +129,7 @@ impl ServerConfig {
             auth_token: "simple".to_string(),
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
+            snapshot_catchup_entries: 5000,
             max_wals: 5,
             max_concurrent_streams: u32::MAX,
             max_snapshots: 5,
@@ -147,6 +151,7 @@ impl ServerConfig {
                 n => usize::try_from(n).unwrap_or(usize::MAX),
             },
             fsync: !self.unsafe_no_fsync,
+            lose_unsynced_on_crash: etcd_failpoints::power_loss_simulated(),
             ..etcd_wal::WalOptions::default()
         }
     }
@@ -158,7 +163,12 @@ impl ServerConfig {
     }
 
     pub fn backend_path(&self) -> PathBuf {
-        self.member_dir().join("snap").join("db")
+        self.snap_dir().join("db")
+    }
+
+    /// `member/snap`: the backend, and the snapshot files staged beside it.
+    pub fn snap_dir(&self) -> PathBuf {
+        self.member_dir().join("snap")
     }
 
     pub fn quota_bytes(&self) -> u64 {

@@ -11,6 +11,7 @@ pub mod config;
 mod corruption;
 pub mod error;
 pub mod etcd_data;
+mod failpoint_http;
 mod gateway;
 mod grpc;
 mod http;

@@ -56,11 +56,7 @@ pub async fn start(
     inbox: SnapshotInbox,
     refusals: Arc<PeerRefusals>,
 ) -> Result<Box<dyn MessageSender>, ServerError> {
-    let snap_dir = cfg
-        .backend_path()
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_default();
+    let snap_dir = cfg.snap_dir();
     let membership = MembershipView {
         boot: cluster.membership.clone(),
         server: server.clone(),

@@ -55,6 +55,20 @@ pub fn staging_path(snap_dir: &Path, what: &str, peer: u64, index: u64) -> PathB
     snap_dir.join(format!("{what}-{peer:016x}-{index:016x}.db.tmp"))
 }
 
+/// The backend file received from any peer for the snapshot at `index`, if one is staged.
+pub fn staged_receipt(snap_dir: &Path, index: u64) -> Option<PathBuf> {
+    let suffix = format!("-{index:016x}.db.tmp");
+    std::fs::read_dir(snap_dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("recv-") && n.ends_with(&suffix))
+        })
+}
+
 /// Sends `msg` (a MsgSnapshot) with a copy of our backend to its recipient. Returns whether
 /// the peer took it, for `report_snapshot`.
 pub async fn send(
@@ -98,6 +112,7 @@ pub async fn send(
                 last,
             };
             first = false;
+            etcd_failpoints::point(etcd_failpoints::names::SNAPSHOT_DURING_SEND);
             if tx.send(chunk).await.is_err() {
                 return Err("the peer closed the snapshot stream".to_string());
             }
@@ -135,19 +150,54 @@ async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resul
 }
 
 /// Receives a snapshot stream: writes the backend to a staging file, checking each chunk's
-/// running CRC, and returns the snapshot message once the file is complete and synced.
-pub async fn receive(
-    mut chunks: tonic::Streaming<SnapshotChunk>,
+/// running CRC, and returns the snapshot message once the file is complete and synced. A
+/// stream that fails leaves no file behind.
+pub async fn receive<S>(
+    chunks: S,
     cluster_id: u64,
     member_id: u64,
     snap_dir: &Path,
     max_bytes: u64,
-) -> Result<(Message, PathBuf), Status> {
+) -> Result<(Message, PathBuf), Status>
+where
+    S: futures::Stream<Item = Result<SnapshotChunk, Status>> + Unpin,
+{
+    let mut staged: Option<PathBuf> = None;
+    let received = receive_into(
+        chunks,
+        cluster_id,
+        member_id,
+        snap_dir,
+        max_bytes,
+        &mut staged,
+    )
+    .await;
+    if received.is_err()
+        && let Some(path) = staged
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    received
+}
+
+/// [`receive`], naming in `staged` the file it created as soon as it exists.
+async fn receive_into<S>(
+    mut chunks: S,
+    cluster_id: u64,
+    member_id: u64,
+    snap_dir: &Path,
+    max_bytes: u64,
+    staged: &mut Option<PathBuf>,
+) -> Result<(Message, PathBuf), Status>
+where
+    S: futures::Stream<Item = Result<SnapshotChunk, Status>> + Unpin,
+{
+    use futures::StreamExt as _;
     let mut message: Option<Message> = None;
-    let mut file: Option<(std::fs::File, PathBuf)> = None;
+    let mut file: Option<std::fs::File> = None;
     let mut crc = 0u32;
     let mut received: u64 = 0;
-    while let Some(chunk) = chunks.message().await? {
+    while let Some(chunk) = chunks.next().await.transpose()? {
         if chunk.cluster_id != cluster_id || chunk.to != member_id {
             return Err(Status::failed_precondition(format!(
                 "snapshot for cluster {:x} member {:x} sent to cluster {cluster_id:x} member {member_id:x}",
@@ -164,7 +214,8 @@ pub async fn receive(
             let path = staging_path(snap_dir, "recv", chunk.from, index);
             let f = std::fs::File::create(&path)
                 .map_err(|e| Status::internal(format!("cannot create {}: {e}", path.display())))?;
-            file = Some((f, path));
+            *staged = Some(path);
+            file = Some(f);
             message = Some(msg);
         }
         received += chunk.data.len() as u64;
@@ -177,15 +228,21 @@ pub async fn receive(
         if crc != chunk.crc32c {
             return Err(Status::data_loss("snapshot chunk checksum mismatch"));
         }
-        let (f, path) = file
-            .as_mut()
-            .ok_or_else(|| Status::internal("no staging file"))?;
+        let (Some(f), Some(path)) = (file.as_mut(), staged.as_ref()) else {
+            return Err(Status::internal("no staging file"));
+        };
         f.write_all(&chunk.data)
             .map_err(|e| Status::internal(format!("cannot write {}: {e}", path.display())))?;
         if chunk.last {
             f.sync_all()
                 .map_err(|e| Status::internal(format!("cannot sync {}: {e}", path.display())))?;
-            let (_, path) = file
+            // The file's name too: a restart may have to finish the restore from it.
+            std::fs::File::open(snap_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| {
+                    Status::internal(format!("cannot sync {}: {e}", snap_dir.display()))
+                })?;
+            let path = staged
                 .take()
                 .ok_or_else(|| Status::internal("no staging file"))?;
             let msg = message
@@ -193,9 +250,6 @@ pub async fn receive(
                 .ok_or_else(|| Status::internal("no message"))?;
             return Ok((msg, path));
         }
-    }
-    if let Some((_, path)) = file {
-        let _ = std::fs::remove_file(path);
     }
     Err(Status::aborted(
         "snapshot stream ended before its last chunk",

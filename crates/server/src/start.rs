@@ -159,6 +159,7 @@ fn damaged(path: &std::path::Path, what: &str, e: &dyn std::fmt::Display) -> Ser
 }
 
 pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
+    crate::failpoint_http::start_from_env().await?;
     let jwt = match parse_token_option(&cfg.auth_token).map_err(ServerError::Config)? {
         TokenKind::Simple => None,
         TokenKind::Jwt(opts) => Some(JwtTokens::new(&opts).map_err(ServerError::Config)?),
@@ -179,6 +180,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             StoreOptions {
                 batch_interval: cfg.backend_batch_interval,
                 batch_limit: cfg.backend_batch_limit,
+                lose_unsynced_on_crash: etcd_failpoints::power_loss_simulated(),
             },
         )
         .map_err(|e| damaged(&backend_path, "backend", &e))?,

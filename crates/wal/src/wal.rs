@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use etcd_failpoints as failpoints;
 use protobuf::Message;
 use raft::eraftpb::{Entry, HardState};
 
@@ -33,6 +34,12 @@ pub struct WalOptions {
     /// False skips every fdatasync (etcd's `--unsafe-no-fsync`, for tests): a crash of the
     /// machine then loses acknowledged writes.
     pub fsync: bool,
+    /// Tests only (power-loss runs): bytes written since the last fdatasync stay in this
+    /// process's memory instead of the page cache, and reach the file only with the next
+    /// fdatasync (or, unsynced, when the segment is cut, as the kernel's writeback would).
+    /// Killing the process then loses them, as a power cut loses the page cache, which proves
+    /// that nothing acknowledged depends on a write that was never synced.
+    pub lose_unsynced_on_crash: bool,
 }
 
 impl Default for WalOptions {
@@ -41,6 +48,7 @@ impl Default for WalOptions {
             segment_size_bytes: 64 << 20,
             retain_segments: 1,
             fsync: true,
+            lose_unsynced_on_crash: false,
         }
     }
 }
@@ -85,6 +93,9 @@ pub struct Wal {
     poisoned: bool,
     /// True when the tail holds bytes written since its last fsync (commit-only hard states).
     unsynced: bool,
+    /// With [`WalOptions::lose_unsynced_on_crash`]: what was written since the last fdatasync,
+    /// not yet given to the file.
+    held: Vec<u8>,
     /// fdatasyncs of the tail so far, for metrics and tests.
     fsyncs: u64,
     /// Told how long each fdatasync took (the server's `etcd_disk_wal_fsync_duration_seconds`).
@@ -150,6 +161,7 @@ impl Wal {
             buf: Vec::new(),
             poisoned: false,
             unsynced: false,
+            held: Vec::new(),
             fsyncs: 0,
             fsync_observer: None,
         })
@@ -188,6 +200,7 @@ impl Wal {
             buf: Vec::new(),
             poisoned: false,
             unsynced: false,
+            held: Vec::new(),
             fsyncs: 0,
             fsync_observer: None,
         };
@@ -334,10 +347,14 @@ impl Wal {
     /// earlier unsynced writes durable). Any failure poisons the log.
     fn append_buffer(&mut self, sync: bool) -> Result<(), WalError> {
         let path = &self.segments[self.segments.len() - 1].path;
-        let mut written = self
-            .tail
-            .write_all(&self.buf)
-            .map_err(|e| WalError::io("write", path, e));
+        let mut written = if self.opts.lose_unsynced_on_crash {
+            self.held.extend_from_slice(&self.buf);
+            Ok(())
+        } else {
+            self.tail
+                .write_all(&self.buf)
+                .map_err(|e| WalError::io("write", path, e))
+        };
         if written.is_ok() {
             self.unsynced = true;
             if sync {
@@ -356,20 +373,36 @@ impl Wal {
     }
 
     fn sync_tail(&mut self) -> Result<(), WalError> {
-        if !self.opts.fsync {
+        if !self.opts.fsync || failpoints::switched_on(failpoints::names::UNSAFE_SKIP_FSYNC) {
             self.unsynced = false;
             return Ok(());
         }
+        self.write_held()?;
+        failpoints::point(failpoints::names::WAL_BEFORE_SYNC);
         let path = &self.segments[self.segments.len() - 1].path;
         let started = std::time::Instant::now();
         self.tail
             .sync_data()
             .map_err(|e| WalError::io("fdatasync", path, e))?;
+        failpoints::point(failpoints::names::WAL_AFTER_SYNC);
         if let Some(observe) = self.fsync_observer.as_mut() {
             (observe.0)(started.elapsed());
         }
         self.unsynced = false;
         self.fsyncs += 1;
+        Ok(())
+    }
+
+    /// Gives the held bytes (see [`WalOptions::lose_unsynced_on_crash`]) to the tail file.
+    fn write_held(&mut self) -> Result<(), WalError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let path = &self.segments[self.segments.len() - 1].path;
+        self.tail
+            .write_all(&self.held)
+            .map_err(|e| WalError::io("write", path, e))?;
+        self.held.clear();
         Ok(())
     }
 
@@ -385,6 +418,7 @@ impl Wal {
         } else {
             Ok(())
         }
+        .and_then(|()| self.write_held())
         .and_then(|()| self.cut());
         if result.is_err() {
             // The new segment may exist on disk, carrying a hard state that later appends to the

@@ -19,11 +19,11 @@ use url::Url;
 use super::values::{self, go_quote, parse_go_duration, parse_yaml11_bool};
 use super::{ConfigError, DEFAULT_INITIAL_CLUSTER, Staging, TlsConfig};
 
-type Setter = fn(&mut Staging, &Value) -> Result<(), String>;
+pub(super) type Setter = fn(&mut Staging, &Value) -> Result<(), String>;
 
 /// Top-level keys etcd 3.4 reads from the file, each with how to apply its value.
 #[rustfmt::skip]
-static KEYS: &[(&str, Setter)] = &[
+pub(super) static KEYS: &[(&str, Setter)] = &[
     ("name", |st, v| { st.cfg.name = string(v)?; Ok(()) }),
     ("data-dir", |st, v| { st.cfg.data_dir = PathBuf::from(string(v)?); Ok(()) }),
     ("wal-dir", |st, v| { st.cfg.wal_dir = opt_path(v)?; Ok(()) }),
@@ -70,6 +70,7 @@ static KEYS: &[(&str, Setter)] = &[
     ("auth-token-ttl", |st, v| { st.cfg.auth_token_ttl_secs = uint(v, 64)?; Ok(()) }),
     ("experimental-initial-corrupt-check", |st, v| { st.cfg.experimental_initial_corrupt_check = boolean(v)?; Ok(()) }),
     ("experimental-corrupt-check-time", |st, v| { st.cfg.experimental_corrupt_check_time = duration(v)?; Ok(()) }),
+    ("experimental-snapshot-catchup-entries", |st, v| { st.cfg.experimental_snapshot_catchup_entries = uint(v, 64)?; Ok(()) }),
     ("experimental-enable-v2v3", |st, v| { st.cfg.experimental_enable_v2v3 = opt_string(v)?; Ok(()) }),
     ("experimental-backend-bbolt-freelist-type", |st, v| { st.cfg.experimental_backend_bbolt_freelist_type = string(v)?; Ok(()) }),
     ("experimental-enable-lease-checkpoint", |st, v| { st.cfg.experimental_enable_lease_checkpoint = boolean(v)?; Ok(()) }),
@@ -98,9 +99,9 @@ static KEYS: &[(&str, Setter)] = &[
 ];
 
 /// Keys of `client-transport-security` / `peer-transport-security`.
-type TlsSetter = fn(&mut TlsConfig, &Value) -> Result<(), String>;
+pub(super) type TlsSetter = fn(&mut TlsConfig, &Value) -> Result<(), String>;
 #[rustfmt::skip]
-static TLS_KEYS: &[(&str, TlsSetter)] = &[
+pub(super) static TLS_KEYS: &[(&str, TlsSetter)] = &[
     ("cert-file", |t, v| { t.cert_file = opt_path(v)?; Ok(()) }),
     ("key-file", |t, v| { t.key_file = opt_path(v)?; Ok(()) }),
     ("client-cert-auth", |t, v| { t.client_cert_auth = boolean(v)?; Ok(()) }),

@@ -222,6 +222,7 @@ pub(super) static FLAGS: &[FlagDef] = &[
     // Experimental.
     FlagDef { name: "experimental-initial-corrupt-check", kind: Kind::Bool, set: |st, v| set_bool(&mut st.cfg.experimental_initial_corrupt_check, v) },
     FlagDef { name: "experimental-corrupt-check-time", kind: Kind::Value, set: |st, v| set_duration(&mut st.cfg.experimental_corrupt_check_time, v) },
+    FlagDef { name: "experimental-snapshot-catchup-entries", kind: Kind::Value, set: |st, v| set_uint(&mut st.cfg.experimental_snapshot_catchup_entries, v) },
     FlagDef { name: "experimental-enable-v2v3", kind: Kind::Value, set: |st, v| set_opt_string(&mut st.cfg.experimental_enable_v2v3, v) },
     FlagDef { name: "experimental-backend-bbolt-freelist-type", kind: Kind::Value, set: |st, v| { st.cfg.experimental_backend_bbolt_freelist_type = v.to_string(); Ok(()) } },
     FlagDef { name: "experimental-enable-lease-checkpoint", kind: Kind::Bool, set: |st, v| set_bool(&mut st.cfg.experimental_enable_lease_checkpoint, v) },

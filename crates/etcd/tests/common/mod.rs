@@ -137,6 +137,39 @@ impl Drop for EtcdProcess {
     }
 }
 
+/// Runs the binary with these arguments, expecting it to exit by itself within `limit`: it is
+/// killed and the test fails if it does not (a member that starts serving instead of refusing
+/// would otherwise hang the test for ever). Returns the exit status and stderr.
+pub fn run_etcd_expecting_exit(
+    args: &[String],
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let stderr_file = tempfile::NamedTempFile::new().expect("stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(stderr_file.reopen().expect("reopen stderr file"))
+        .spawn()
+        .expect("spawn etcd");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for etcd") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "etcd still running after {limit:?}; stderr:\n{}",
+                std::fs::read_to_string(stderr_file.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
+    (status, stderr)
+}
+
 /// Runs the binary to completion with these arguments (and environment), for flag tests.
 pub fn run_etcd(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_etcd"));

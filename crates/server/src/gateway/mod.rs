@@ -73,12 +73,46 @@ fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
 }
 
 /// Decodes a JSON request body; an empty body is the default request, as with grpc-gateway.
-/// The error is the message of an InvalidArgument answer.
+/// Like grpc-gateway's decoder, it reads the body's first JSON value and leaves whatever
+/// follows unread (`{"key":"YQ=="}xyz` is a put of `a` in etcd, so it is here), and takes
+/// `null` as the default request; bytes that are not UTF-8 become U+FFFD, as Go's decoder
+/// makes them. The error is
+/// the message of an InvalidArgument answer.
 fn decode<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+    // Go's decoder takes bytes that are not UTF-8 inside a string as U+FFFD (and outside one
+    // they are a syntax error either way); borrowed, no copy, when the body is valid.
+    let text = String::from_utf8_lossy(body);
+    let value = serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .next()
+        .unwrap_or(Ok(serde_json::Value::Null))
+        .map_err(|e| e.to_string())?;
+    // `null` decodes into a message as nothing at all: the default request.
+    if value.is_null() {
+        return Ok(T::default());
+    }
+    from_json_value(value)
+}
+
+/// A request from a parsed JSON value, with protobuf's JSON rules that the generated decoders
+/// lack: a field set to `null` is a field left out (its default), as grpc-gateway's jsonpb
+/// takes it. (Unknown fields are skipped by the decoders themselves.)
+fn from_json_value<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, String> {
+    fn drop_null_fields(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                fields.retain(|_, v| !v.is_null());
+                fields.values_mut().for_each(drop_null_fields);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_fields),
+            _ => {}
+        }
+    }
+    drop_null_fields(&mut value);
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 /// The headers of a successful answer, unary or streamed, as grpc-gateway writes them.

@@ -75,10 +75,18 @@ async fn read_requests<Req: DeserializeOwned>(
             None => break,
         };
         buf.extend_from_slice(&chunk);
-        let mut values = serde_json::Deserializer::from_slice(&buf).into_iter::<Req>();
+        let mut values =
+            serde_json::Deserializer::from_slice(&buf).into_iter::<serde_json::Value>();
         loop {
             match values.next() {
-                Some(Ok(request)) => {
+                Some(Ok(value)) => {
+                    let request = match super::from_json_value(value) {
+                        Ok(request) => request,
+                        Err(e) => {
+                            let _ = failed.send(e).await;
+                            return;
+                        }
+                    };
                     if requests.send(request).await.is_err() {
                         return;
                     }

@@ -86,6 +86,12 @@ pub(crate) async fn add_member(
     if state.membership.members.contains_key(&id) {
         return Err(ServerError::MemberExists);
     }
+    // etcd's ErrIDRemoved, which its gRPC layer answers as "member not found". The ID is
+    // hashed from the peer URLs and the second: the same URLs re-added within the second
+    // their removed member was added in come out the same.
+    if state.membership.removed.contains(&id) {
+        return Err(ServerError::MemberNotFound);
+    }
     let record = MemberRecord {
         id,
         name: String::new(),

@@ -203,6 +203,9 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
         })?;
     let metadata = WalMetadata::decode(recovered.metadata.as_slice())
         .map_err(|e| ServerError::Config(format!("wal: cannot decode metadata: {e}")))?;
+    if let Some(marker) = &recovered.snapshot {
+        finish_staged_restore(cfg, store, marker.index)?;
+    }
     let (consistent_index, _) = store.consistent_index();
 
     // The backend holds the configuration as of its applied index; before the first apply it
@@ -225,7 +228,14 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
         .map(|e| e.index)
         .or(recovered.snapshot.as_ref().map(|s| s.index))
         .unwrap_or(0);
-    if consistent_index > last_index {
+    // The backend may be ahead of the log when it is a leader's copy that came with a snapshot
+    // (the leader went on applying while it copied) and nothing was applied since: the
+    // entries between are committed, and come again from the leader, to be skipped. Any other
+    // backend ahead of its WAL means the WAL lost entries.
+    let restored_copy = store
+        .restored_from_snapshot()?
+        .is_some_and(|(snapshot, copy)| copy == consistent_index && last_index >= snapshot);
+    if consistent_index > last_index && !restored_copy {
         return Err(ServerError::Config(format!(
             "the backend has applied index {consistent_index} but the WAL in {} ends at \
              {last_index}: the WAL lost entries; restore this member from a snapshot",
@@ -236,8 +246,10 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
     // The backend may have applied (and durably committed) entries whose commit index the WAL
     // had not recorded yet; those entries are in the WAL, and were committed, so say so.
     if hard_state.commit < consistent_index {
-        hard_state.commit = consistent_index;
+        hard_state.commit = consistent_index.min(last_index);
     }
+    // What raft-rs may take as applied: never past its log, whatever the backend has.
+    let raft_applied = consistent_index.min(last_index);
     if cfg.force_new_cluster {
         force_standalone(
             &mut wal,
@@ -245,7 +257,7 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
             &mut hard_state,
             &cluster,
             metadata.member_id,
-            consistent_index,
+            raft_applied,
         )?;
     }
     let storage = MemStorage::new();
@@ -303,7 +315,7 @@ fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerErro
         cluster_id: metadata.cluster_id,
         wal,
         storage,
-        applied: consistent_index,
+        applied: raft_applied,
         cluster,
         fresh: false,
         snapshot_index: recovered.snapshot.as_ref().map_or(0, |s| s.index),
@@ -457,4 +469,24 @@ pub fn encode_cluster_state(cluster: &ClusterState) -> (Vec<u8>, Vec<u8>, Vec<u8
         alarms.encode_to_vec(),
         cluster.auth.to_state().encode_to_vec(),
     )
+}
+
+/// A snapshot from the leader is recorded in the WAL before its backend file replaces ours
+/// (`RaftLoop::apply_snapshot`); after a crash in between, the WAL's snapshot is ahead of the
+/// backend and the received file is still staged. Finishes the restore from it.
+fn finish_staged_restore(cfg: &ServerConfig, store: &Store, index: u64) -> Result<(), ServerError> {
+    if store.consistent_index().0 >= index {
+        return Ok(());
+    }
+    let Some(staged) = crate::snapshot::staged_receipt(&cfg.snap_dir(), index) else {
+        // Nothing to finish with: the check below refuses the start, naming what was lost.
+        return Ok(());
+    };
+    tracing::warn!(
+        snapshot_index = index,
+        file = %staged.display(),
+        "the member stopped while applying a snapshot from the leader; finishing the restore"
+    );
+    store.restore_from(&staged, index)?;
+    Ok(())
 }

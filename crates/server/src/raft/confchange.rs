@@ -50,7 +50,27 @@ pub fn apply_entry(
     let mut cc = ConfChange::default();
     cc.merge_from_bytes(&entry.data)
         .map_err(|e| format!("undecodable ConfChange at index {}: {e}", entry.index))?;
-    match node.apply_conf_change(&cc) {
+    // A removed member's ID is never used again (its old process could come back with stale
+    // state), so adding it changes nothing, in raft-rs or the membership, as etcd's
+    // ValidateConfigurationChange refuses it when applied. The proposer checks too; this
+    // catches a proposer that had not yet applied the removal. Otherwise raft-rs would count
+    // it as a voter while every member refused its links as a removed member's: a quorum lost
+    // for good (found by the robustness runner replacing a member twice within a second,
+    // when the new ID, hashed from the peer URLs and the second, is the removed one).
+    let adds = matches!(
+        cc.change_type,
+        ConfChangeType::AddNode | ConfChangeType::AddLearnerNode
+    );
+    if adds && cluster.membership.removed.contains(&cc.node_id) {
+        return Err(format!(
+            "ConfChange at index {} adds member {:x}, which was removed: not applied",
+            entry.index, cc.node_id
+        ));
+    }
+    etcd_failpoints::point(etcd_failpoints::names::BEFORE_APPLY_CONF_CHANGE);
+    let applied = node.apply_conf_change(&cc);
+    etcd_failpoints::point(etcd_failpoints::names::AFTER_APPLY_CONF_CHANGE);
+    match applied {
         Ok(cs) => {
             cluster.voters = cs.voters.clone();
             cluster.learners = cs.learners.clone();
@@ -197,7 +217,59 @@ fn quorum(voters: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::quorum;
+    use super::*;
+    use raft::prelude::{ConfState, EntryType};
+
+    fn one_member_node() -> RawNode<MemStorage> {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1], vec![])));
+        let config = raft::Config {
+            id: 1,
+            ..raft::Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        RawNode::new(&config, storage, &logger).expect("raw node")
+    }
+
+    fn conf_entry(index: u64, change_type: ConfChangeType, node_id: u64) -> Entry {
+        let mut cc = ConfChange::default();
+        cc.set_change_type(change_type);
+        cc.node_id = node_id;
+        let mut entry = Entry::default();
+        entry.set_entry_type(EntryType::EntryConfChange);
+        entry.index = index;
+        entry.data = cc.write_to_bytes().expect("encodes").into();
+        entry
+    }
+
+    #[test]
+    fn a_removed_id_is_never_added_again() {
+        let mut node = one_member_node();
+        let mut cluster = ClusterState::default();
+        for (index, change) in [
+            (2, ConfChangeType::AddNode),
+            (3, ConfChangeType::RemoveNode),
+        ] {
+            apply_entry(
+                &mut node,
+                &mut cluster,
+                &conf_entry(index, change, 7),
+                false,
+                1,
+            )
+            .expect("applied");
+        }
+        assert!(cluster.membership.removed.contains(&7));
+        let again = apply_entry(
+            &mut node,
+            &mut cluster,
+            &conf_entry(4, ConfChangeType::AddNode, 7),
+            false,
+            1,
+        );
+        assert!(again.is_err());
+        assert_eq!(cluster.voters, vec![1], "raft-rs left unchanged");
+        assert!(!cluster.membership.members.contains_key(&7));
+    }
 
     #[test]
     fn quorum_sizes() {

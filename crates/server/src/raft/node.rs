@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use etcd_api::internalpb::InternalRequest;
+use etcd_failpoints as failpoints;
 use etcd_mvcc::Store;
 use etcd_wal::Wal;
 use prost::Message as _;
@@ -41,9 +42,6 @@ const SLOW_APPLY: Duration = Duration::from_millis(100);
 /// Proposal bytes handled before the next Ready: with `batch_append` they can all go out in one
 /// append message, which must stay well below the peer transport's frame limit.
 const INPUT_BATCH_BYTES_MAX: usize = 8 << 20;
-/// Entries kept in the log after a snapshot, so a slightly slow follower catches up from the
-/// log rather than needing a whole snapshot (etcd's value).
-const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 
 /// What other tasks ask of the Raft loop.
 pub enum RaftInput {
@@ -130,6 +128,8 @@ pub struct RaftLoop {
     v2: Arc<crate::v2::V2>,
     /// Applied entries between snapshots (`--snapshot-count`).
     snapshot_count: u64,
+    /// Entries kept in the log after a snapshot (`--experimental-snapshot-catchup-entries`).
+    snapshot_catchup_entries: u64,
     last_snapshot_index: u64,
     election_timeout: Duration,
     strict_reconfig_check: bool,
@@ -246,6 +246,7 @@ impl RaftLoop {
             metrics: parts.metrics,
             v2: parts.v2,
             snapshot_count: cfg.snapshot_count.max(1),
+            snapshot_catchup_entries: cfg.snapshot_catchup_entries,
             last_snapshot_index: boot.snapshot_index,
             election_timeout: cfg.election_timeout,
             strict_reconfig_check: cfg.strict_reconfig_check,
@@ -419,17 +420,32 @@ impl RaftLoop {
 
     /// A snapshot from the leader: the backend file that came with it replaces ours, and the
     /// log restarts after it.
+    ///
+    /// The WAL records the snapshot before the backend is replaced (as etcd saves it before
+    /// applying it): a crash in between leaves the received file staged, and the restart
+    /// finishes the restore from it (`bootstrap::finish_staged_restore`). The other order
+    /// would leave a backend ahead of a WAL that never heard of the snapshot.
     fn apply_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), ServerError> {
         let meta = snap.get_metadata().clone();
         let (applied, _) = self.store.consistent_index();
-        if meta.index > applied {
-            let path = self.snapshot_inbox.take(meta.index).ok_or_else(|| {
+        let staged = if meta.index > applied {
+            Some(self.snapshot_inbox.take(meta.index).ok_or_else(|| {
                 ServerError::Internal(format!(
                     "raft snapshot at index {} arrived without its backend file",
                     meta.index
                 ))
-            })?;
-            self.store.restore_from(&path)?;
+            })?)
+        } else {
+            None
+        };
+        self.wal.save_snapshot(etcd_wal::SnapshotMarker {
+            index: meta.index,
+            term: meta.term,
+        })?;
+        if let Some(path) = staged {
+            failpoints::point(failpoints::names::RAFT_BEFORE_APPLY_SNAP);
+            self.store.restore_from(&path, meta.index)?;
+            failpoints::point(failpoints::names::RAFT_AFTER_APPLY_SNAP);
             // Watchers never heard of the revisions the snapshot brought: they catch up.
             self.watch_hub.restore();
             let mut cluster = super::bootstrap::load_cluster_state(&self.store)?
@@ -458,10 +474,6 @@ impl RaftLoop {
             );
             self.applied_tx.send_replace(restored);
         }
-        self.wal.save_snapshot(etcd_wal::SnapshotMarker {
-            index: meta.index,
-            term: meta.term,
-        })?;
         self.node
             .mut_store()
             .wl()
@@ -480,13 +492,15 @@ impl RaftLoop {
         }
         let term = raft::Storage::term(self.node.store(), applied)
             .map_err(|e| ServerError::Raft(e.to_string()))?;
+        failpoints::point(failpoints::names::RAFT_BEFORE_SAVE_SNAP);
         // The WAL may drop entries only once the backend durably has them.
         self.store.force_commit()?;
         self.wal.save_snapshot(etcd_wal::SnapshotMarker {
             index: applied,
             term,
         })?;
-        let compact_to = applied.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES);
+        failpoints::point(failpoints::names::RAFT_AFTER_SAVE_SNAP);
+        let compact_to = applied.saturating_sub(self.snapshot_catchup_entries);
         let first = raft::Storage::first_index(self.node.store())
             .map_err(|e| ServerError::Raft(e.to_string()))?;
         if compact_to > first {
@@ -633,7 +647,9 @@ impl RaftLoop {
         // together with those the advance below commits: a follower's ack does not wait for
         // its apply, and one backend transaction covers both sets.
         let mut committed = ready.take_committed_entries();
+        failpoints::point(failpoints::names::RAFT_BEFORE_SAVE);
         self.wal.save(ready.hs(), ready.entries())?;
+        failpoints::point(failpoints::names::RAFT_AFTER_SAVE);
         {
             let mut core = self.node.mut_store().wl();
             core.append(ready.entries())

@@ -204,6 +204,9 @@ impl Watcher {
 struct StreamEntry {
     next_watch_id: i64,
     watch_ids: BTreeSet<i64>,
+    /// A progress request waits for this stream's watchers to catch up (see
+    /// [`WatchHub::progress`]); the queue to answer on.
+    progress_pending: Option<Arc<StreamQueue>>,
 }
 
 struct HubState {
@@ -231,7 +234,39 @@ impl HubState {
         if let Some(stream) = self.streams.get_mut(&wk.0) {
             stream.watch_ids.remove(&wk.1);
         }
+        self.answer_pending_progress(wk.0);
         Some(w)
+    }
+
+    /// Whether every watcher of `stream` has been sent everything up to the notified revision.
+    fn stream_synced(&self, stream: u64) -> bool {
+        self.streams.get(&stream).is_none_or(|entry| {
+            entry
+                .watch_ids
+                .iter()
+                .all(|id| self.watchers.get(&(stream, *id)).is_none_or(|w| w.synced))
+        })
+    }
+
+    /// Answers the progress request that waited for `stream`'s watchers, once all are synced.
+    /// Called whenever a watcher is removed or catches up, so it looks at the stream's
+    /// watchers only when a request is waiting (closing a stream removes every watcher).
+    fn answer_pending_progress(&mut self, stream: u64) {
+        let waiting = self
+            .streams
+            .get(&stream)
+            .is_some_and(|entry| entry.progress_pending.is_some());
+        if !waiting || !self.stream_synced(stream) {
+            return;
+        }
+        let rev = self.notified_rev;
+        if let Some(queue) = self
+            .streams
+            .get_mut(&stream)
+            .and_then(|entry| entry.progress_pending.take())
+        {
+            queue.push_control(progress_response(rev));
+        }
     }
 
     fn make_unsynced(&mut self, wk: WatcherKey, min_rev: i64) {
@@ -256,6 +291,18 @@ pub(crate) struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, HubState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A progress notification for a whole stream (watch ID -1, as etcd), at `rev`.
+fn progress_response(rev: i64) -> Outgoing {
+    Outgoing {
+        response: WatchResponse {
+            watch_id: INVALID_WATCH_ID,
+            ..Default::default()
+        },
+        header_revision: rev,
+        fragment: false,
     }
 }
 
@@ -460,6 +507,7 @@ impl WatchHub {
             StreamEntry {
                 next_watch_id: 0,
                 watch_ids: BTreeSet::new(),
+                progress_pending: None,
             },
         );
         StreamHandle { id, queue }
@@ -597,16 +645,21 @@ impl WatchHub {
 
     /// Answers a progress request: the revision every synced watcher of the stream has been
     /// sent up to, for watch id -1 (etcd 3.4 answers at once, as here).
+    ///
+    /// The notification promises that every event up to its revision has been sent, so it is
+    /// answered only once every watcher of the stream is synced: at once if they are (after
+    /// their queued events, in the same outbox), otherwise when the last of them catches up.
+    /// etcd 3.4 answered at once with the store's revision, ahead of events a catching-up
+    /// watcher had still to send (etcd issue 15220; the robustness checker caught ours doing
+    /// the same).
     pub fn progress(&self, stream: &StreamHandle) {
-        let st = self.shared.lock();
-        stream.queue.push_control(Outgoing {
-            response: WatchResponse {
-                watch_id: INVALID_WATCH_ID,
-                ..Default::default()
-            },
-            header_revision: st.notified_rev,
-            fragment: false,
-        });
+        let mut st = self.shared.lock();
+        if st.stream_synced(stream.id) {
+            let rev = st.notified_rev;
+            stream.queue.push_control(progress_response(rev));
+        } else if let Some(entry) = st.streams.get_mut(&stream.id) {
+            entry.progress_pending = Some(stream.queue.clone());
+        }
     }
 
     /// The periodic progress notification of one stream: every synced watcher that asked for

@@ -232,6 +232,7 @@ fn round(shared: &Shared) -> Outcome {
             let range = w.range.clone();
             st.unsynced.remove(&c.wk);
             st.synced.insert(c.wk, &range);
+            st.answer_pending_progress(c.wk.0);
         } else {
             more = true;
         }

@@ -442,6 +442,43 @@ fn progress_request_and_progress_notify() {
     assert_eq!(next(&s).header_revision, 3);
 }
 
+/// A progress notification promises every event up to its revision was sent: one asked for
+/// while a watcher of the stream is still catching up comes after that watcher's history,
+/// never before it (etcd 3.4 sent it at once, etcd issue 15220).
+#[test]
+fn progress_waits_for_watchers_catching_up() {
+    let f = fixture(WatchConfig::default());
+    for i in 0..50 {
+        f.put("a", &i.to_string()); // revs 2..=51
+    }
+    let s = f.hub.open_stream();
+    f.hub.create(
+        &s,
+        &WatchCreateRequest {
+            start_revision: 2,
+            ..watch("a")
+        },
+    );
+    f.hub.progress(&s);
+    assert_eq!(created(&s), (0, 51));
+    let mut last_event = 0;
+    loop {
+        let out = next(&s);
+        if out.response.events.is_empty() {
+            assert_eq!(out.response.watch_id, INVALID_WATCH_ID);
+            assert_eq!(out.header_revision, 51);
+            assert_eq!(last_event, 51, "progress came before the events up to it");
+            break;
+        }
+        last_event = out
+            .response
+            .events
+            .last()
+            .map_or(0, |e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision));
+    }
+    assert_quiet(&s);
+}
+
 /// A snapshot install jumps the store ahead without notifications: `restore` catches synced
 /// watchers up from the new store's history; one waiting for a later revision keeps waiting.
 #[test]

@@ -310,3 +310,110 @@ async fn restart_resumes_the_data_dir() {
     assert_eq!(before.kvs, after.kvs);
     assert!(after.header.unwrap().revision >= before.header.unwrap().revision);
 }
+
+/// A txn that only reads is answered by the member without a log entry, as etcd answers it,
+/// with the same answers (branch, values, header revision, errors) as an applied one.
+#[tokio::test]
+async fn read_only_txns_take_no_log_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&dir.path().join("rotxn.etcd"), &[]).await;
+    let mut c = etcd.client().await;
+    c.put("x", "1").await.unwrap();
+    let put = c.put("y", "2").await.unwrap();
+    let revision = put.header.unwrap().revision;
+    let range = |key: &str, revision: i64, serializable: bool| RequestOp {
+        request: Some(request_op::Request::RequestRange(RangeRequest {
+            key: key.into(),
+            revision,
+            serializable,
+            ..Default::default()
+        })),
+    };
+    let read = |value: &str, serializable: bool| TxnRequest {
+        compare: vec![Compare {
+            result: compare::CompareResult::Equal as i32,
+            target: compare::CompareTarget::Value as i32,
+            key: "x".into(),
+            target_union: Some(compare::TargetUnion::Value(value.into())),
+            ..Default::default()
+        }],
+        success: vec![range("y", 0, serializable)],
+        failure: vec![
+            range("x", revision - 1, serializable),
+            RequestOp {
+                request: Some(request_op::Request::RequestTxn(TxnRequest {
+                    compare: vec![],
+                    success: vec![range("y", 0, serializable)],
+                    failure: vec![],
+                })),
+            },
+        ],
+    };
+    let before = raft_index(&mut c).await;
+    const READS: u64 = 40;
+    for i in 0..READS {
+        let serializable = i % 2 == 0;
+        let ok =
+            c.kv.txn(read("1", serializable))
+                .await
+                .unwrap()
+                .into_inner();
+        assert!(ok.succeeded);
+        assert_eq!(ok.header.unwrap().revision, revision);
+        match &ok.responses[..] {
+            [r] => match &r.response {
+                Some(response_op::Response::ResponseRange(r)) => assert_eq!(r.kvs[0].value, b"2"),
+                other => panic!("expected a range, got {other:?}"),
+            },
+            other => panic!("expected one response, got {other:?}"),
+        }
+        let failed =
+            c.kv.txn(read("0", serializable))
+                .await
+                .unwrap()
+                .into_inner();
+        assert!(!failed.succeeded);
+        assert_eq!(failed.responses.len(), 2);
+        match (&failed.responses[0].response, &failed.responses[1].response) {
+            (
+                Some(response_op::Response::ResponseRange(old)),
+                Some(response_op::Response::ResponseTxn(nested)),
+            ) => {
+                assert_eq!(old.kvs[0].value, b"1");
+                assert!(nested.succeeded);
+                assert_eq!(nested.header.as_ref().unwrap().revision, 0);
+            }
+            other => panic!("unexpected responses {other:?}"),
+        }
+    }
+    // Served through Raft, every txn above would be an entry; a member may still propose a
+    // few of its own meanwhile (its attributes, the cluster version).
+    let after = raft_index(&mut c).await;
+    assert!(
+        after - before < READS,
+        "{} log entries for {} read-only txns",
+        after - before,
+        2 * READS
+    );
+    // The same errors as an applied txn: a future revision is refused.
+    let future = TxnRequest {
+        compare: vec![],
+        success: vec![range("x", revision + 100, false)],
+        failure: vec![],
+    };
+    let err = c.kv.txn(future).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange);
+    assert_eq!(
+        err.message(),
+        "etcdserver: mvcc: required revision is a future revision"
+    );
+}
+
+async fn raft_index(c: &mut etcd_client::Client) -> u64 {
+    c.maintenance
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .raft_index
+}

@@ -378,13 +378,19 @@ impl<'s> ApplyBatch<'s> {
         let persisted = (|| -> Result<(), MvccError> {
             let txn = self.wtxn()?;
             let mut table = txn.open_table(KEY_TABLE)?;
+            // A defragmentation copying meanwhile must remove these from its copy too.
+            let mut log = crate::store::unpoison(self.inner.removal_log.lock());
             for (rev, tombstone) in &removed {
                 let key = RevKey::new(*rev, *tombstone);
                 if let Some(old) = table.remove(key.as_bytes())? {
                     removed_bytes +=
                         crate::backend::record_bytes(key.as_bytes().len(), old.value().len());
                 }
+                if let Some(log) = log.as_mut() {
+                    log.note(key);
+                }
             }
+            drop(log);
             let mut meta = txn.open_table(META_TABLE)?;
             let at = RevKey::new(Revision::new(revision, 0), false);
             meta.insert(SCHEDULED_COMPACT_KEY, at.as_bytes())?;

@@ -33,8 +33,12 @@ pub enum MvccError {
     /// in the batch will commit.
     #[error("mvcc: batch abandoned after an earlier backend error")]
     BatchAbandoned,
-    /// Defragmentation could not get the database to itself in time.
-    #[error("mvcc: defragment timed out waiting for read transactions to finish")]
+    /// A write transaction was handed to the read-only path; it must be applied through Raft.
+    #[error("mvcc: the transaction writes, so it cannot be served as a read")]
+    NotReadOnly,
+    /// Defragmentation's copy was overtaken by the store every time it tried (a snapshot
+    /// restore, or compactions removing more than it can track).
+    #[error("mvcc: defragment gave up: the store changed too much while it was being copied")]
     DefragmentBusy,
 }
 

@@ -32,6 +32,7 @@
 
 mod apply;
 mod backend;
+mod defrag;
 mod error;
 mod export;
 mod hash;
@@ -51,3 +52,4 @@ pub use export::BackendView;
 pub use hash::KvHash;
 pub use import::{ImportMeta, Importer};
 pub use store::{Store, StoreOptions};
+pub use txn::reads_only as txn_reads_only;

@@ -17,8 +17,8 @@
 //!   snapshot before the trim, hence before the deletes; one that sees the trimmed index never
 //!   asks for a removed record.
 //!
-//! Lock order: `writer` -> `db` -> `state`. `db` is write-locked only by `defragment`, which
-//! needs redb to itself.
+//! Lock order: `writer` -> `db` -> `state`. `db` is write-locked only to switch to another
+//! file (a snapshot restore, the end of a defragmentation).
 //!
 //! # Durability
 //!
@@ -35,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use etcd_api::etcdserverpb::{RangeRequest, RangeResponse};
+use etcd_api::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
 };
@@ -44,7 +44,7 @@ use crate::MvccError;
 use crate::apply::ApplyBatch;
 use crate::backend::{EXT_TABLE, KEY_TABLE, META_TABLE, load_index, read_meta};
 use crate::index::TreeIndex;
-use crate::range;
+use crate::{range, txn};
 
 /// Tuning of the store.
 #[derive(Clone, Debug)]
@@ -92,18 +92,23 @@ pub(crate) struct WriterState {
 
 /// How long a computed `db_size_in_use_bytes` is reused; computing it walks the whole tree.
 const IN_USE_CACHE_TTL: Duration = Duration::from_secs(1);
-/// How long `defragment` waits for in-flight readers before giving up.
-const DEFRAG_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Inner {
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     pub(crate) opts: StoreOptions,
-    db: RwLock<Database>,
+    pub(crate) db: RwLock<Database>,
     state: RwLock<Published>,
     writer: Mutex<WriterState>,
     stop: Mutex<bool>,
     stop_cv: Condvar,
-    in_use_cache: Mutex<Option<(Instant, u64)>>,
+    pub(crate) in_use_cache: Mutex<Option<(Instant, u64)>>,
+    /// Held while a defragmentation runs: one at a time.
+    pub(crate) defrag_running: Mutex<()>,
+    /// While a defragmentation copies: the records compaction removes (see `defrag`).
+    pub(crate) removal_log: Mutex<Option<crate::defrag::RemovalLog>>,
+    /// Bumped each time the whole store is replaced (a snapshot restore), so a defragmentation
+    /// copy of the replaced store is not switched in.
+    replaced: AtomicU64,
     /// Bytes of all key records (see `backend::record_bytes`), kept as records are written and
     /// removed, so a quota check costs one atomic load.
     pub(crate) stored_bytes: AtomicU64,
@@ -113,7 +118,7 @@ pub(crate) struct Inner {
 
 // Poisoning only says a thread panicked while holding the lock. Every writer path undoes its
 // index changes on unwind (see `ApplyBatch`'s Drop), so the data behind the lock is usable.
-fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+pub(crate) fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
     r.unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -130,8 +135,18 @@ impl Inner {
         unpoison(self.db.read())
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
         unpoison(self.writer.lock())
+    }
+
+    /// A redb snapshot of whatever is committed, for reads that need no published state.
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, MvccError> {
+        Ok(self.read_db().begin_read()?)
+    }
+
+    /// How many times the whole store was replaced since it opened.
+    pub(crate) fn generation(&self) -> u64 {
+        self.replaced.load(Ordering::Acquire)
     }
 
     /// Begins the (single) redb write transaction.
@@ -149,6 +164,19 @@ impl Inner {
         let state = self.read_state();
         let out = f(&state)?;
         let rtxn = db.begin_read()?;
+        Ok((out, rtxn))
+    }
+
+    /// As [`Inner::snapshot`], for reads that must look at records while they decide what else
+    /// to read (a transaction's value compares): `f` gets the redb snapshot too.
+    pub(crate) fn snapshot_with_records<T>(
+        &self,
+        f: impl FnOnce(&Published, &ReadTransaction) -> Result<T, MvccError>,
+    ) -> Result<(T, ReadTransaction), MvccError> {
+        let db = self.read_db();
+        let state = self.read_state();
+        let rtxn = db.begin_read()?;
+        let out = f(&state, &rtxn)?;
         Ok((out, rtxn))
     }
 
@@ -206,7 +234,10 @@ const CACHE_BYTES: usize = 16 << 20;
 /// In the `ext` table: the snapshot the backend was last restored from.
 const RESTORED_FROM_SNAPSHOT_KEY: &str = "mvcc/restored_from_snapshot";
 
-fn open_database(path: &Path, opts: &StoreOptions) -> Result<Database, redb::DatabaseError> {
+pub(crate) fn open_database(
+    path: &Path,
+    opts: &StoreOptions,
+) -> Result<Database, redb::DatabaseError> {
     let mut builder = Database::builder();
     builder.set_cache_size(CACHE_BYTES);
     if !opts.lose_unsynced_on_crash {
@@ -235,6 +266,7 @@ impl Store {
     /// Opens the store at `path`, creating the file if missing, and rebuilds the key index
     /// from the records.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, MvccError> {
+        crate::defrag::remove_leftover(path)?;
         let db = open_database(path, &opts)?;
         {
             let txn = db.begin_write()?;
@@ -280,6 +312,9 @@ impl Store {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             in_use_cache: Mutex::new(None),
+            defrag_running: Mutex::new(()),
+            removal_log: Mutex::new(None),
+            replaced: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(stored_bytes),
             commit_observer: std::sync::OnceLock::new(),
         });
@@ -302,6 +337,18 @@ impl Store {
             .snapshot(|st| range::plan(&st.index, req, st.current_rev, st.compact_rev))?;
         let table = rtxn.open_table(KEY_TABLE)?;
         range::finish(&table, req, plan)
+    }
+
+    /// A transaction that only reads ([`crate::txn_reads_only`]), at the published revision,
+    /// with the answer the apply batch would give it: etcd serves such transactions like
+    /// ranges, without a log entry. A transaction that writes is refused with `NotReadOnly`.
+    pub fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
+        let (planned, rtxn) = self.inner.snapshot_with_records(|st, rtxn| {
+            let table = rtxn.open_table(KEY_TABLE)?;
+            txn::plan_read(&st.index, &table, req, st.current_rev, st.compact_rev)
+        })?;
+        let table = rtxn.open_table(KEY_TABLE)?;
+        planned.read(&table)
     }
 
     /// A copy of the whole key index, for tests and debugging (it is as large as the index).
@@ -465,6 +512,7 @@ impl Store {
             std::fs::File::open(dir)?.sync_all()?;
         }
         *db = open_database(&self.inner.path, &self.inner.opts)?;
+        self.inner.replaced.fetch_add(1, Ordering::AcqRel);
         let compact_rev = meta.compact_rev.unwrap_or(-1);
         let current_rev = last_main.max(compact_rev).max(1);
         {
@@ -491,34 +539,11 @@ impl Store {
         Ok(())
     }
 
-    /// Compacts the database file. Blocks writers and new readers while it runs.
+    /// Rewrites the database file compactly, returning the free space to the filesystem,
+    /// while reads and writes go on: writes wait only for the last records and the switch to
+    /// the new file (see `defrag`). Needs free disk space for a copy of the live data.
     pub fn defragment(&self) -> Result<(), MvccError> {
-        let mut writer = self.inner.lock_writer();
-        if writer.dirty {
-            self.inner.durable_commit(&mut writer)?;
-        }
-        let mut db = unpoison(self.inner.db.write());
-        // Readers release the db lock before they finish reading their snapshot; wait for
-        // those stragglers rather than fail.
-        let deadline = Instant::now() + DEFRAG_WAIT;
-        etcd_failpoints::point(etcd_failpoints::names::DEFRAG_BEFORE_COPY);
-        loop {
-            match db.compact() {
-                Ok(_) => break,
-                Err(redb::CompactionError::TransactionInProgress) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(redb::CompactionError::TransactionInProgress) => {
-                    return Err(MvccError::DefragmentBusy);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        etcd_failpoints::point(etcd_failpoints::names::DEFRAG_AFTER_COPY);
-        drop(db);
-        *unpoison(self.inner.in_use_cache.lock()) = None;
-        writer.last_durable = Instant::now();
-        Ok(())
+        crate::defrag::defragment(&self.inner)
     }
 
     /// The last snapshot this backend was restored from: (the snapshot's Raft index, the

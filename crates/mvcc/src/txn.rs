@@ -24,11 +24,16 @@ use etcd_api::etcdserverpb::response_op::Response;
 use etcd_api::etcdserverpb::{Compare, ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
 use etcd_api::mvccpb::KeyValue;
 
+use etcd_api::etcdserverpb::RangeRequest;
+use redb::ReadableTable;
+
 use crate::MvccError;
 use crate::apply::{ApplyBatch, Scope};
 use crate::backend::{KEY_TABLE, read_kv};
-use crate::index::KeyRange;
-use crate::range::header;
+use crate::index::{KeyRange, TreeIndex};
+use crate::key_index::KeyAt;
+use crate::range::{self, RangePlan, header};
+use crate::revision::Revision;
 
 /// Which branch each transaction on the path takes: this one, then its nested transactions
 /// in op order.
@@ -104,7 +109,7 @@ impl ApplyBatch<'_> {
         leases: &dyn Fn(i64) -> bool,
     ) -> Result<TxnResponse, MvccError> {
         let before = self.current_revision();
-        let path = self.compare_path(req, before)?;
+        let path = compare_path(self, req, before)?;
         if !is_read_only(req) {
             self.check_puts(req, &path, before, leases)?;
         }
@@ -114,62 +119,6 @@ impl ApplyBatch<'_> {
             resp.header = header(scope.view_rev());
             Ok(resp)
         })
-    }
-
-    fn compare_path(&self, req: &TxnRequest, rev: i64) -> Result<TxnPath, MvccError> {
-        let mut succeeded = true;
-        for c in &req.compare {
-            if !self.compare(c, rev)? {
-                succeeded = false;
-                break;
-            }
-        }
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
-        let nested = ops
-            .iter()
-            .filter_map(|op| match &op.request {
-                Some(Request::RequestTxn(t)) => Some(self.compare_path(t, rev)),
-                _ => None,
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(TxnPath { succeeded, nested })
-    }
-
-    /// etcd's `applyCompare`: every key in the range must satisfy the compare; an empty range
-    /// compares a zero KeyValue, except that a VALUE compare on nothing is false.
-    fn compare(&self, c: &Compare, rev: i64) -> Result<bool, MvccError> {
-        let found = self.index_keys_at(KeyRange::new(&c.key, &c.range_end), rev);
-        let target = CompareTarget::try_from(c.target).ok();
-        if found.is_empty() {
-            return Ok(target != Some(CompareTarget::Value) && compare_kv(c, &KeyValue::default()));
-        }
-        if matches!(target, Some(CompareTarget::Value | CompareTarget::Lease)) {
-            let table = self.wtxn()?.open_table(KEY_TABLE)?;
-            for (_, at) in &found {
-                if !compare_kv(c, &read_kv(&table, at.modified)?) {
-                    return Ok(false);
-                }
-            }
-        } else {
-            // Versions and revisions are in the index; no need to read the records.
-            for (key, at) in found {
-                let kv = KeyValue {
-                    key,
-                    create_revision: at.created,
-                    mod_revision: at.modified.main,
-                    version: at.version,
-                    ..Default::default()
-                };
-                if !compare_kv(c, &kv) {
-                    return Ok(false);
-                }
-            }
-        }
-        Ok(true)
     }
 
     fn check_puts(
@@ -233,6 +182,231 @@ impl ApplyBatch<'_> {
         Ok(TxnResponse {
             header: None,
             succeeded: path.succeeded,
+            responses,
+        })
+    }
+}
+
+/// What compares read: which keys a range holds at a revision (from the index) and, for value
+/// and lease compares, their records. The apply batch and a read-only transaction both give it.
+pub(crate) trait CompareView {
+    fn keys_at(&self, range: KeyRange<'_>, rev: i64) -> Vec<(Vec<u8>, KeyAt)>;
+    fn record(&self, rev: Revision) -> Result<KeyValue, MvccError>;
+}
+
+impl CompareView for ApplyBatch<'_> {
+    fn keys_at(&self, range: KeyRange<'_>, rev: i64) -> Vec<(Vec<u8>, KeyAt)> {
+        self.index_keys_at(range, rev)
+    }
+
+    fn record(&self, rev: Revision) -> Result<KeyValue, MvccError> {
+        read_kv(&self.wtxn()?.open_table(KEY_TABLE)?, rev)
+    }
+}
+
+/// A published index and the backend snapshot that holds its records.
+struct PublishedView<'a, T> {
+    index: &'a TreeIndex,
+    table: &'a T,
+}
+
+impl<T> CompareView for PublishedView<'_, T>
+where
+    T: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    fn keys_at(&self, range: KeyRange<'_>, rev: i64) -> Vec<(Vec<u8>, KeyAt)> {
+        self.index.keys_at(range, rev)
+    }
+
+    fn record(&self, rev: Revision) -> Result<KeyValue, MvccError> {
+        read_kv(self.table, rev)
+    }
+}
+
+/// Evaluates the compares of `req` and of the nested transactions on the branches taken, all
+/// at `rev`.
+fn compare_path(view: &dyn CompareView, req: &TxnRequest, rev: i64) -> Result<TxnPath, MvccError> {
+    let mut succeeded = true;
+    for c in &req.compare {
+        if !compare(view, c, rev)? {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    };
+    let nested = ops
+        .iter()
+        .filter_map(|op| match &op.request {
+            Some(Request::RequestTxn(t)) => Some(compare_path(view, t, rev)),
+            _ => None,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TxnPath { succeeded, nested })
+}
+
+/// etcd's `applyCompare`: every key in the range must satisfy the compare; an empty range
+/// compares a zero KeyValue, except that a VALUE compare on nothing is false.
+fn compare(view: &dyn CompareView, c: &Compare, rev: i64) -> Result<bool, MvccError> {
+    let found = view.keys_at(KeyRange::new(&c.key, &c.range_end), rev);
+    let target = CompareTarget::try_from(c.target).ok();
+    if found.is_empty() {
+        return Ok(target != Some(CompareTarget::Value) && compare_kv(c, &KeyValue::default()));
+    }
+    if matches!(target, Some(CompareTarget::Value | CompareTarget::Lease)) {
+        for (_, at) in &found {
+            if !compare_kv(c, &view.record(at.modified)?) {
+                return Ok(false);
+            }
+        }
+    } else {
+        // Versions and revisions are in the index; no need to read the records.
+        for (key, at) in found {
+            let kv = KeyValue {
+                key,
+                create_revision: at.created,
+                mod_revision: at.modified.main,
+                version: at.version,
+                ..Default::default()
+            };
+            if !compare_kv(c, &kv) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// True if `req` only reads: every op on both branches is a range or a transaction that only
+/// reads. (etcd serves a txn locally only when its top level holds ranges alone; a nested
+/// read-only txn reads the same way, so it is served locally here too.)
+pub fn reads_only(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) => true,
+            Some(Request::RequestTxn(t)) => reads_only(t),
+            _ => false,
+        })
+}
+
+/// A transaction that only reads, its compares evaluated and its ranges planned under the
+/// index lock; [`PlannedRead::read`] then reads the records without the lock, as a plain
+/// range does.
+#[derive(Debug)]
+pub(crate) struct PlannedRead<'r> {
+    /// The revision everything in it reads at.
+    pub(crate) revision: i64,
+    txn: PlannedTxn<'r>,
+}
+
+#[derive(Debug)]
+struct PlannedTxn<'r> {
+    succeeded: bool,
+    ops: Vec<PlannedOp<'r>>,
+}
+
+#[derive(Debug)]
+enum PlannedOp<'r> {
+    Range(&'r RangeRequest, RangePlan),
+    Txn(PlannedTxn<'r>),
+}
+
+/// Plans a read-only `req` (see [`reads_only`]) at `rev` over the published `index`, with the
+/// same checks and answers as the apply batch gives it.
+pub(crate) fn plan_read<'r, T>(
+    index: &TreeIndex,
+    table: &T,
+    req: &'r TxnRequest,
+    rev: i64,
+    compacted: i64,
+) -> Result<PlannedRead<'r>, MvccError>
+where
+    T: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    if !reads_only(req) {
+        return Err(MvccError::NotReadOnly);
+    }
+    let path = compare_path(&PublishedView { index, table }, req, rev)?;
+    check_ranges(req, &path, rev, compacted)?;
+    Ok(PlannedRead {
+        revision: rev,
+        txn: plan_branch(index, req, &path, rev, compacted)?,
+    })
+}
+
+fn plan_branch<'r>(
+    index: &TreeIndex,
+    req: &'r TxnRequest,
+    path: &TxnPath,
+    rev: i64,
+    compacted: i64,
+) -> Result<PlannedTxn<'r>, MvccError> {
+    let mut nested = path.nested.iter();
+    let ops = path
+        .branch(req)
+        .iter()
+        .map(|op| match &op.request {
+            Some(Request::RequestRange(r)) => {
+                Ok(PlannedOp::Range(r, range::plan(index, r, rev, compacted)?))
+            }
+            Some(Request::RequestTxn(t)) => {
+                let sub = nested.next().ok_or_else(path_mismatch)?;
+                Ok(PlannedOp::Txn(plan_branch(index, t, sub, rev, compacted)?))
+            }
+            _ => Err(MvccError::NotReadOnly),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PlannedTxn {
+        succeeded: path.succeeded,
+        ops,
+    })
+}
+
+impl PlannedRead<'_> {
+    /// Reads the planned records from `table`, a snapshot at least as new as the plan.
+    pub(crate) fn read<T>(self, table: &T) -> Result<TxnResponse, MvccError>
+    where
+        T: ReadableTable<&'static [u8], &'static [u8]>,
+    {
+        let mut resp = self.txn.read(table)?;
+        resp.header = header(self.revision);
+        Ok(resp)
+    }
+}
+
+impl PlannedTxn<'_> {
+    fn read<T>(self, table: &T) -> Result<TxnResponse, MvccError>
+    where
+        T: ReadableTable<&'static [u8], &'static [u8]>,
+    {
+        let responses = self
+            .ops
+            .into_iter()
+            .map(|op| {
+                let response = match op {
+                    PlannedOp::Range(r, plan) => {
+                        Response::ResponseRange(range::finish(table, r, plan)?)
+                    }
+                    PlannedOp::Txn(t) => {
+                        let mut resp = t.read(table)?;
+                        // As the apply batch: only the outermost header carries the revision.
+                        resp.header = Some(ResponseHeader::default());
+                        Response::ResponseTxn(resp)
+                    }
+                };
+                Ok(ResponseOp {
+                    response: Some(response),
+                })
+            })
+            .collect::<Result<Vec<_>, MvccError>>()?;
+        Ok(TxnResponse {
+            header: None,
+            succeeded: self.succeeded,
             responses,
         })
     }

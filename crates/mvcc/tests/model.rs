@@ -191,6 +191,49 @@ fn random_txn(rng: &mut Rng, i: usize) -> TxnRequest {
     }
 }
 
+/// A transaction of random compares whose branches only read: ranges at revisions from
+/// below the compacted one to above the current one, and nested read-only transactions.
+fn random_read_only_txn(rng: &mut Rng, m: &Model, depth: u32) -> TxnRequest {
+    let mut req = random_txn(rng, m.current() as usize);
+    let ops = |rng: &mut Rng| -> Vec<RequestOp> {
+        (0..rng.below(4))
+            .map(|_| {
+                if depth > 0 && rng.chance(20) {
+                    return RequestOp {
+                        request: Some(Request::RequestTxn(random_read_only_txn(rng, m, depth - 1))),
+                    };
+                }
+                let (key, range_end) = range_bounds(rng);
+                let revision = if rng.chance(70) {
+                    0
+                } else {
+                    // From below the compacted revision to one above the current one.
+                    (m.compact - 1 + rng.below((m.current() - m.compact + 3) as u64) as i64).max(0)
+                };
+                RequestOp {
+                    request: Some(Request::RequestRange(RangeRequest {
+                        key,
+                        range_end,
+                        revision,
+                        limit: if rng.chance(30) {
+                            1 + rng.below(3) as i64
+                        } else {
+                            0
+                        },
+                        count_only: rng.chance(10),
+                        keys_only: rng.chance(10),
+                        ..Default::default()
+                    })),
+                }
+            })
+            .collect()
+    };
+    req.success = ops(rng);
+    req.failure = ops(rng);
+    assert!(etcd_mvcc::txn_reads_only(&req));
+    req
+}
+
 /// Applies one random op to both; returns the model's expectation checks inline.
 fn step(rng: &mut Rng, i: usize, b: &mut ApplyBatch<'_>, m: &mut Model) {
     let rev = m.current() + 1;
@@ -302,6 +345,22 @@ fn check(rng: &mut Rng, s: &etcd_mvcc::Store, m: &Model) {
         assert_eq!(resp.kvs, want[..shown], "{req:?}");
         assert_eq!(resp.more, shown < want.len());
         assert_eq!(resp.header.unwrap().revision, m.current());
+    }
+    // A read-only transaction served as a read answers as the apply batch answers it.
+    for _ in 0..2 {
+        let req = random_read_only_txn(rng, m, 2);
+        let served = s.read_txn(&req);
+        let applied = s.apply(|b| b.txn(&req, &|_| true)).unwrap();
+        match (served, applied) {
+            (Ok(served), Ok(applied)) => assert_eq!(served, applied, "{req:?}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{req:?}"),
+            (a, b) => panic!("read {a:?} but apply {b:?} for {req:?}"),
+        }
+        assert_eq!(
+            s.current_revision(),
+            m.current(),
+            "a read moved the revision"
+        );
     }
     // The whole current state.
     let all = s.range(&range_req("\0", "\0")).unwrap();

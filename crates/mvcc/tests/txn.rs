@@ -573,3 +573,33 @@ fn txn_put_response_fields() {
     }
     assert!(resp.responses[1].response.is_none());
 }
+
+#[test]
+fn a_txn_that_writes_is_refused_as_a_read() {
+    let t = TestStore::new();
+    let s = t.s();
+    put(s, "a", "1");
+    let nested_put = TxnRequest {
+        compare: vec![],
+        success: vec![op_range("a", "")],
+        failure: vec![op_txn(TxnRequest {
+            compare: vec![],
+            success: vec![op_put("x", "y")],
+            failure: vec![],
+        })],
+    };
+    assert!(!etcd_mvcc::txn_reads_only(&nested_put));
+    assert!(matches!(
+        s.read_txn(&nested_put),
+        Err(MvccError::NotReadOnly)
+    ));
+    // An op without a request is not a read either (etcd sends such a txn through Raft).
+    let empty_op = TxnRequest {
+        compare: vec![],
+        success: vec![RequestOp { request: None }],
+        failure: vec![],
+    };
+    assert!(matches!(s.read_txn(&empty_op), Err(MvccError::NotReadOnly)));
+    assert_eq!(s.current_revision(), 2);
+    assert_eq!(keys(&get(s, &range_req("x", ""))), Vec::<String>::new());
+}

@@ -770,6 +770,7 @@ mod tests {
         Request::Get {
             key: key.into(),
             linearizable: true,
+            via_txn: false,
         }
     }
 
@@ -873,6 +874,7 @@ mod tests {
         h.operations[2].request = Request::Get {
             key: "k".into(),
             linearizable: false,
+            via_txn: false,
         };
         assert!(check(&h).ok());
     }

@@ -18,6 +18,9 @@ pub enum Request {
     Get {
         key: String,
         linearizable: bool,
+        /// Sent as a txn holding only this range (served as a read, like the range itself).
+        #[serde(default)]
+        via_txn: bool,
     },
     /// Put `value` if the key's value is `expect` (`None`: the key does not exist).
     CompareAndSwap {

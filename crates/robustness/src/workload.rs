@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use etcd_api::etcdserverpb::{
     Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest,
-    PutRequest, RangeRequest, RequestOp, TxnRequest, compare, request_op,
+    PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest, compare, request_op,
+    response_op,
 };
 use etcd_client::{Client, ConnectOptions};
 use rand::rngs::StdRng;
@@ -96,10 +97,12 @@ impl Workload {
                 50..70 => Request::Get {
                     key,
                     linearizable: true,
+                    via_txn: rng.random_bool(0.3),
                 },
                 70..80 => Request::Get {
                     key,
                     linearizable: false,
+                    via_txn: rng.random_bool(0.3),
                 },
                 80..85 if lease != 0 => Request::LeaseKeepAlive { lease },
                 _ => Request::CompareAndSwap {
@@ -227,18 +230,23 @@ async fn send(c: &mut Client, request: &Request) -> Outcome {
             }
             Err(s) => classify(&s),
         },
-        Request::Get { key, linearizable } => match c
-            .kv
-            .range(RangeRequest {
+        Request::Get {
+            key,
+            linearizable,
+            via_txn,
+        } => {
+            let range = RangeRequest {
                 key: key.clone().into_bytes(),
                 serializable: !linearizable,
                 ..RangeRequest::default()
-            })
-            .await
-        {
-            Ok(r) => {
-                let r = r.into_inner();
-                Outcome::Ok(Response::Get {
+            };
+            let answer = if *via_txn {
+                read_via_txn(c, range).await
+            } else {
+                c.kv.range(range).await.map(tonic::Response::into_inner)
+            };
+            match answer {
+                Ok(r) => Outcome::Ok(Response::Get {
                     revision: revision(r.header),
                     value: r.kvs.first().map(|kv| {
                         (
@@ -246,11 +254,11 @@ async fn send(c: &mut Client, request: &Request) -> Outcome {
                             kv.mod_revision,
                         )
                     }),
-                })
+                }),
+                // A read changes nothing: its failure needs no resolving.
+                Err(s) => Outcome::Unknown(s.message().to_string()),
             }
-            // A read changes nothing: its failure needs no resolving.
-            Err(s) => Outcome::Unknown(s.message().to_string()),
-        },
+        }
         Request::CompareAndSwap { key, expect, value } => {
             let compare = match expect {
                 Some(v) => Compare {
@@ -290,5 +298,28 @@ async fn send(c: &mut Client, request: &Request) -> Outcome {
                 Err(s) => classify(&s),
             }
         }
+    }
+}
+
+/// A range sent as the only op of a txn; the answer is the range's, under the txn's header.
+async fn read_via_txn(c: &mut Client, range: RangeRequest) -> Result<RangeResponse, Status> {
+    let txn =
+        c.kv.txn(TxnRequest {
+            compare: vec![],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestRange(range)),
+            }],
+            failure: vec![],
+        })
+        .await?
+        .into_inner();
+    match txn.responses.into_iter().next().and_then(|op| op.response) {
+        Some(response_op::Response::ResponseRange(r)) => Ok(RangeResponse {
+            header: txn.header,
+            ..r
+        }),
+        other => Err(Status::internal(format!(
+            "a txn of one range answered {other:?}"
+        ))),
     }
 }

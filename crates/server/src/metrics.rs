@@ -395,18 +395,21 @@ impl Metrics {
         match &applied.response {
             ApplyResponse::Put(_) => self.put_total.inc(),
             ApplyResponse::DeleteRange(_) => self.delete_total.inc(),
-            ApplyResponse::Txn(txn) => {
-                let ops = self.count_txn_ops(txn);
-                if ops > 1 {
-                    self.txn_total.inc();
-                }
-            }
+            ApplyResponse::Txn(txn) => self.count_txn(txn),
             ApplyResponse::LeaseGrant(granted) => {
                 self.lease_granted_total.inc();
                 self.lease_ttl.observe(granted.ttl as f64);
             }
             ApplyResponse::LeaseRevoke => self.lease_revoked_total.inc(),
             _ => {}
+        }
+    }
+
+    /// Counts a txn's ops, and the txn itself when it has more than one, as etcd does for a
+    /// read-only txn served without a log entry and for an applied one alike.
+    pub fn count_txn(&self, txn: &TxnResponse) {
+        if self.count_txn_ops(txn) > 1 {
+            self.txn_total.inc();
         }
     }
 

@@ -105,11 +105,10 @@ impl Kv for KvService {
         access::check(&self.server, &caller, |a| {
             a.txn(&req, &access::lease_keys(&self.server))
         })?;
-        // Read-only txns go through Raft like writes for now: correct and linearizable, at the
-        // cost of a log entry. Serving them locally needs a read-side txn in the store.
-        if !is_read_only(&req) {
-            check_quota(&self.server, txn_put_bytes(&req)).await?;
+        if etcd_mvcc::txn_reads_only(&req) {
+            return self.read_only_txn(&caller, req).await;
         }
+        check_quota(&self.server, txn_put_bytes(&req)).await?;
         let applied = self
             .server
             .propose_as(Request::Txn(req), caller.request_auth())
@@ -135,13 +134,49 @@ impl Kv for KvService {
     }
 }
 
-fn is_read_only(txn: &TxnRequest) -> bool {
-    txn.success
-        .iter()
-        .chain(txn.failure.iter())
-        .all(|op| match &op.request {
-            Some(request_op::Request::RequestRange(_)) => true,
-            Some(request_op::Request::RequestTxn(t)) => is_read_only(t),
+impl KvService {
+    /// A txn that only reads is served by this member like a range, without a log entry, as
+    /// etcd serves it: after a ReadIndex barrier unless it is serializable.
+    async fn read_only_txn(
+        &self,
+        caller: &access::Caller,
+        req: TxnRequest,
+    ) -> Result<Response<TxnResponse>, Status> {
+        if !is_serializable(&req)
+            && !etcd_failpoints::switched_on(
+                etcd_failpoints::names::UNSAFE_STALE_LINEARIZABLE_READS,
+            )
+        {
+            self.server.linearizable_barrier().await?;
+        }
+        let mut resp = self
+            .server
+            .store
+            .read_txn(&req)
+            .map_err(ServerError::from)?;
+        // A permission change while reading: the answer may hold what is no longer allowed.
+        access::check(&self.server, caller, |a| {
+            a.txn(&req, &access::lease_keys(&self.server))
+        })?;
+        self.server.metrics.count_txn(&resp);
+        let read_at = resp
+            .header
+            .map_or_else(|| self.server.store.current_revision(), |h| h.revision);
+        resp.header = self.server.header(read_at);
+        Ok(Response::new(resp))
+    }
+}
+
+/// etcd's rule: a read-only txn whose ranges are all serializable may be served from this
+/// member's state without asking the leader. Unlike etcd 3.4, a txn with no range at all
+/// (compares only) is not: it is linearizable here, so a compare-only txn on a follower cannot
+/// answer from the past.
+fn is_serializable(txn: &TxnRequest) -> bool {
+    let mut ops = txn.success.iter().chain(&txn.failure).peekable();
+    ops.peek().is_some()
+        && ops.all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(r)) => r.serializable,
+            Some(request_op::Request::RequestTxn(t)) => is_serializable(t),
             _ => false,
         })
 }

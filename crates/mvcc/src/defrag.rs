@@ -8,7 +8,9 @@
 //!    is known ([`RemovalLog`]).
 //! 2. The key table is copied in chunks, each from a fresh read snapshot, each continuing
 //!    after the last key copied: records are keyed by revision and are only ever added after
-//!    the newest or removed by compaction. Reads and writes go on.
+//!    the newest or removed by compaction. Reads and writes go on; the copy pauses between
+//!    chunks so they keep at least half of the disk and a core. The copy's file is then
+//!    compacted (redb grows files ahead of their pages), still without holding anyone up.
 //! 3. Under the writer lock: the records added since the last chunk are copied, the logged
 //!    removals applied, and the small `meta` and `ext` tables copied whole; the new file is
 //!    committed durably and renamed over the old one, and the store switches to it. A reader
@@ -29,8 +31,13 @@ use crate::backend::{EXT_TABLE, KEY_TABLE, META_TABLE};
 use crate::revision::RevKey;
 use crate::store::{Inner, open_database, unpoison};
 
-/// Records copied per write transaction of the new file (and per read snapshot of the old).
+/// Records copied per write transaction of the new file (and per read snapshot of the old),
+/// at most; and bytes, at most. Each chunk is made durable on its own: many small flushes
+/// instead of one of the whole file, which would hold up the WAL's fsyncs behind it.
 const CHUNK_RECORDS: usize = 20_000;
+const CHUNK_BYTES: usize = 4 << 20;
+/// Pause after each chunk, as a share of the time the chunk took.
+const PACING: f64 = 1.0;
 /// Catch-up passes without the writer lock before the final one under it: each copies what
 /// was added during the previous one, so the tail left for the locked pass is small.
 const CATCH_UP_PASSES: usize = 3;
@@ -131,9 +138,15 @@ fn stop_logging(inner: &Inner) -> Option<RemovalLog> {
 fn copy_and_switch(inner: &Inner) -> Result<Outcome, MvccError> {
     let temp = temp_path(&inner.path);
     remove_leftover(&inner.path)?;
-    let generation = inner.generation();
-    *unpoison(inner.removal_log.lock()) = Some(RemovalLog::default());
-    let copy = open_database(&temp, &inner.opts)?;
+    // Switched on under the writer lock, so no batch is between its removals and its commit:
+    // a batch that removed records before this point committed before, and no snapshot the
+    // copy reads can hold them; every later batch logs its removals.
+    let generation = {
+        let _writer = inner.lock_writer();
+        *unpoison(inner.removal_log.lock()) = Some(RemovalLog::default());
+        inner.generation()
+    };
+    let mut copy = open_database(&temp, &inner.opts)?;
     let mut last: Option<Vec<u8>> = None;
     let mut records = 0u64;
 
@@ -141,19 +154,39 @@ fn copy_and_switch(inner: &Inner) -> Result<Outcome, MvccError> {
     for pass in 0..=CATCH_UP_PASSES {
         let mut copied = 0;
         loop {
+            let chunk_started = Instant::now();
             let snapshot = inner.begin_read()?;
             let source = snapshot.open_table(KEY_TABLE)?;
-            let n = copy_keys(&source, &copy, &mut last, CHUNK_RECORDS, Durability::None)?;
+            let chunk = Limit {
+                records: CHUNK_RECORDS,
+                bytes: CHUNK_BYTES,
+            };
+            let (n, exhausted) =
+                copy_keys(&source, &copy, &mut last, chunk, crate::store::durable())?;
+            drop(source);
+            drop(snapshot);
             copied += n;
-            if n < CHUNK_RECORDS {
+            if exhausted {
                 break;
             }
+            // The copy takes the disk and a core from the requests it runs beside: it pauses
+            // for as long as each chunk took, so they get at least half of both.
+            std::thread::sleep(chunk_started.elapsed().mul_f64(PACING));
         }
         records += copied as u64;
         if pass > 0 && copied < CHUNK_RECORDS / 10 {
             break;
         }
     }
+
+    // redb grows a file ahead of its pages (doubling it, up to a region): the copy's file is
+    // cut to what it holds, so the space is returned, before the writer is held up.
+    let compacting = Instant::now();
+    while copy.compact()? {}
+    tracing::debug!(
+        took_ms = compacting.elapsed().as_millis() as u64,
+        "defragmentation copy compacted"
+    );
 
     // Under the writer lock: the tail, the removals, the small tables, and the switch.
     let mut writer = inner.lock_writer();
@@ -175,7 +208,8 @@ fn copy_and_switch(inner: &Inner) -> Result<Outcome, MvccError> {
     {
         let snapshot = inner.begin_read()?;
         let source = snapshot.open_table(KEY_TABLE)?;
-        records += copy_keys(&source, &copy, &mut last, usize::MAX, Durability::None)? as u64;
+        let (n, _) = copy_keys(&source, &copy, &mut last, Limit::NONE, Durability::None)?;
+        records += n as u64;
         let mut txn = copy.begin_write()?;
         txn.set_durability(crate::store::durable())?;
         {
@@ -188,35 +222,51 @@ fn copy_and_switch(inner: &Inner) -> Result<Outcome, MvccError> {
         copy_whole(&snapshot.open_table(EXT_TABLE)?, &txn, EXT_TABLE)?;
         txn.commit()?;
     }
-    {
+    let old = {
         let mut db = unpoison(inner.db.write());
         std::fs::rename(&temp, &inner.path)?;
         if let Some(dir) = inner.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        // The copy's handle stays valid across the rename; the old database closes here,
-        // its file kept alive by readers still on it.
-        *db = copy;
-    }
+        // The copy's handle stays valid across the rename.
+        std::mem::replace(&mut *db, copy)
+    };
     *unpoison(inner.in_use_cache.lock()) = None;
     writer.dirty = false;
     writer.ops_since_durable = 0;
     writer.last_durable = Instant::now();
-    Ok(Outcome::Switched {
-        records,
-        stalled: stall.elapsed(),
-    })
+    let stalled = stall.elapsed();
+    drop(writer);
+    // Closing the old database writes to its (now unlinked) file; writes go on meanwhile.
+    // Readers still on one of its snapshots keep the file until they end.
+    drop(old);
+    Ok(Outcome::Switched { records, stalled })
 }
 
-/// Copies up to `limit` records of the key table after `last` into `dest`, in one write
-/// transaction; moves `last` to the last key copied. Returns how many were copied.
+/// How much one write transaction of the copy takes.
+#[derive(Clone, Copy)]
+struct Limit {
+    records: usize,
+    bytes: usize,
+}
+
+impl Limit {
+    const NONE: Limit = Limit {
+        records: usize::MAX,
+        bytes: usize::MAX,
+    };
+}
+
+/// Copies the key table's records after `last` into `dest`, in one write transaction, up to
+/// `limit`; moves `last` to the last key copied. Returns how many were copied and whether
+/// that was all of them.
 fn copy_keys<T>(
     source: &T,
     dest: &Database,
     last: &mut Option<Vec<u8>>,
-    limit: usize,
+    limit: Limit,
     durability: Durability,
-) -> Result<usize, MvccError>
+) -> Result<(usize, bool), MvccError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
@@ -228,14 +278,18 @@ where
     let mut txn = dest.begin_write()?;
     txn.set_durability(durability)?;
     let mut n = 0;
+    let mut bytes = 0;
     let mut copied_to = None;
+    let mut exhausted = true;
     {
         let mut table = txn.open_table(KEY_TABLE)?;
         for entry in source.range::<&[u8]>((lower, Bound::Unbounded))? {
-            if n == limit {
+            if n == limit.records || bytes >= limit.bytes {
+                exhausted = false;
                 break;
             }
             let (k, v) = entry?;
+            bytes += k.value().len() + v.value().len();
             table.insert(k.value(), v.value())?;
             copied_to = Some(k);
             n += 1;
@@ -246,7 +300,7 @@ where
         Some(k) => Some(k.value().to_vec()),
         None => after,
     };
-    Ok(n)
+    Ok((n, exhausted))
 }
 
 /// Replaces `def`'s table in `txn` with a copy of `source`.

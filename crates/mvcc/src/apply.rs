@@ -21,8 +21,8 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 
 use crate::MvccError;
 use crate::backend::{
-    CONSISTENT_INDEX_KEY, EXT_TABLE, FINISHED_COMPACT_KEY, KEY_TABLE, META_TABLE,
-    SCHEDULED_COMPACT_KEY, TERM_KEY, encode_kv, read_kv,
+    CONSISTENT_INDEX_KEY, EXT_TABLE, KEY_TABLE, META_TABLE, SCHEDULED_COMPACT_KEY, TERM_KEY,
+    encode_kv, read_kv,
 };
 use crate::index::KeyRange;
 use crate::key_index::KeyAt;
@@ -374,39 +374,23 @@ impl<'s> ApplyBatch<'s> {
             st.index.compact(revision)
         };
         self.compact_rev = revision;
-        let mut removed_bytes = 0u64;
-        let persisted = (|| -> Result<(), MvccError> {
-            let txn = self.wtxn()?;
-            let mut table = txn.open_table(KEY_TABLE)?;
-            // A defragmentation copying meanwhile must remove these from its copy too.
-            let mut log = crate::store::unpoison(self.inner.removal_log.lock());
-            for (rev, tombstone) in &removed {
-                let key = RevKey::new(*rev, *tombstone);
-                if let Some(old) = table.remove(key.as_bytes())? {
-                    removed_bytes +=
-                        crate::backend::record_bytes(key.as_bytes().len(), old.value().len());
-                }
-                if let Some(log) = log.as_mut() {
-                    log.note(key);
-                }
-            }
-            drop(log);
-            let mut meta = txn.open_table(META_TABLE)?;
+        // The records go later, a bounded number per write transaction (`compaction`): the
+        // index no longer names them, so no reader asks for them meanwhile.
+        let scheduled = (|| -> Result<(), MvccError> {
+            let mut meta = self.wtxn()?.open_table(META_TABLE)?;
             let at = RevKey::new(Revision::new(revision, 0), false);
             meta.insert(SCHEDULED_COMPACT_KEY, at.as_bytes())?;
-            meta.insert(FINISHED_COMPACT_KEY, at.as_bytes())?;
             Ok(())
         })();
-        if let Err(e) = persisted {
+        if let Err(e) = scheduled {
             self.txn = None;
             return Err(e);
         }
-        self.inner
-            .stored_bytes
-            .fetch_sub(removed_bytes, std::sync::atomic::Ordering::Relaxed);
-        self.ops += removed.len() + 2;
+        let count = removed.len();
+        crate::store::unpoison(self.inner.compaction_backlog.lock()).push(revision, removed);
+        self.ops += 1;
         etcd_failpoints::point(etcd_failpoints::names::COMPACT_AFTER_COMMIT);
-        tracing::info!(revision, removed = removed.len(), "compacted mvcc store");
+        tracing::info!(revision, removed = count, "compacted mvcc store");
         Ok(())
     }
 
@@ -494,6 +478,10 @@ impl<'s> ApplyBatch<'s> {
             txn.abort()?;
             return Ok(());
         }
+        // Records of earlier compactions, a bounded share per batch.
+        let deleted =
+            crate::compaction::delete_pending(self.inner, &txn, crate::compaction::PER_BATCH)?;
+        self.ops += deleted;
         txn.set_durability(if durable {
             crate::store::durable()
         } else {

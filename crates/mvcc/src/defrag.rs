@@ -142,7 +142,9 @@ fn copy_and_switch(inner: &Inner) -> Result<Outcome, MvccError> {
     // a batch that removed records before this point committed before, and no snapshot the
     // copy reads can hold them; every later batch logs its removals.
     let generation = {
-        let _writer = inner.lock_writer();
+        let mut writer = inner.lock_writer();
+        // Not worth copying what a compaction is about to delete.
+        crate::compaction::delete_all(inner, &mut writer)?;
         *unpoison(inner.removal_log.lock()) = Some(RemovalLog::default());
         inner.generation()
     };

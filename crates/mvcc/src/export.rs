@@ -19,6 +19,7 @@ pub struct BackendView {
 
 impl Store {
     pub fn view(&self) -> Result<BackendView, MvccError> {
+        self.finish_compactions()?;
         let ((), rtxn) = self.inner.snapshot(|_| Ok(()))?;
         Ok(BackendView { rtxn })
     }

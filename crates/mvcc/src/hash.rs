@@ -32,6 +32,7 @@ impl Store {
     /// Hashes the history up to `revision` (0 = current). Fails with Compacted at or below
     /// the compacted revision and FutureRev above the current one.
     pub fn hash_kv(&self, revision: i64) -> Result<KvHash, MvccError> {
+        self.finish_compactions()?;
         let ((keep, out), rtxn) = self.inner.snapshot(|st| {
             if revision > 0 && revision <= st.compact_rev {
                 return Err(MvccError::Compacted);
@@ -73,6 +74,7 @@ impl Store {
 
     /// Hashes the whole backend except the consistent index and term.
     pub fn hash(&self) -> Result<u32, MvccError> {
+        self.finish_compactions()?;
         let ((), rtxn) = self.inner.snapshot(|_| Ok(()))?;
         let mut crc = 0;
         // Tables in name order: ext, key, meta.

@@ -32,6 +32,7 @@
 
 mod apply;
 mod backend;
+mod compaction;
 mod defrag;
 mod error;
 mod export;

@@ -42,7 +42,7 @@ use redb::{
 
 use crate::MvccError;
 use crate::apply::ApplyBatch;
-use crate::backend::{EXT_TABLE, KEY_TABLE, META_TABLE, load_index, read_meta};
+use crate::backend::{EXT_TABLE, KEY_TABLE, META_TABLE, MetaState, load_index, read_meta};
 use crate::index::TreeIndex;
 use crate::{range, txn};
 
@@ -106,6 +106,10 @@ pub(crate) struct Inner {
     pub(crate) defrag_running: Mutex<()>,
     /// While a defragmentation copies: the records compaction removes (see `defrag`).
     pub(crate) removal_log: Mutex<Option<crate::defrag::RemovalLog>>,
+    /// Applied compactions whose records are still to be deleted (see `compaction`).
+    pub(crate) compaction_backlog: Mutex<crate::compaction::Backlog>,
+    /// Signalled when the backlog empties.
+    pub(crate) compaction_drained: Condvar,
     /// Bumped each time the whole store is replaced (a snapshot restore), so a defragmentation
     /// copy of the replaced store is not switched in.
     replaced: AtomicU64,
@@ -234,6 +238,26 @@ const CACHE_BYTES: usize = 16 << 20;
 /// In the `ext` table: the snapshot the backend was last restored from.
 const RESTORED_FROM_SNAPSHOT_KEY: &str = "mvcc/restored_from_snapshot";
 
+/// Reads a store's metadata and rebuilds its key index from the records; a compaction a crash
+/// interrupted is finished first.
+fn load_store(db: &Database) -> Result<(TreeIndex, i64, u64, MetaState), MvccError> {
+    let rtxn = db.begin_read()?;
+    let meta_table = rtxn.open_table(META_TABLE)?;
+    let mut meta = read_meta(&meta_table)?;
+    let (mut index, last_main, mut stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durable())?;
+    match crate::compaction::finish_interrupted(&meta_table, &mut index, &txn)? {
+        Some((revision, freed)) => {
+            txn.commit()?;
+            meta.compact_rev = Some(revision);
+            stored_bytes = stored_bytes.saturating_sub(freed);
+        }
+        None => txn.abort()?,
+    }
+    Ok((index, last_main, stored_bytes, meta))
+}
+
 pub(crate) fn open_database(
     path: &Path,
     opts: &StoreOptions,
@@ -275,12 +299,7 @@ impl Store {
             txn.open_table(EXT_TABLE)?;
             txn.commit()?;
         }
-        let (index, last_main, stored_bytes, meta) = {
-            let rtxn = db.begin_read()?;
-            let meta = read_meta(&rtxn.open_table(META_TABLE)?)?;
-            let (index, last_main, stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
-            (index, last_main, stored_bytes, meta)
-        };
+        let (index, last_main, stored_bytes, meta) = load_store(&db)?;
         let compact_rev = meta.compact_rev.unwrap_or(-1);
         // A compaction can remove every record up to it (a delete of the last key), so the
         // compacted revision is a floor; an empty store is at revision 1, as in etcd.
@@ -314,6 +333,8 @@ impl Store {
             in_use_cache: Mutex::new(None),
             defrag_running: Mutex::new(()),
             removal_log: Mutex::new(None),
+            compaction_backlog: Mutex::new(crate::compaction::Backlog::default()),
+            compaction_drained: Condvar::new(),
             replaced: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(stored_bytes),
             commit_observer: std::sync::OnceLock::new(),
@@ -402,10 +423,25 @@ impl Store {
     /// shutdown).
     pub fn force_commit(&self) -> Result<(), MvccError> {
         let mut writer = self.inner.lock_writer();
+        crate::compaction::delete_all(&self.inner, &mut writer)?;
         if writer.dirty {
             self.inner.durable_commit(&mut writer)?;
         }
         Ok(())
+    }
+
+    /// Deletes every record an applied compaction removed and that is still waiting for the
+    /// background deletion (see `compaction`), so the backend holds exactly the compacted
+    /// history. Hashes, backups and defragmentation call it first.
+    pub fn finish_compactions(&self) -> Result<(), MvccError> {
+        let mut writer = self.inner.lock_writer();
+        crate::compaction::delete_all(&self.inner, &mut writer)
+    }
+
+    /// Waits until the records of every compaction applied so far are deleted, without
+    /// deleting any itself (writes go on meanwhile): a `physical` Compact answers after it.
+    pub fn wait_compactions_deleted(&self) {
+        crate::compaction::wait_drained(&self.inner);
     }
 
     /// Size of the database file.
@@ -465,6 +501,7 @@ impl Store {
     /// applied index the copy contains.
     pub fn snapshot_to(&self, dest: &Path) -> Result<u64, MvccError> {
         let mut writer = self.inner.lock_writer();
+        crate::compaction::delete_all(&self.inner, &mut writer)?;
         if writer.dirty {
             self.inner.durable_commit(&mut writer)?;
         }
@@ -500,10 +537,7 @@ impl Store {
                 ext.insert(RESTORED_FROM_SNAPSHOT_KEY, record.as_slice())?;
             }
             txn.commit()?;
-            let rtxn = candidate.begin_read()?;
-            let meta = read_meta(&rtxn.open_table(META_TABLE)?)?;
-            let (index, last_main, stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
-            (index, last_main, stored_bytes, meta)
+            load_store(&candidate)?
         };
         let mut writer = self.inner.lock_writer();
         let mut db = unpoison(self.inner.db.write());
@@ -602,6 +636,24 @@ fn flusher_loop(inner: &Inner) {
         if let Err(e) = inner.flush_if_due() {
             tracing::warn!(error = %e,
                 "mvcc background commit failed; data stays recoverable from the WAL, check the disk");
+        }
+        // Compacted records, a transaction's worth at a time, the writer free in between.
+        loop {
+            let started = Instant::now();
+            match crate::compaction::delete_some(inner) {
+                // The writer is left free for at least as long as it was held, so writes
+                // keep going (a mutex is not fair: without a pause, this thread would take
+                // it straight back).
+                Ok(true) if !*unpoison(inner.stop.lock()) => {
+                    std::thread::sleep(started.elapsed().max(Duration::from_millis(1)));
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e,
+                        "deleting compacted records failed; they are deleted again after a restart");
+                    break;
+                }
+            }
         }
     }
 }

@@ -127,7 +127,16 @@ impl Kv for KvService {
         request: tonic::Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = request.into_inner();
+        let physical = req.physical;
         let applied = self.server.propose(Request::Compaction(req)).await?;
+        if physical {
+            // As etcd: answer once the compacted records are gone from this member's backend.
+            // They are deleted a batch at a time beside the writes; this only waits.
+            let store = self.server.store.clone();
+            tokio::task::spawn_blocking(move || store.wait_compactions_deleted())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
         Ok(Response::new(CompactionResponse {
             header: self.server.header(applied.revision),
         }))

@@ -81,9 +81,7 @@ pub(crate) fn delete_pending(
         let end = front.removed.len().min(front.done + (max - deleted));
         for (rev, tombstone) in &front.removed[front.done..end] {
             let key = RevKey::new(*rev, *tombstone);
-            if let Some(old) = table.remove(key.as_bytes())? {
-                freed += crate::backend::record_bytes(key.as_bytes().len(), old.value().len());
-            }
+            freed += remove_record(&mut table, &key)?;
             // A defragmentation copying meanwhile must remove these from its copy too.
             if let Some(log) = log.as_mut() {
                 log.note(key);
@@ -104,9 +102,7 @@ pub(crate) fn delete_pending(
     drop(log);
     drop(table);
     if let Some(revision) = finished {
-        let mut meta = txn.open_table(META_TABLE)?;
-        let at = RevKey::new(Revision::new(revision, 0), false);
-        meta.insert(FINISHED_COMPACT_KEY, at.as_bytes())?;
+        mark_finished(txn, revision)?;
     }
     inner
         .stored_bytes
@@ -169,15 +165,10 @@ where
     let mut table = txn.open_table(KEY_TABLE)?;
     let mut freed = 0u64;
     for (rev, tombstone) in &removed {
-        let key = RevKey::new(*rev, *tombstone);
-        if let Some(old) = table.remove(key.as_bytes())? {
-            freed += crate::backend::record_bytes(key.as_bytes().len(), old.value().len());
-        }
+        freed += remove_record(&mut table, &RevKey::new(*rev, *tombstone))?;
     }
     drop(table);
-    let mut meta = txn.open_table(META_TABLE)?;
-    let at = RevKey::new(Revision::new(scheduled, 0), false);
-    meta.insert(FINISHED_COMPACT_KEY, at.as_bytes())?;
+    mark_finished(txn, scheduled)?;
     tracing::info!(
         revision = scheduled,
         removed = removed.len(),
@@ -193,4 +184,23 @@ pub(crate) fn wait_drained(inner: &Inner) {
     while !backlog.is_empty() {
         backlog = unpoison(inner.compaction_drained.wait(backlog));
     }
+}
+
+/// Removes one record; returns the bytes it was charged (0 if it was gone already).
+fn remove_record(
+    table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    key: &RevKey,
+) -> Result<u64, MvccError> {
+    Ok(match table.remove(key.as_bytes())? {
+        Some(old) => crate::backend::record_bytes(key.as_bytes().len(), old.value().len()),
+        None => 0,
+    })
+}
+
+/// Records the compaction at `revision` as finished, in `txn`.
+fn mark_finished(txn: &WriteTransaction, revision: i64) -> Result<(), MvccError> {
+    let mut meta = txn.open_table(META_TABLE)?;
+    let at = RevKey::new(Revision::new(revision, 0), false);
+    meta.insert(FINISHED_COMPACT_KEY, at.as_bytes())?;
+    Ok(())
 }

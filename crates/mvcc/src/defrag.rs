@@ -193,19 +193,18 @@ fn copy_and_switch(inner: &Inner) -> Result<Outcome, MvccError> {
     // Under the writer lock: the tail, the removals, the small tables, and the switch.
     let mut writer = inner.lock_writer();
     let stall = Instant::now();
-    if inner.generation() != generation {
-        stop_logging(inner);
-        drop(copy);
-        std::fs::remove_file(&temp)?;
-        return Ok(Outcome::Overtaken("the store was replaced by a snapshot"));
-    }
     let log = stop_logging(inner).unwrap_or_default();
-    if log.overflowed {
+    let overtaken = if inner.generation() != generation {
+        Some("the store was replaced by a snapshot")
+    } else if log.overflowed {
+        Some("compaction removed too many records meanwhile")
+    } else {
+        None
+    };
+    if let Some(why) = overtaken {
         drop(copy);
         std::fs::remove_file(&temp)?;
-        return Ok(Outcome::Overtaken(
-            "compaction removed too many records meanwhile",
-        ));
+        return Ok(Outcome::Overtaken(why));
     }
     {
         let snapshot = inner.begin_read()?;

@@ -53,14 +53,6 @@ impl TxnPath {
     }
 }
 
-/// A transaction with only ranges in both branches cannot write.
-fn is_read_only(req: &TxnRequest) -> bool {
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
-}
-
 /// etcd's `compareKV`: an absent or mismatched target value compares against zero / empty;
 /// an unknown result is true.
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
@@ -110,7 +102,7 @@ impl ApplyBatch<'_> {
     ) -> Result<TxnResponse, MvccError> {
         let before = self.current_revision();
         let path = compare_path(self, req, before)?;
-        if !is_read_only(req) {
+        if !reads_only(req) {
             self.check_puts(req, &path, before, leases)?;
         }
         check_ranges(req, &path, before, self.compact_revision())?;
@@ -532,13 +524,13 @@ mod tests {
             success: vec![range.clone()],
             failure: vec![range.clone()],
         };
-        assert!(is_read_only(&req));
+        assert!(reads_only(&req));
         req.failure.push(put);
         assert!(
-            !is_read_only(&req),
+            !reads_only(&req),
             "a put in the branch not taken still counts"
         );
         req.failure = vec![empty];
-        assert!(!is_read_only(&req));
+        assert!(!reads_only(&req));
     }
 }

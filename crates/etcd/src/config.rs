@@ -149,6 +149,9 @@ pub struct Config {
     pub auto_compaction: AutoCompaction,
     /// `--enable-v2`: serve the v2 API. Default false.
     pub enable_v2: bool,
+    /// `--enable-ui` (ours, not etcd's): the web console under `/ui/`. Default false: a new
+    /// surface on a database's port is opt-in.
+    pub enable_ui: bool,
 
     // --- Security ---
     /// `--cert-file`, `--key-file`, `--client-cert-auth`, `--trusted-ca-file`,
@@ -456,6 +459,7 @@ impl Default for Config {
             pre_vote: false,
             auto_compaction: AutoCompaction::Periodic(Duration::ZERO),
             enable_v2: false,
+            enable_ui: false,
             client_tls: TlsConfig::default(),
             peer_tls: TlsConfig::default(),
             cipher_suites: Vec::new(),

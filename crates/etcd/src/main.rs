@@ -222,6 +222,7 @@ fn server_config(cfg: &Config) -> ServerConfig {
         peer_tls: tls(&cfg.peer_tls, true),
         cors: cfg.cors.clone(),
         enable_v2: cfg.enable_v2,
+        enable_ui: cfg.enable_ui,
         // etcd falls back to its default cost (with a warning) outside bcrypt's 4..=31.
         bcrypt_cost: if (4..=31).contains(&cfg.bcrypt_cost) {
             cfg.bcrypt_cost as u32

@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub unsafe_no_fsync: bool,
     /// `--enable-v2`: serve the v2 API (`/v2/keys`, `/v2/members`, `/v2/stats`, ...).
     pub enable_v2: bool,
+    /// `--enable-ui` (ours): serve the web console under `/ui/` on the client and metrics URLs.
+    pub enable_ui: bool,
 }
 
 impl ServerConfig {
@@ -136,6 +138,7 @@ impl ServerConfig {
             force_new_cluster: false,
             unsafe_no_fsync: false,
             enable_v2: false,
+            enable_ui: false,
         }
     }
 

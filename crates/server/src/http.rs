@@ -1,6 +1,7 @@
 //! The plain HTTP side of the client port: `/health` and `/version` with etcd's JSON, the JSON
 //! gateway (`gateway/`) under `/v3/` and `/v3beta/`, Go's `404 page not found` for any other
-//! path, and etcd's CORS headers (`--cors`) on every answer.
+//! path, and etcd's CORS headers (`--cors`) on every answer. With `--enable-ui`, the web
+//! console (`etcd-console`) under `/ui/`.
 //! Requests with a gRPC content type never get here (see `serve::client_router`).
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub fn routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
     } else {
         Router::new()
     };
+    let console = console(&server);
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
@@ -41,11 +43,28 @@ pub fn routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
         .with_state(server.clone())
         .merge(gateway)
         .merge(v2)
+        .merge(console)
         .layer(middleware::from_fn_with_state(cors, with_cors))
 }
 
-/// The `--listen-metrics-urls` listeners: `/metrics` and `/health`, nothing else.
-pub fn metrics_routes(server: Arc<EtcdServer>) -> Router {
+/// The web console when `--enable-ui` is set; without it `/ui/` is Go's 404 like any path.
+fn console(server: &EtcdServer) -> Router {
+    if server.cfg.enable_ui {
+        etcd_console::router()
+    } else {
+        Router::new()
+    }
+}
+
+/// The `--listen-metrics-urls` listeners: `/metrics`, `/health` and the probes. With
+/// `--enable-ui` also the console and the JSON gateway it talks to (`gateway`), so operators
+/// can keep the console on the metrics network only; the gateway there checks the same auth.
+pub fn metrics_routes(server: Arc<EtcdServer>, gateway: Router) -> Router {
+    let with_ui = if server.cfg.enable_ui {
+        console(&server).merge(gateway)
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -53,6 +72,7 @@ pub fn metrics_routes(server: Arc<EtcdServer>) -> Router {
         .route("/readyz", get(crate::probes::readyz))
         .fallback(not_found)
         .with_state(server)
+        .merge(with_ui)
 }
 
 /// Go's `http.NotFound`, byte for byte: what etcd answers on a path it does not serve.

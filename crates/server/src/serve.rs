@@ -120,7 +120,14 @@ pub async fn serve_metrics(server: &Arc<EtcdServer>) -> Result<(), ServerError> 
         return Ok(());
     }
     let tls = tls::client_server_config(&server.cfg)?;
-    let router = http::metrics_routes(server.clone());
+    // The console on the metrics port needs the gateway beside it; without it nothing there
+    // reaches the services.
+    let gateway = if server.cfg.enable_ui {
+        gateway(server, grpc::router(server))
+    } else {
+        Router::new()
+    };
+    let router = http::metrics_routes(server.clone(), gateway);
     for url in &server.cfg.listen_metrics_urls {
         let tls = if is_tls(url) {
             Some(tls.clone().ok_or_else(|| {
@@ -181,12 +188,7 @@ pub fn client_drain() -> Arc<ClientDrain> {
 /// so a plain `GET /anything` gets `404 page not found`, never an empty gRPC answer.
 fn client_router(server: &Arc<EtcdServer>) -> Router {
     let grpc = grpc::router(server);
-    let gateway = crate::gateway::router(
-        grpc.clone(),
-        server.cfg.max_concurrent_streams,
-        server.cfg.max_request_bytes as usize,
-    );
-    let http = http::routes(server.clone(), gateway);
+    let http = http::routes(server.clone(), gateway(server, grpc.clone()));
     Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
         let target = if is_grpc_request(request.headers()) {
             grpc.clone()
@@ -195,6 +197,15 @@ fn client_router(server: &Arc<EtcdServer>) -> Router {
         };
         target.oneshot(request)
     }))
+}
+
+/// The JSON gateway over `grpc`, the in-process router of our services.
+fn gateway(server: &Arc<EtcdServer>, grpc: Router) -> Router {
+    crate::gateway::router(
+        grpc,
+        server.cfg.max_concurrent_streams,
+        server.cfg.max_request_bytes as usize,
+    )
 }
 
 fn is_grpc_request(headers: &axum::http::HeaderMap) -> bool {

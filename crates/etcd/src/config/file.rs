@@ -57,6 +57,7 @@ pub(super) static KEYS: &[(&str, Setter)] = &[
     ("initial-cluster-token", |st, v| { st.cfg.initial_cluster_token = string(v)?; Ok(()) }),
     ("strict-reconfig-check", |st, v| { st.cfg.strict_reconfig_check = boolean(v)?; Ok(()) }),
     ("enable-v2", |st, v| { st.cfg.enable_v2 = boolean(v)?; Ok(()) }),
+    ("enable-ui", |st, v| { st.cfg.enable_ui = boolean(v)?; Ok(()) }),
     ("auto-compaction-mode", |st, v| { st.auto_compaction_mode = string(v)?; Ok(()) }),
     ("auto-compaction-retention", |st, v| { st.auto_compaction_retention = string(v)?; Ok(()) }),
     ("grpc-keepalive-min-time", |st, v| { st.cfg.grpc_keepalive_min_time = duration(v)?; Ok(()) }),

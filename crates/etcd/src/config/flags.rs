@@ -157,6 +157,7 @@ pub(super) static FLAGS: &[FlagDef] = &[
     FlagDef { name: "initial-cluster-state", kind: Kind::Value, set: |st, v| set_choice(&mut st.initial_cluster_state, v, &["existing", "new"]) },
     FlagDef { name: "strict-reconfig-check", kind: Kind::Bool, set: |st, v| set_bool(&mut st.cfg.strict_reconfig_check, v) },
     FlagDef { name: "enable-v2", kind: Kind::Bool, set: |st, v| set_bool(&mut st.cfg.enable_v2, v) },
+    FlagDef { name: "enable-ui", kind: Kind::Bool, set: |st, v| set_bool(&mut st.cfg.enable_ui, v) },
     FlagDef { name: "pre-vote", kind: Kind::Bool, set: |st, v| set_bool(&mut st.cfg.pre_vote, v) },
     // v2 proxy.
     FlagDef { name: "proxy", kind: Kind::Value, set: |st, v| set_choice(&mut st.proxy, v, &["off", "on", "readonly"]) },

@@ -169,6 +169,8 @@ Clustering:
     How to interpret 'auto-compaction-retention': periodic|revision. 'periodic' for a duration-based retention, in hours if no time unit is given (e.g. '5m'). 'revision' for a revision-number-based retention.
   --enable-v2 'false'
     Accept etcd V2 client requests.
+  --enable-ui 'false'
+    Serve the web console under /ui/ on the client and metrics URLs.
 
 Security:
   --cert-file ''

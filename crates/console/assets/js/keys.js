@@ -1,0 +1,540 @@
+// The keys view: a tree by separator or a flat prefix listing (both paged, never the whole
+// keyspace), a key's value and metadata, create / edit / delete with a compare on the mod
+// revision, prefix deletes that name their count, the key's history, and live updates from a
+// watch on every key.
+
+import { api, b64, ApiError } from './api.js';
+import {
+  after, display, rangeStart, equal, fromBase64, fromText, hexDump, idHex, parseHex, prefixEnd, toHex, toText, formatBytes,
+} from './bytes.js';
+import { h, clear, confirmAction, notice, errorText } from './dom.js';
+import { listChildren, separatorByte } from './tree.js';
+import { showHistory } from './history.js';
+
+/// Children listed per directory before "more".
+const TREE_PAGE = 100;
+/// Keys per page of the flat listing.
+const FLAT_PAGE = 100;
+/// Values larger than this are shown cut, with their size.
+const SHOW_BYTES_MAX = 256 * 1024;
+
+export function keysView(root) {
+  const state = {
+    mode: 'tree',
+    separator: '/'.charCodeAt(0),
+    tree: null,
+    flat: { prefix: new Uint8Array(0), cursors: [], cursor: null, page: 0 },
+    current: null, // { key, kv, editing, valueMode }
+    refreshTimer: null,
+    pendingKeys: [],
+    watch: null,
+  };
+
+  const treeBox = h('div', { id: 'keys-tree', class: 'tree' });
+  const flatList = h('ol', { id: 'keys-flat-list', class: 'flat-list' });
+  const flatPrefix = h('input', { id: 'keys-flat-prefix', type: 'text', placeholder: 'key prefix, e.g. /registry/', spellcheck: 'false' });
+  const flatCount = h('span', { id: 'keys-flat-count', class: 'muted' });
+  const flatPrev = h('button', { id: 'keys-flat-prev', type: 'button', disabled: true }, '‹ Prev');
+  const flatNext = h('button', { id: 'keys-flat-next', type: 'button', disabled: true }, 'Next ›');
+  const flatBox = h(
+    'div',
+    { id: 'keys-flat', hidden: true },
+    h('form', { class: 'inline', onsubmit: (e) => { e.preventDefault(); startFlat(); } }, flatPrefix, h('button', { type: 'submit' }, 'List')),
+    h('div', { class: 'pager' }, flatPrev, flatCount, flatNext),
+    flatList,
+  );
+  const browserNotice = h('p', { id: 'keys-notice', class: 'notice', hidden: true });
+  const separatorInput = h('input', { id: 'keys-separator', type: 'text', value: '/', maxlength: '1', size: '2', title: 'tree separator (one byte)' });
+  const modeTree = h('button', { type: 'button', id: 'keys-mode-tree', class: 'toggle active' }, 'Tree');
+  const modeFlat = h('button', { type: 'button', id: 'keys-mode-flat', class: 'toggle' }, 'Prefix');
+  const detail = h('div', { id: 'key-detail', class: 'key-detail' }, h('p', { class: 'muted' }, 'Select a key, or create one.'));
+
+  clear(
+    root,
+    h(
+      'div',
+      { class: 'keys-layout' },
+      h(
+        'aside',
+        { class: 'keys-browser panel' },
+        h('div', { class: 'toolbar' }, modeTree, modeFlat, h('label', { class: 'sep' }, 'separator ', separatorInput),
+          h('button', { type: 'button', id: 'key-new', class: 'primary', onclick: () => showCreate() }, '+ New key')),
+        browserNotice,
+        treeBox,
+        flatBox,
+      ),
+      h('section', { class: 'panel detail-panel' }, detail),
+    ),
+  );
+
+  modeTree.onclick = () => setMode('tree');
+  modeFlat.onclick = () => setMode('flat');
+  separatorInput.onchange = () => {
+    const byte = separatorByte(separatorInput.value);
+    if (byte === null) {
+      notice(browserNotice, 'error', 'The separator must be one byte.');
+      return;
+    }
+    state.separator = byte;
+    loadTree();
+  };
+  flatNext.onclick = () => flatPage(+1);
+  flatPrev.onclick = () => flatPage(-1);
+
+  function setMode(mode) {
+    state.mode = mode;
+    modeTree.classList.toggle('active', mode === 'tree');
+    modeFlat.classList.toggle('active', mode === 'flat');
+    treeBox.hidden = mode !== 'tree';
+    flatBox.hidden = mode !== 'flat';
+    separatorInput.parentElement.hidden = mode !== 'tree';
+    if (mode === 'flat' && !flatList.childElementCount) startFlat();
+  }
+
+  function showBrowserError(e) {
+    notice(browserNotice, 'error', e instanceof ApiError && e.permissionDenied ? `permission denied: ${e.message}` : errorText(e));
+  }
+
+  // ---- Tree ----
+
+  function newDir(key) {
+    return { key, dir: true, expanded: false, cursor: null, children: new Map(), el: null, ul: null };
+  }
+
+  async function loadTree() {
+    notice(browserNotice, 'info', '');
+    state.tree = newDir(new Uint8Array(0));
+    state.tree.expanded = true;
+    state.tree.ul = h('ul', { class: 'tree-root' });
+    clear(treeBox, state.tree.ul);
+    await listInto(state.tree, false);
+  }
+
+  /// (Re)lists a directory's children into its list, keeping what was expanded below it.
+  async function listInto(dir, more) {
+    const start = more ? dir.cursor : null;
+    const shown = more ? 0 : Math.max(TREE_PAGE, dir.shownCount || 0);
+    let answer;
+    try {
+      answer = await listChildren((r) => api.range(r), dir.key, state.separator, start, more ? TREE_PAGE : shown);
+    } catch (e) {
+      showBrowserError(e);
+      if (!more) clear(dir.ul, h('li', { class: 'tree-error' }, errorText(e)));
+      return;
+    }
+    notice(browserNotice, 'info', '');
+    const previous = dir.children;
+    if (!more) dir.children = new Map();
+    const items = [];
+    for (const child of answer.children) {
+      const id = toHex(child.key);
+      const node = previous.get(id) || (child.dir ? newDir(child.key) : { key: child.key, dir: false });
+      dir.children.set(id, node);
+      items.push(renderNode(node, dir.key));
+    }
+    dir.cursor = answer.cursor;
+    dir.shownCount = dir.children.size;
+    if (more) {
+      const moreButton = dir.ul.querySelector(':scope > li.tree-more');
+      if (moreButton) moreButton.remove();
+      for (const item of items) dir.ul.appendChild(item);
+    } else {
+      clear(dir.ul, items);
+      if (items.length === 0) dir.ul.appendChild(h('li', { class: 'muted' }, dir.key.length ? '(empty)' : 'No keys yet.'));
+    }
+    if (dir.cursor) {
+      dir.ul.appendChild(
+        h('li', { class: 'tree-more' }, h('button', { type: 'button', class: 'link', onclick: () => listInto(dir, true) }, 'more…')),
+      );
+    }
+    // Children that were expanded are listed again too.
+    for (const node of dir.children.values()) {
+      if (node.dir && node.expanded) await listInto(node, false);
+    }
+  }
+
+  function renderNode(node, parentKey) {
+    const name = display(node.key.slice(parentKey.length)) || '(this key)';
+    if (!node.dir) {
+      node.el = h(
+        'li',
+        { class: 'tree-node tree-leaf', dataset: { key: display(node.key) } },
+        h('button', { type: 'button', class: 'tree-label', onclick: () => openKey(node.key) }, name),
+      );
+      if (state.current && equal(state.current.key, node.key)) node.el.classList.add('selected');
+      return node.el;
+    }
+    node.ul = h('ul', { hidden: !node.expanded });
+    const toggle = h('button', { type: 'button', class: 'tree-toggle', 'aria-label': 'expand' }, node.expanded ? '▾' : '▸');
+    const label = h('button', { type: 'button', class: 'tree-label tree-dir' }, name);
+    const flip = async () => {
+      node.expanded = !node.expanded;
+      toggle.textContent = node.expanded ? '▾' : '▸';
+      node.ul.hidden = !node.expanded;
+      if (node.expanded) await listInto(node, false);
+    };
+    toggle.onclick = flip;
+    label.onclick = async () => {
+      if (!node.expanded) await flip();
+      showDirectory(node.key);
+    };
+    node.el = h('li', { class: 'tree-node tree-dirnode', dataset: { key: display(node.key) } }, toggle, label, node.ul);
+    return node.el;
+  }
+
+  /// Lists every expanded directory again after keys changed (from the live watch): one
+  /// read per expanded directory, whatever the number of changes.
+  async function refreshTree() {
+    if (state.tree) await listInto(state.tree, false);
+  }
+
+  // ---- Flat listing ----
+
+  async function startFlat() {
+    state.flat = { prefix: fromText(flatPrefix.value), cursors: [], cursor: null, page: 0 };
+    state.flat.cursor = state.flat.prefix;
+    const end = prefixEnd(state.flat.prefix);
+    try {
+      const counted = await api.range({ key: b64(rangeStart(state.flat.prefix)), range_end: b64(end), count_only: true });
+      flatCount.textContent = `${Number(counted.count || 0).toLocaleString()} keys`;
+    } catch (e) {
+      showBrowserError(e);
+      flatCount.textContent = '';
+      clear(flatList);
+      return;
+    }
+    await flatPage(0);
+  }
+
+  async function flatPage(step) {
+    const flat = state.flat;
+    if (step < 0) {
+      flat.cursors.pop();
+      flat.cursor = flat.cursors.pop() || flat.prefix;
+    }
+    const from = flat.cursor;
+    let answer;
+    try {
+      answer = await api.range({ key: b64(rangeStart(from)), range_end: b64(prefixEnd(flat.prefix)), keys_only: true, limit: FLAT_PAGE });
+    } catch (e) {
+      showBrowserError(e);
+      return;
+    }
+    notice(browserNotice, 'info', '');
+    flat.cursors.push(from);
+    const kvs = (answer.kvs || []).map((kv) => fromBase64(kv.key));
+    clear(
+      flatList,
+      kvs.map((key) => h('li', { dataset: { key: display(key) } }, h('button', { type: 'button', class: 'tree-label', onclick: () => openKey(key) }, display(key)))),
+    );
+    flat.cursor = kvs.length ? after(kvs[kvs.length - 1]) : from;
+    flatNext.disabled = !answer.more;
+    flatPrev.disabled = flat.cursors.length <= 1;
+  }
+
+  // ---- Key detail ----
+
+  async function openKey(key) {
+    state.current = { key, kv: null, editing: false, valueMode: state.current?.valueMode || 'text' };
+    for (const el of root.querySelectorAll('.tree-node.selected')) el.classList.remove('selected');
+    for (const el of root.querySelectorAll('.tree-leaf')) if (el.dataset.key === display(key)) el.classList.add('selected');
+    await renderKey();
+  }
+
+  async function readKey(key) {
+    const answer = await api.range({ key: b64(key) });
+    const kv = (answer.kvs || [])[0];
+    return kv ? { ...kv, valueBytes: fromBase64(kv.value), header: answer.header } : null;
+  }
+
+  async function renderKey(message) {
+    const current = state.current;
+    const title = h('h2', { class: 'key-title', id: 'key-title' }, display(current.key));
+    const status = h('p', { id: 'key-message', class: 'notice', hidden: true });
+    let kv;
+    try {
+      kv = await readKey(current.key);
+    } catch (e) {
+      clear(detail, title, status);
+      notice(status, 'error', e instanceof ApiError && e.permissionDenied ? `permission denied: ${e.message}` : errorText(e));
+      return;
+    }
+    current.kv = kv;
+    if (!kv) {
+      clear(detail, title, h('p', { class: 'muted' }, 'This key does not exist (deleted, or never written).'), status);
+      if (message) notice(status, message.kind, message.text);
+      return;
+    }
+    const meta = h(
+      'dl',
+      { class: 'meta', id: 'key-meta' },
+      h('dt', {}, 'create revision'), h('dd', { id: 'key-create-revision' }, kv.create_revision),
+      h('dt', {}, 'mod revision'), h('dd', { id: 'key-mod-revision' }, kv.mod_revision),
+      h('dt', {}, 'version'), h('dd', { id: 'key-version' }, kv.version),
+      h('dt', {}, 'lease'), h('dd', { id: 'key-lease' }, kv.lease && kv.lease !== '0' ? idHex(kv.lease) : 'none'),
+      h('dt', {}, 'size'), h('dd', {}, formatBytes(kv.valueBytes.length)),
+    );
+    const modes = ['text', 'json', 'hex'].map((mode) =>
+      h('button', { type: 'button', class: `toggle${current.valueMode === mode ? ' active' : ''}`, id: `value-mode-${mode}`, onclick: () => { current.valueMode = mode; renderKey(); } }, mode.toUpperCase()),
+    );
+    const history = h('div', { id: 'key-history', class: 'history' });
+    const actions = h(
+      'div',
+      { class: 'toolbar' },
+      h('button', { type: 'button', id: 'key-edit', class: 'primary', onclick: () => showEdit() }, 'Edit'),
+      h('button', { type: 'button', id: 'key-delete', class: 'danger', onclick: () => deleteKey() }, 'Delete'),
+      h('button', { type: 'button', id: 'key-history-button', onclick: () => showHistory(history, current.key, Number(kv.mod_revision)) }, 'History'),
+      h('button', { type: 'button', id: 'key-reload', onclick: () => renderKey() }, 'Reload'),
+    );
+    clear(detail, title, meta, h('div', { class: 'toolbar' }, modes), renderValue(kv.valueBytes, current.valueMode), actions, status, history);
+    if (message) notice(status, message.kind, message.text);
+  }
+
+  function renderValue(bytes, mode) {
+    const shown = bytes.length > SHOW_BYTES_MAX ? bytes.subarray(0, SHOW_BYTES_MAX) : bytes;
+    const cut = bytes.length > SHOW_BYTES_MAX ? h('p', { class: 'muted' }, `Showing the first ${formatBytes(SHOW_BYTES_MAX)} of ${formatBytes(bytes.length)}.`) : null;
+    if (mode === 'hex') return h('div', {}, h('pre', { id: 'key-value-view', class: 'value hex' }, hexDump(shown)), cut);
+    const text = toText(bytes);
+    if (text === null) {
+      return h('div', {}, h('p', { class: 'muted' }, 'The value is not UTF-8 text; shown in hex.'), h('pre', { id: 'key-value-view', class: 'value hex' }, hexDump(shown)), cut);
+    }
+    if (mode === 'json') {
+      try {
+        return h('pre', { id: 'key-value-view', class: 'value json' }, JSON.stringify(JSON.parse(text), null, 2));
+      } catch (e) {
+        return h('div', {}, h('p', { class: 'notice notice-error', id: 'key-json-error' }, `Not valid JSON: ${e.message}`), h('pre', { id: 'key-value-view', class: 'value' }, text));
+      }
+    }
+    return h('div', {}, h('pre', { id: 'key-value-view', class: 'value' }, toText(shown) ?? text), cut);
+  }
+
+  /// The editor: the value as text (or hex pairs for a binary value, or in hex mode), saved
+  /// with a transaction that compares the mod revision read, so a concurrent edit is refused
+  /// and shown rather than overwritten.
+  function showEdit() {
+    const current = state.current;
+    const kv = current.kv;
+    const asHex = current.valueMode === 'hex' || toText(kv.valueBytes) === null;
+    let initial = asHex ? toHex(kv.valueBytes).replace(/(.{32})/g, '$1\n').trim() : toText(kv.valueBytes);
+    if (!asHex && current.valueMode === 'json') {
+      try {
+        initial = JSON.stringify(JSON.parse(initial), null, 2);
+      } catch {}
+    }
+    const editor = h('textarea', { id: 'key-value', class: 'editor', spellcheck: 'false', rows: '14' });
+    editor.value = initial;
+    const status = h('p', { id: 'key-message', class: 'notice', hidden: true });
+    const base = h('p', { class: 'muted', id: 'key-edit-base' }, `Editing the version at mod revision ${kv.mod_revision}${asHex ? ' (hex pairs)' : ''}.`);
+    const save = h('button', { type: 'button', id: 'key-save', class: 'primary' }, 'Save');
+    save.onclick = async () => {
+      let value;
+      if (asHex) {
+        value = parseHex(editor.value);
+        if (value === null) return notice(status, 'error', 'Not hex: give pairs of hex digits.');
+      } else {
+        if (current.valueMode === 'json') {
+          try {
+            JSON.parse(editor.value);
+          } catch (e) {
+            return notice(status, 'error', `Not valid JSON: ${e.message}`);
+          }
+        }
+        value = fromText(editor.value);
+      }
+      save.disabled = true;
+      try {
+        const answer = await api.call('/kv/txn', {
+          compare: [{ key: b64(current.key), target: 'MOD', result: 'EQUAL', mod_revision: String(kv.mod_revision) }],
+          success: [{ request_put: { key: b64(current.key), value: b64(value), ignore_lease: kv.lease && kv.lease !== '0' } }],
+          failure: [{ request_range: { key: b64(current.key) } }],
+        });
+        if (answer.succeeded) {
+          await renderKey({ kind: 'ok', text: `Saved at revision ${answer.header.revision}.` });
+          return;
+        }
+        const now = answer.responses?.[0]?.response_range?.kvs?.[0];
+        if (!now) {
+          notice(status, 'error', 'Conflict: the key was deleted since you opened it. Your text is kept; save again to create it.');
+          kv.mod_revision = '0';
+        } else {
+          notice(
+            status,
+            'error',
+            `Conflict: the key was changed by someone else (mod revision ${kv.mod_revision} → ${now.mod_revision}). ` +
+              'Your text is kept; its current value is below. Save again to overwrite it.',
+          );
+          kv.mod_revision = now.mod_revision;
+          kv.valueBytes = fromBase64(now.value);
+          clear(base, `Editing over the version at mod revision ${now.mod_revision}. Current value:`);
+          base.appendChild(h('pre', { class: 'value', id: 'key-conflict-value' }, toText(kv.valueBytes) ?? hexDump(kv.valueBytes)));
+        }
+      } catch (e) {
+        notice(status, 'error', errorText(e));
+      } finally {
+        save.disabled = false;
+      }
+    };
+    clear(
+      detail,
+      h('h2', { class: 'key-title', id: 'key-title' }, display(current.key)),
+      base,
+      editor,
+      h('div', { class: 'toolbar' }, save, h('button', { type: 'button', id: 'key-cancel', onclick: () => renderKey() }, 'Cancel')),
+      status,
+    );
+    current.editing = true;
+    editor.focus();
+  }
+
+  function showCreate(prefix = '') {
+    const key = h('input', { id: 'new-key', type: 'text', value: prefix, spellcheck: 'false', placeholder: '/app/config' });
+    const value = h('textarea', { id: 'new-value', class: 'editor', rows: '8', spellcheck: 'false' });
+    const lease = h('input', { id: 'new-lease', type: 'text', placeholder: 'lease ID in hex (optional)', spellcheck: 'false' });
+    const status = h('p', { id: 'key-message', class: 'notice', hidden: true });
+    const create = h('button', { type: 'button', id: 'new-create', class: 'primary' }, 'Create');
+    create.onclick = async () => {
+      if (!key.value) return notice(status, 'error', 'etcdserver: key is not provided');
+      let leaseId = '0';
+      if (lease.value.trim()) {
+        if (!/^[0-9a-fA-F]{1,16}$/.test(lease.value.trim())) return notice(status, 'error', 'A lease ID is up to 16 hex digits.');
+        leaseId = BigInt('0x' + lease.value.trim()).toString();
+      }
+      const k = fromText(key.value);
+      try {
+        const answer = await api.call('/kv/txn', {
+          compare: [{ key: b64(k), target: 'CREATE', result: 'EQUAL', create_revision: '0' }],
+          success: [{ request_put: { key: b64(k), value: b64(value.value), lease: leaseId } }],
+        });
+        if (!answer.succeeded) return notice(status, 'error', 'The key already exists: open it to edit it.');
+        await openKey(k);
+        notice(detail.querySelector('#key-message'), 'ok', `Created at revision ${answer.header.revision}.`);
+      } catch (e) {
+        notice(status, 'error', errorText(e));
+      }
+    };
+    clear(
+      detail,
+      h('h2', {}, 'New key'),
+      h('label', { class: 'field' }, 'Key', key),
+      h('label', { class: 'field' }, 'Value', value),
+      h('label', { class: 'field' }, 'Lease', lease),
+      h('div', { class: 'toolbar' }, create),
+      status,
+    );
+    key.focus();
+  }
+
+  async function deleteKey() {
+    const current = state.current;
+    if (!(await confirmAction('Delete key', `Delete the key "${display(current.key)}"? This cannot be undone (its history stays until compacted).`, 'Delete'))) return;
+    try {
+      const answer = await api.call('/kv/deleterange', { key: b64(current.key) });
+      await renderKey({ kind: 'ok', text: `Deleted ${answer.deleted || 0} key at revision ${answer.header.revision}.` });
+    } catch (e) {
+      notice(detail.querySelector('#key-message'), 'error', errorText(e));
+    }
+  }
+
+  /// A directory of the tree: how many keys it holds, and deleting them all.
+  async function showDirectory(prefix) {
+    state.current = null;
+    const status = h('p', { id: 'key-message', class: 'notice', hidden: true });
+    const count = h('span', { id: 'dir-count' }, '…');
+    clear(
+      detail,
+      h('h2', { class: 'key-title', id: 'key-title' }, display(prefix)),
+      h('p', {}, 'Keys under this prefix: ', count),
+      h(
+        'div',
+        { class: 'toolbar' },
+        h('button', { type: 'button', onclick: () => showCreate(display(prefix)) }, '+ New key here'),
+        h('button', { type: 'button', id: 'dir-delete', class: 'danger', onclick: () => deletePrefix(prefix, status) }, 'Delete prefix…'),
+      ),
+      status,
+    );
+    try {
+      const answer = await api.range({ key: b64(prefix), range_end: b64(prefixEnd(prefix)), count_only: true });
+      count.textContent = Number(answer.count || 0).toLocaleString();
+    } catch (e) {
+      count.textContent = '?';
+      notice(status, 'error', errorText(e));
+    }
+  }
+
+  async function deletePrefix(prefix, status) {
+    const end = prefixEnd(prefix);
+    let count;
+    try {
+      const answer = await api.range({ key: b64(prefix), range_end: b64(end), count_only: true });
+      count = Number(answer.count || 0);
+    } catch (e) {
+      return notice(status, 'error', errorText(e));
+    }
+    const title = `Delete ${count.toLocaleString()} keys`;
+    if (!(await confirmAction(title, `Delete all ${count.toLocaleString()} keys under the prefix "${display(prefix)}"?`, title))) return;
+    try {
+      const answer = await api.call('/kv/deleterange', { key: b64(prefix), range_end: b64(end) });
+      notice(status, 'ok', `Deleted ${Number(answer.deleted || 0).toLocaleString()} keys at revision ${answer.header.revision}.`);
+      scheduleRefresh([prefix]);
+    } catch (e) {
+      notice(status, 'error', errorText(e));
+    }
+  }
+
+  // ---- Live updates ----
+
+  function scheduleRefresh(keys) {
+    state.pendingKeys.push(...keys);
+    if (state.pendingKeys.length > 1000) state.pendingKeys = state.pendingKeys.slice(-1000);
+    if (state.refreshTimer) return;
+    state.refreshTimer = setTimeout(async () => {
+      const keys = state.pendingKeys;
+      state.pendingKeys = [];
+      state.refreshTimer = null;
+      if (state.mode === 'tree') await refreshTree();
+      const current = state.current;
+      if (current && !current.editing && keys.some((k) => equal(k, current.key))) await renderKey();
+      else if (current && current.editing && keys.some((k) => equal(k, current.key))) {
+        const base = detail.querySelector('#key-edit-base');
+        if (base && !base.dataset.warned) {
+          base.dataset.warned = '1';
+          base.appendChild(h('span', { class: 'warn' }, ' The key has changed since; saving will show the conflict.'));
+        }
+      }
+    }, 300);
+  }
+
+  /// Watches every key (from the next revision) and refreshes what shows a changed key.
+  async function liveLoop() {
+    const controller = new AbortController();
+    state.watch = controller;
+    const all = new Uint8Array([0]);
+    while (!controller.signal.aborted) {
+      try {
+        for await (const result of api.stream('/watch', { create_request: { key: b64(all), range_end: b64(all) } }, { signal: controller.signal })) {
+          const keys = (result.events || []).map((e) => fromBase64(e.kv?.key));
+          if (keys.length) scheduleRefresh(keys);
+        }
+      } catch (e) {
+        if (controller.signal.aborted) return;
+      }
+      // The stream ended (member restarting, token expired): try again shortly.
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+
+  return {
+    async show() {
+      if (!state.tree) await loadTree();
+      if (!state.watch) liveLoop();
+    },
+    async reset() {
+      state.watch?.abort();
+      state.watch = null;
+      state.tree = null;
+      state.current = null;
+      clear(detail, h('p', { class: 'muted' }, 'Select a key, or create one.'));
+    },
+  };
+}
+

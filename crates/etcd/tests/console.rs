@@ -32,6 +32,8 @@ struct Browser {
     driver: Child,
     client: fantoccini::Client,
     shots: PathBuf,
+    /// Where the browser saves downloads (the snapshot).
+    downloads: tempfile::TempDir,
     _profile: tempfile::TempDir,
 }
 
@@ -53,6 +55,7 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("browser profile dir");
+        let downloads = tempfile::tempdir().expect("download dir");
         // Headless, and quiet on a machine without a network: the background services
         // chromium starts would each try to reach Google.
         let capabilities = json!({
@@ -64,6 +67,10 @@ impl Browser {
                     "--disable-component-update", "--disable-sync", "--window-size=1400,900",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                "prefs": {
+                    "download.default_directory": downloads.path().display().to_string(),
+                    "download.prompt_for_download": false,
+                },
             }
         });
         let capabilities = capabilities.as_object().expect("an object").clone();
@@ -92,6 +99,7 @@ impl Browser {
             driver,
             client,
             shots,
+            downloads,
             _profile: profile,
         })
     }
@@ -158,13 +166,20 @@ impl Browser {
             css = json!(css)
         ))
         .await;
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .expect("element")
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        // The page re-renders what a live update touched: an element found a moment ago may
+        // have been replaced by the time it is clicked. Find it again then.
+        let deadline = Instant::now() + UI_TIMEOUT;
+        loop {
+            let clicked = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.click().await,
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale") && Instant::now() < deadline => {}
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Replaces an input's text, as typing does.
@@ -557,4 +572,344 @@ async fn console_is_served_only_with_enable_ui() {
     let (status, body) = http(&metrics, "POST", "/v3/kv/range", r#"{"key":"aw=="}"#);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""value":"dg==""#), "{body}");
+}
+
+/// The page's pure helpers, run in the browser against a keyspace held in the page: the tree
+/// listing (paging, directories jumped over in one read, keys with 0xff bytes, a prefix that
+/// is itself a key), etcd's prefix end, the line diff and key display.
+const HELPERS_SCRIPT: &str = r#"
+const done = arguments[arguments.length - 1];
+(async () => {
+  const bytes = await import('/ui/js/bytes.js');
+  const tree = await import('/ui/js/tree.js');
+  const diff = await import('/ui/js/diff.js');
+  const failures = [];
+  const check = (what, got, want) => {
+    const g = JSON.stringify(got), w = JSON.stringify(want);
+    if (g !== w) failures.push(`${what}: got ${g}, want ${w}`);
+  };
+  const k = (s) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+  const s = (b) => String.fromCharCode(...b);
+
+  // A keyspace and etcd's Range over it (key, range_end, limit, more), counting reads.
+  const keys = ['/a', '/b/1', '/b/2', '/c/d/e', 'x', 'y/z', '\xff\xff/k', '\xff\xff\xff'];
+  for (let i = 0; i < 1000; i++) keys.push('/big/' + String(i).padStart(4, '0'));
+  const space = keys.map(k).sort(bytes.compare);
+  let reads = 0;
+  const range = async (r) => {
+    reads++;
+    const from = bytes.fromBase64(r.key);
+    const end = bytes.fromBase64(r.range_end);
+    const all = end.length === 1 && end[0] === 0;
+    const hits = space.filter((key) => bytes.compare(key, from) >= 0 && (all || bytes.compare(key, end) < 0));
+    const page = hits.slice(0, r.limit || hits.length);
+    return { kvs: page.map((key) => ({ key: bytes.toBase64(key) })), more: hits.length > page.length };
+  };
+  const names = (children) => children.map((c) => s(c.key) + (c.dir ? ' (dir)' : ''));
+  const sep = '/'.charCodeAt(0);
+
+  let answer = await tree.listChildren(range, new Uint8Array(0), sep, null, 100);
+  check('root', names(answer.children), ['/ (dir)', 'x', 'y/ (dir)', '\xff\xff/ (dir)', '\xff\xff\xff']);
+  check('root complete', answer.cursor, null);
+
+  reads = 0;
+  answer = await tree.listChildren(range, k('/'), sep, null, 100);
+  check('under /', names(answer.children), ['/a', '/b/ (dir)', '/big/ (dir)', '/c/ (dir)']);
+  check('1000 keys of /big/ cost no extra read', reads <= 2, true);
+
+  // Paging: two at a time, resumed from the cursor, gives the same children once each.
+  const paged = [];
+  let cursor = null;
+  for (let i = 0; i < 10; i++) {
+    answer = await tree.listChildren(range, k('/'), sep, cursor, 2);
+    paged.push(...names(answer.children));
+    cursor = answer.cursor;
+    if (!cursor) break;
+  }
+  check('paged', paged, ['/a', '/b/ (dir)', '/big/ (dir)', '/c/ (dir)']);
+
+  answer = await tree.listChildren(range, k('/big/'), sep, null, 3);
+  check('first page of /big/', names(answer.children), ['/big/0000', '/big/0001', '/big/0002']);
+  check('more of /big/', answer.cursor !== null, true);
+
+  answer = await tree.listChildren(range, k('\xff\xff/'), sep, null, 10);
+  check('under 0xff 0xff /', names(answer.children), ['\xff\xff/k']);
+
+  check('prefixEnd a\xff', s(bytes.prefixEnd(k('a\xff'))), 'b');
+  check('prefixEnd \xff\xff', Array.from(bytes.prefixEnd(k('\xff\xff'))), [0]);
+  check('display', bytes.display(Uint8Array.from([0x61, 0xff, 0x0a])), 'a\\xff\\x0a');
+  check('hex round trip', Array.from(bytes.parseHex('00 ff\n7f')), [0, 255, 127]);
+  check('hex refused', bytes.parseHex('0g'), null);
+  check('diff', diff.lineDiff('a\nb\nc', 'a\nx\nc').map((l) => l.op + l.text), [' a', '-b', '+x', ' c']);
+  check('diff of equal', diff.lineDiff('same', 'same').map((l) => l.op), [' ']);
+  check('diff too large', diff.lineDiff('a\n'.repeat(3000), 'b\n'.repeat(3000)), null);
+  done(failures);
+})().catch((e) => done([`threw: ${e}`]));
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_helpers_list_trees_and_diff_values() {
+    let Some(browser) = Browser::start("helpers").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let member = EtcdProcess::start(&dir.path().join("m"), &["--enable-ui"]).await;
+    browser.goto(&format!("{}/ui/", member.client_url)).await;
+    let failures = browser
+        .client
+        .execute_async(HELPERS_SCRIPT, vec![])
+        .await
+        .expect("run the helpers' checks");
+    assert_eq!(failures, json!([]), "the page's helpers");
+}
+
+/// Leases (TTL counting down, attached keys, revoke), users and roles, metrics charts, and the
+/// operations: compact, defragment, snapshot download (etcd's format: its SHA-256 trailer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_leases_users_metrics_and_runs_operations() {
+    let Some(browser) = Browser::start("operations").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let member = EtcdProcess::start(&dir.path().join("m"), &["--enable-ui"]).await;
+    let url = member.client_url.clone();
+    let mut client = member.client().await;
+    let lease = client
+        .lease
+        .lease_grant(LeaseGrantRequest { ttl: 600, id: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    client
+        .kv
+        .put(PutRequest {
+            key: b"/leased/key".to_vec(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .auth
+        .user_add(AuthUserAddRequest {
+            name: "alice".into(),
+            password: "pw".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .auth
+        .role_add(AuthRoleAddRequest { name: "app".into() })
+        .await
+        .unwrap();
+    client
+        .auth
+        .role_grant_permission(AuthRoleGrantPermissionRequest {
+            name: "app".into(),
+            perm: Some(Permission {
+                perm_type: PermType::Readwrite as i32,
+                key: b"/app/".to_vec(),
+                range_end: b"/app0".to_vec(),
+            }),
+        })
+        .await
+        .unwrap();
+    client
+        .auth
+        .user_grant_role(AuthUserGrantRoleRequest {
+            user: "alice".into(),
+            role: "app".into(),
+        })
+        .await
+        .unwrap();
+
+    // Leases: the TTL counts down from what the member said, the key is named.
+    browser.goto(&format!("{url}/ui/#/leases")).await;
+    let row = format!("#leases tr[data-lease='{lease:x}']");
+    browser.wait_text(&row, "/leased/key").await;
+    browser.wait_text(&row, "600 s").await;
+    browser
+        .wait(
+            "the TTL to count down",
+            &format!("/^59\\d s$/.test(document.querySelector(\"{row} .ttl\")?.textContent)"),
+        )
+        .await;
+    browser.shot("01-leases").await;
+    browser.click(&format!("{row} button")).await;
+    browser
+        .wait_text(
+            "#confirm .confirm-detail",
+            "Its 1 attached keys are deleted",
+        )
+        .await;
+    browser.click("#confirm-ok").await;
+    browser.wait_text("#leases-status", "revoked").await;
+    assert!(client.get("/leased/key").await.unwrap().kvs.is_empty());
+
+    // Users and roles.
+    browser.goto(&format!("{url}/ui/#/access")).await;
+    browser.wait_text("#users", "alice").await;
+    browser
+        .wait_text("#roles", "READWRITE /app/* (prefix)")
+        .await;
+
+    // Metrics: sampled by the page.
+    browser.goto(&format!("{url}/ui/#/metrics")).await;
+    browser.wait_text("#chart-db-size strong", "KiB").await;
+    // Writes while the page samples: the rate of committed proposals goes above zero.
+    let writer = {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                if client.put("/metrics-load", format!("{i}")).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    browser
+        .wait(
+            "a rate of committed proposals above zero",
+            "Number(document.querySelector('#chart-proposals-committed strong')?.textContent) > 0",
+        )
+        .await;
+    writer.abort();
+    browser.shot("02-metrics").await;
+
+    // Compact to the current revision: older revisions can no longer be read.
+    for i in 0..5 {
+        client.put("/app/k", format!("v{i}")).await.unwrap();
+    }
+    let revision = client.get("/app/k").await.unwrap().header.unwrap().revision;
+    browser.goto(&format!("{url}/ui/#/operations")).await;
+    browser
+        .type_into("#compact-revision", &revision.to_string())
+        .await;
+    browser.click("#compact-run").await;
+    browser
+        .wait_text(
+            "#confirm .confirm-detail",
+            &format!("before revision {revision}"),
+        )
+        .await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_text("#ops-status", &format!("Compacted to revision {revision}"))
+        .await;
+    let old = client
+        .kv
+        .range(RangeRequest {
+            key: b"/app/k".to_vec(),
+            revision: revision - 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("compacted");
+    assert!(old.message().contains("compacted"), "{old:?}");
+
+    // Defragment the member.
+    browser.click("#ops-defrag").await;
+    browser.click("#confirm-ok").await;
+    browser.wait_text("#ops-status", "Defragmented").await;
+
+    // A snapshot, saved by the browser, in etcd's format (SHA-256 of the db appended).
+    browser.click("#snapshot-download").await;
+    browser.wait_text("#ops-status", "downloaded").await;
+    browser.shot("03-operations").await;
+    let snapshot = wait_for_download(browser.downloads.path()).await;
+    let data = std::fs::read(&snapshot).unwrap();
+    assert!(data.len() > 32, "{}", data.len());
+    let (db, trailer) = data.split_at(data.len() - 32);
+    assert_eq!(
+        ring::digest::digest(&ring::digest::SHA256, db).as_ref(),
+        trailer,
+        "the snapshot's SHA-256 trailer"
+    );
+}
+
+/// The one finished file the browser downloads (not a `.crdownload` in progress).
+async fn wait_for_download(dir: &Path) -> PathBuf {
+    let deadline = Instant::now() + UI_TIMEOUT;
+    loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "db"))
+            .collect();
+        if let [file] = done.as_slice() {
+            return file.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no download in {}",
+            dir.display()
+        );
+        // The browser writes the file after the page saw it complete: poll the directory.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `etcd grpc-proxy start --enable-ui`: the same console in front of the proxy, its gateway
+/// calls going through the proxy's services and forwarding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_works_through_a_grpc_proxy() {
+    let Some(browser) = Browser::start("grpc-proxy").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let member = EtcdProcess::start(&dir.path().join("m"), &[]).await;
+    let mut client = member.client().await;
+    client.put("/via/proxy", "before").await.unwrap();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let endpoint = member.client_url.trim_start_matches("http://").to_string();
+    let _proxy = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args([
+                "grpc-proxy",
+                "start",
+                "--enable-ui",
+                "--endpoints",
+                &endpoint,
+            ])
+            .args(["--listen-addr", &listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn grpc-proxy"),
+    );
+    let proxy_url = format!("http://{listen}");
+    let deadline = Instant::now() + UI_TIMEOUT;
+    while TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "the proxy never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    browser.goto(&format!("{proxy_url}/ui/#/keys")).await;
+    browser.click_tree("/").await;
+    browser.click_tree("/via/").await;
+    browser.click_tree("/via/proxy").await;
+    browser.wait_text("#key-value-view", "before").await;
+    browser.click("#key-edit").await;
+    browser.type_into("#key-value", "after").await;
+    browser.click("#key-save").await;
+    browser.wait_text("#key-message", "Saved at revision").await;
+    assert_eq!(value_of(&mut client, "/via/proxy").await, "after");
+    // Maintenance is forwarded by the proxy to the member.
+    browser.goto(&format!("{proxy_url}/ui/#/operations")).await;
+    browser.click("#snapshot-download").await;
+    browser.wait_text("#ops-status", "downloaded").await;
+    browser.shot("01-through-proxy").await;
+}
+
+/// A child process stopped when the test ends, passing or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -35,5 +35,8 @@ mod watch;
 
 pub use config::{ServerConfig, TlsSettings};
 pub use error::ServerError;
+/// The JSON gateway over any in-process gRPC router of the v3 services (the grpc-proxy serves
+/// it over its own with `--enable-ui`).
+pub use gateway::router as json_gateway;
 pub use server::EtcdServer;
 pub use start::{RunningServer, start};

@@ -120,6 +120,10 @@ export function keysView(root) {
     } catch (e) {
       showBrowserError(e);
       if (!more) clear(dir.ul, h('li', { class: 'tree-error' }, errorText(e)));
+      if (dir === state.tree && e instanceof ApiError && e.permissionDenied) {
+        // A user allowed only some prefixes cannot list every key: the prefix view can.
+        dir.ul.appendChild(h('li', { class: 'muted' }, 'You may not read every key: list a prefix you may read with Prefix.'));
+      }
       return;
     }
     notice(browserNotice, 'info', '');
@@ -147,13 +151,28 @@ export function keysView(root) {
         h('li', { class: 'tree-more' }, h('button', { type: 'button', class: 'link', onclick: () => listInto(dir, true) }, 'more…')),
       );
     }
+    // A directory alone in its parent opens by itself (the usual "/" at the root).
+    if (!more && dir.children.size === 1) {
+      const only = [...dir.children.values()][0];
+      if (only.dir && !only.expanded && !only.collapsedByUser) {
+        only.expanded = true;
+        only.el.querySelector(':scope > .tree-toggle').textContent = '▾';
+        only.ul.hidden = false;
+      }
+    }
     // Children that were expanded are listed again too.
     for (const node of dir.children.values()) {
       if (node.dir && node.expanded) await listInto(node, false);
     }
   }
 
+  /// A node's list item, made once and kept while the node is listed: a refresh moves the
+  /// same elements, so nothing the user is about to click goes away under the pointer.
   function renderNode(node, parentKey) {
+    if (node.el) {
+      if (!node.dir) node.el.classList.toggle('selected', !!state.current && equal(state.current.key, node.key));
+      return node.el;
+    }
     const name = display(node.key.slice(parentKey.length)) || '(this key)';
     if (!node.dir) {
       node.el = h(
@@ -169,6 +188,7 @@ export function keysView(root) {
     const label = h('button', { type: 'button', class: 'tree-label tree-dir' }, name);
     const flip = async () => {
       node.expanded = !node.expanded;
+      node.collapsedByUser = !node.expanded;
       toggle.textContent = node.expanded ? '▾' : '▸';
       node.ul.hidden = !node.expanded;
       if (node.expanded) await listInto(node, false);

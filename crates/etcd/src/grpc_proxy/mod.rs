@@ -61,6 +61,7 @@ const BOOL_FLAGS: &[&str] = &[
     "auto-tls",
     "debug",
     "enable-pprof",
+    "enable-ui",
     "experimental-serializable-ordering",
     "insecure-discovery",
     "insecure-skip-tls-verify",
@@ -94,6 +95,8 @@ struct Options {
     max_send_bytes: usize,
     max_recv_bytes: usize,
     max_concurrent_streams: u32,
+    /// `--enable-ui` (ours): the web console and the JSON gateway it talks to.
+    enable_ui: bool,
 }
 
 impl Default for Options {
@@ -123,6 +126,7 @@ impl Default for Options {
             max_send_bytes: DEFAULT_MAX_SEND_BYTES,
             max_recv_bytes: i32::MAX as usize,
             max_concurrent_streams: u32::MAX,
+            enable_ui: false,
         }
     }
 }
@@ -156,6 +160,7 @@ fn parse(args: &[String]) -> Result<(Vec<String>, Options), String> {
             "insecure-skip-tls-verify" => opts.insecure_skip_verify = flag_bool(value.as_deref()),
             "insecure-discovery" => opts.insecure_discovery = flag_bool(value.as_deref()),
             "auto-tls" => opts.auto_tls = flag_bool(value.as_deref()),
+            "enable-ui" => opts.enable_ui = flag_bool(value.as_deref()),
             // The proxy logs its start and its failures; there is nothing more to say at
             // debug level.
             "debug" => {}
@@ -405,8 +410,20 @@ fn router(opts: &Options, upstream: Arc<Upstream>, metrics: Arc<ProxyMetrics>) -
         .add_service(LockServer::new(lock))
         .add_service(ElectionServer::new(election))
         .into_axum_router();
-    grpc.merge(http_routes(upstream.clone(), metrics))
-        .fallback(move |request: Request| forward(upstream.clone(), request))
+    let services = grpc
+        .merge(http_routes(upstream.clone(), metrics))
+        .fallback(move |request: Request| forward(upstream.clone(), request));
+    if !opts.enable_ui {
+        return services;
+    }
+    // The console's gateway calls go through the proxy's own services (its cache, its
+    // coalesced watches) and its forwarding, as a gRPC client's would.
+    let gateway = etcd_server::json_gateway(
+        services.clone(),
+        opts.max_concurrent_streams,
+        opts.max_recv_bytes,
+    );
+    services.merge(gateway).merge(etcd_console::router())
 }
 
 /// `/health`, `/metrics` and `/proxy/metrics`.

@@ -426,6 +426,31 @@ async fn console_logs_in_browses_edits_and_watches() {
     browser.wait_text("#key-message", "Deleted 100 keys").await;
     assert!(root.get_prefix("/app/dir05/").await.unwrap().kvs.is_empty());
 
+    // 2,000 changes within a second or two: live updates give way to polling, which still
+    // shows the tree as it is.
+    browser.wait_text("#keys-live", "live").await;
+    for (from, to) in [("/app/dir1", "/app/dir2"), ("/app/dir2", "/app/dir3")] {
+        let deleted = root
+            .kv
+            .delete_range(DeleteRangeRequest {
+                key: from.into(),
+                range_end: to.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted;
+        assert_eq!(deleted, 1000, "{from}");
+    }
+    browser.wait_text("#keys-live", "every 5 s").await;
+    browser
+        .wait(
+            "the tree to lose the deleted directories",
+            "!document.querySelector(\"li.tree-node[data-key='/app/dir15/']\")",
+        )
+        .await;
+
     // Alice may read /app/ only: /secret/ shows "permission denied" and none of its keys.
     browser.click("#logout").await;
     browser.goto(&format!("{url}/ui/#/keys")).await;
@@ -440,6 +465,8 @@ async fn console_logs_in_browses_edits_and_watches() {
         "no key of /secret/ may show"
     );
     browser.shot("06-permission-denied").await;
+    // She may not watch every key either: the page polls instead.
+    browser.wait_text("#keys-live", "every 5 s").await;
     browser.type_into("#keys-flat-prefix", "/app/dir01/").await;
     browser.click("#keys-flat form button[type=submit]").await;
     browser.wait_text("#keys-flat-count", "100 keys").await;

@@ -15,6 +15,10 @@ import { showHistory } from './history.js';
 const TREE_PAGE = 100;
 /// Keys per page of the flat listing.
 const FLAT_PAGE = 100;
+/// Changes per window past which live updates give way to polling.
+const BUSY_EVENTS = 1000;
+const BUSY_WINDOW_MS = 2000;
+const POLL_MS = 5000;
 /// Values larger than this are shown cut, with their size.
 const SHOW_BYTES_MAX = 256 * 1024;
 
@@ -47,6 +51,7 @@ export function keysView(root) {
   const separatorInput = h('input', { id: 'keys-separator', type: 'text', value: '/', maxlength: '1', size: '2', title: 'tree separator (one byte)' });
   const modeTree = h('button', { type: 'button', id: 'keys-mode-tree', class: 'toggle active' }, 'Tree');
   const modeFlat = h('button', { type: 'button', id: 'keys-mode-flat', class: 'toggle' }, 'Prefix');
+  const liveBadge = h('span', { id: 'keys-live', class: 'live muted' });
   const detail = h('div', { id: 'key-detail', class: 'key-detail' }, h('p', { class: 'muted' }, 'Select a key, or create one.'));
 
   clear(
@@ -58,7 +63,7 @@ export function keysView(root) {
         'aside',
         { class: 'keys-browser panel' },
         h('div', { class: 'toolbar' }, modeTree, modeFlat, h('label', { class: 'sep' }, 'separator ', separatorInput),
-          h('button', { type: 'button', id: 'key-new', class: 'primary', onclick: () => showCreate() }, '+ New key')),
+          h('button', { type: 'button', id: 'key-new', class: 'primary', onclick: () => showCreate() }, '+ New key'), liveBadge),
         browserNotice,
         treeBox,
         flatBox,
@@ -495,7 +500,7 @@ export function keysView(root) {
     try {
       const answer = await api.call('/kv/deleterange', { key: b64(prefix), range_end: b64(end) });
       notice(status, 'ok', `Deleted ${Number(answer.deleted || 0).toLocaleString()} keys at revision ${answer.header.revision}.`);
-      scheduleRefresh([prefix]);
+      scheduleRefresh([prefix], true);
     } catch (e) {
       notice(status, 'error', errorText(e));
     }
@@ -503,15 +508,20 @@ export function keysView(root) {
 
   // ---- Live updates ----
 
-  function scheduleRefresh(keys) {
+  /// Refreshes, once per burst of changes, the key shown and (when a key appeared or went)
+  /// the tree's open directories. A value change alone leaves the tree as it is.
+  function scheduleRefresh(keys, structural) {
     state.pendingKeys.push(...keys);
     if (state.pendingKeys.length > 1000) state.pendingKeys = state.pendingKeys.slice(-1000);
+    state.pendingStructural = state.pendingStructural || structural;
     if (state.refreshTimer) return;
     state.refreshTimer = setTimeout(async () => {
       const keys = state.pendingKeys;
+      const structural = state.pendingStructural;
       state.pendingKeys = [];
+      state.pendingStructural = false;
       state.refreshTimer = null;
-      if (state.mode === 'tree') await refreshTree();
+      if (state.mode === 'tree' && structural) await refreshTree();
       const current = state.current;
       if (current && !current.editing && keys.some((k) => equal(k, current.key))) await renderKey();
       else if (current && current.editing && keys.some((k) => equal(k, current.key))) {
@@ -524,22 +534,59 @@ export function keysView(root) {
     }, 300);
   }
 
-  /// Watches every key (from the next revision) and refreshes what shows a changed key.
+  function showLive(text, title) {
+    liveBadge.textContent = text;
+    liveBadge.title = title;
+  }
+
+  /// Watches every key (from the next revision) and refreshes what shows a changed key. A
+  /// user who may not watch every key, or a cluster changing faster than a page should
+  /// follow (every value of every change comes down the watch), gets polling instead.
   async function liveLoop() {
     const controller = new AbortController();
     state.watch = controller;
     const all = new Uint8Array([0]);
+    let windowStart = Date.now();
+    let windowEvents = 0;
     while (!controller.signal.aborted) {
       try {
+        showLive('● live', 'The tree and the key shown follow changes as they happen.');
         for await (const result of api.stream('/watch', { create_request: { key: b64(all), range_end: b64(all) } }, { signal: controller.signal })) {
-          const keys = (result.events || []).map((e) => fromBase64(e.kv?.key));
-          if (keys.length) scheduleRefresh(keys);
+          if (result.canceled) {
+            // etcd refuses a watch the user may not make by cancelling it, not by an error.
+            if (/permission denied/.test(result.cancel_reason || '')) return pollLoop(controller, 'this user may not watch every key');
+            break;
+          }
+          const events = result.events || [];
+          if (Date.now() - windowStart > BUSY_WINDOW_MS) {
+            windowStart = Date.now();
+            windowEvents = 0;
+          }
+          windowEvents += events.length;
+          if (windowEvents > BUSY_EVENTS) {
+            return pollLoop(controller, `more than ${BUSY_EVENTS} changes in ${BUSY_WINDOW_MS / 1000} s`);
+          }
+          const keys = events.map((e) => fromBase64(e.kv?.key));
+          const structural = events.some((e) => e.type === 'DELETE' || e.type === 1 || String(e.kv?.version) === '1');
+          if (keys.length) scheduleRefresh(keys, structural);
         }
       } catch (e) {
         if (controller.signal.aborted) return;
+        if (e instanceof ApiError && e.permissionDenied) return pollLoop(controller, 'this user may not watch every key');
       }
       // The stream ended (member restarting, token expired): try again shortly.
+      showLive('○ reconnecting', 'The watch for live updates ended; it is started again.');
       await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+
+  async function pollLoop(controller, why) {
+    showLive(`↻ every ${POLL_MS / 1000} s`, `Live updates are off (${why}): the tree and the key shown are read again every ${POLL_MS / 1000} s.`);
+    controller.abort();
+    while (state.watch === controller) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      if (state.watch !== controller) return;
+      if (!document.hidden && !root.hidden) scheduleRefresh(state.current ? [state.current.key] : [], true);
     }
   }
 
@@ -551,6 +598,7 @@ export function keysView(root) {
     async reset() {
       state.watch?.abort();
       state.watch = null;
+      showLive('', '');
       state.tree = null;
       state.current = null;
       clear(detail, h('p', { class: 'muted' }, 'Select a key, or create one.'));

@@ -20,8 +20,9 @@ pub use auth::{Credentials, TokenInterceptor, TokenSlot, needs_new_token};
 pub use channel::{ConnectOptions, connect_channel, lazy_channel};
 use etcd_api::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
-    lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
+    RangeStreamResponse, auth_client::AuthClient, cluster_client::ClusterClient,
+    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+    watch_client::WatchClient,
 };
 use etcd_api::v3electionpb::election_client::ElectionClient;
 use etcd_api::v3lockpb::lock_client::LockClient;
@@ -189,6 +190,22 @@ impl Client {
         retry_once!(self, kv.range(req))
     }
 
+    /// `req` through `KV.RangeStream` (etcd 3.7), its chunks merged into the one answer
+    /// Range gives (etcd's `GetStreamToGetResponse`): a member holds a chunk at a time, not
+    /// the whole answer.
+    pub async fn range_streamed(
+        &mut self,
+        req: RangeRequest,
+    ) -> Result<RangeResponse, ClientError> {
+        let result: Result<_, ClientError> = retry_once!(self, kv.range_stream(req));
+        let mut chunks: tonic::Streaming<RangeStreamResponse> = result?;
+        let mut merged = RangeResponse::default();
+        while let Some(chunk) = chunks.message().await? {
+            merge_range_chunk(&mut merged, chunk.range_response.unwrap_or_default());
+        }
+        Ok(merged)
+    }
+
     pub async fn delete(
         &mut self,
         key: impl Into<Vec<u8>>,
@@ -198,6 +215,19 @@ impl Client {
             ..Default::default()
         };
         retry_once!(self, kv.delete_range(req))
+    }
+}
+
+/// proto.Merge of one RangeStream chunk into the answer so far: keys appended, the header,
+/// `more` and `count` taken when set (the last chunk sets them).
+pub fn merge_range_chunk(into: &mut RangeResponse, chunk: RangeResponse) {
+    into.kvs.extend(chunk.kvs);
+    if chunk.header.is_some() {
+        into.header = chunk.header;
+    }
+    into.more |= chunk.more;
+    if chunk.count != 0 {
+        into.count = chunk.count;
     }
 }
 

@@ -8,9 +8,11 @@ use etcd_api::etcdserverpb::kv_client::KvClient;
 use etcd_api::etcdserverpb::kv_server::Kv;
 use etcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, TxnRequest, TxnResponse,
-    request_op, response_op,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, RequestOp, ResponseOp,
+    TxnRequest, TxnResponse, request_op, response_op,
 };
+use tokio_stream::StreamExt;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::cache::{Lookup, RangeCache};
@@ -116,6 +118,31 @@ impl Kv for KvProxy {
         }
         self.metrics.cache_keys.set(cache.len() as i64);
         Ok(Response::new(answer))
+    }
+
+    /// Forwarded chunk for chunk (never cached: a streamed range is a large one), the
+    /// namespace stripped from each chunk's keys.
+    async fn range_stream(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<BoxStream<RangeStreamResponse>>, Status> {
+        let (metadata, _, range) = request.into_parts();
+        let upstream_range = self.namespace.range_request(range)?;
+        let result = upstream_call!(
+            self.upstream,
+            KvClient,
+            range_stream(outgoing(&metadata, upstream_range))
+        );
+        let namespace = self.namespace.clone();
+        let chunks = result?.into_inner().map(move |chunk| {
+            chunk.map(|mut chunk| {
+                if let Some(range) = &mut chunk.range_response {
+                    namespace.range_response(range);
+                }
+                chunk
+            })
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use etcd_api::etcdserverpb::kv_server::Kv;
 use etcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse, request_op,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, RequestOp, TxnRequest,
+    TxnResponse, request_op,
 };
 use etcd_api::internalpb::internal_request::Request;
+use tonic::codegen::BoxStream;
 use tonic::{Response, Status};
 
-use super::{access, check_quota, validate};
+use super::{access, check_quota, range_stream, validate};
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
@@ -48,6 +50,25 @@ impl Kv for KvService {
             .map_or_else(|| self.server.store.current_revision(), |h| h.revision);
         resp.header = self.server.header(read_at);
         Ok(Response::new(resp))
+    }
+
+    async fn range_stream(
+        &self,
+        request: tonic::Request<RangeRequest>,
+    ) -> Result<Response<BoxStream<RangeStreamResponse>>, Status> {
+        let caller = access::caller(&self.server, &(&request).into())?;
+        let req = request.into_inner();
+        validate::check_range(&req)?;
+        range_stream::check(&req)?;
+        if !req.serializable {
+            self.server.linearizable_barrier().await?;
+        }
+        access::check(&self.server, &caller, |a| a.range(&req))?;
+        self.server.metrics.range_total.inc();
+        let chunks = range_stream::start(self.server.clone(), caller, req);
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(chunks),
+        )))
     }
 
     async fn put(

@@ -9,6 +9,7 @@ mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod range_stream;
 mod transport_errors;
 pub mod validate;
 mod watch;

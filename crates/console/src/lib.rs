@@ -66,7 +66,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src *; img-sr
 /// `/ui` and everything under it.
 pub fn router() -> Router {
     Router::new()
-        .route(MOUNT, get(|| async { Redirect::permanent("/ui/") }))
+        // Temporary: a browser must not remember it once the console is switched off.
+        .route(MOUNT, get(|| async { Redirect::temporary("/ui/") }))
         .route("/ui/", get(|| async { serve("index.html") }))
         .route(
             "/ui/{*path}",
@@ -82,7 +83,10 @@ fn serve(path: &str) -> Response {
     let Some(asset) = find(path) else {
         return (
             StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
             "404 page not found\n",
         )
             .into_response();

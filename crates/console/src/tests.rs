@@ -28,7 +28,7 @@ async fn the_index_is_served_at_the_mount_with_its_policy() {
 #[tokio::test]
 async fn the_bare_mount_redirects_to_the_index() {
     let response = get_path("/ui").await;
-    assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(response.headers()[header::LOCATION], "/ui/");
 }
 

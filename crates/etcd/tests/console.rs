@@ -9,6 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +49,10 @@ impl Browser {
             return None;
         }
         let port = common::free_port();
+        // Its own process group, so that a failed test can stop chromedriver and the
+        // browsers it started in one signal.
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -214,8 +218,19 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Ends the WebDriver session: chromedriver stops its browser.
+    async fn finish(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The browser too, when the test failed before `finish`.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -473,6 +488,7 @@ async fn console_logs_in_browses_edits_and_watches() {
     browser
         .wait_text("#keys-flat-list", "/app/dir01/key0100")
         .await;
+    browser.finish().await;
 }
 
 /// The cluster view marks the leader, and "Make leader" moves it (a confirmation first).
@@ -531,6 +547,7 @@ async fn console_shows_members_and_moves_the_leader() {
     browser.shot("02-leader-moved").await;
     let now = cluster.status(target).await.unwrap();
     assert_eq!(now.leader, target_id, "the member the page chose leads");
+    browser.finish().await;
 }
 
 /// A plain HTTP/1.1 request: status and body.
@@ -688,6 +705,7 @@ async fn console_helpers_list_trees_and_diff_values() {
         .await
         .expect("run the helpers' checks");
     assert_eq!(failures, json!([]), "the page's helpers");
+    browser.finish().await;
 }
 
 /// Leases (TTL counting down, attached keys, revoke), users and roles, metrics charts, and the
@@ -855,6 +873,7 @@ async fn console_shows_leases_users_metrics_and_runs_operations() {
         trailer,
         "the snapshot's SHA-256 trailer"
     );
+    browser.finish().await;
 }
 
 /// The one finished file the browser downloads (not a `.crdownload` in progress).
@@ -929,6 +948,7 @@ async fn console_works_through_a_grpc_proxy() {
     browser.click("#snapshot-download").await;
     browser.wait_text("#ops-status", "downloaded").await;
     browser.shot("01-through-proxy").await;
+    browser.finish().await;
 }
 
 /// A child process stopped when the test ends, passing or not.

@@ -96,7 +96,7 @@ class Gateway {
 
   /// A streaming call (watch, snapshot): yields each `result` as it arrives; an `error` line
   /// is thrown. Stops when `signal` aborts.
-  async *stream(path, body = {}, { base = '', signal } = {}) {
+  async *stream(path, body = {}, { base = '', signal, retried = false } = {}) {
     const response = await fetch(`${base}/v3${path}`, {
       method: 'POST',
       headers: this.headers(),
@@ -112,12 +112,17 @@ class Gateway {
         message = json.message || (json.error && json.error.message) || json.error || text;
       } catch {}
       const error = new ApiError(message, 0, response.status);
+      if (error.authRequired && !retried && (await this.renew())) {
+        yield* this.stream(path, body, { base, signal, retried: true });
+        return;
+      }
       if (error.authRequired) this.emit('login-required');
       throw error;
     }
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let pending = '';
+    let yielded = false;
     try {
       for (;;) {
         const { value, done } = await reader.read();
@@ -131,9 +136,14 @@ class Gateway {
           const json = JSON.parse(line);
           if (json.error) {
             const error = new ApiError(json.error.message || String(json.error), json.error.grpc_code, json.error.http_code);
+            if (error.authRequired && !yielded && !retried && (await this.renew())) {
+              yield* this.stream(path, body, { base, signal, retried: true });
+              return;
+            }
             if (error.authRequired) this.emit('login-required');
             throw error;
           }
+          yielded = true;
           yield json.result || {};
         }
       }
@@ -143,13 +153,19 @@ class Gateway {
   }
 
   async login(user, password) {
+    await this.authenticate(user, password);
+    this.emit('login-changed');
+  }
+
+  /// A token for `user`, kept for the next calls. Only a user change (login, logout) resets
+  /// the views; a renewed token for the same user changes nothing they show.
+  async authenticate(user, password) {
     const answer = await this.call('/auth/authenticate', { name: user, password }, { retried: true });
     this.token = answer.token || '';
     this.user = user;
     this.password = password;
     sessionStorage.setItem(TOKEN_KEY, this.token);
     sessionStorage.setItem(USER_KEY, user);
-    this.emit('login-changed');
   }
 
   logout() {
@@ -161,15 +177,16 @@ class Gateway {
     this.emit('login-changed');
   }
 
-  /// A new token for the user who logged in, when the password is still in memory.
-  async renew() {
-    if (!this.user || this.password === null) return false;
-    try {
-      await this.login(this.user, this.password);
-      return true;
-    } catch {
-      return false;
+  /// A new token for the user who logged in, when the password is still in memory. Calls
+  /// that find the token stale together share one Authenticate (a write through Raft).
+  renew() {
+    if (!this.user || this.password === null) return Promise.resolve(false);
+    if (!this.renewing) {
+      this.renewing = this.authenticate(this.user, this.password)
+        .then(() => true, () => false)
+        .finally(() => setTimeout(() => { this.renewing = null; }, 1000));
     }
+    return this.renewing;
   }
 
   // The calls the views share.

@@ -1,78 +1,60 @@
-// A key's history: every put and delete of it in revisions not yet compacted, read with a
-// watch from the oldest revision still kept (a watch from before the compaction is cancelled
-// naming it, and asked again from there), and a line diff between any two versions.
+// A key's history: its versions since it was last created, read newest first with a range at
+// the revision before each version's (one cheap read per version, never a scan of the
+// history), back to its creation, the compaction point or MAX_VERSIONS; and a line diff
+// between any two versions.
 
-import { api, b64 } from './api.js';
+import { api, b64, ApiError } from './api.js';
 import { fromBase64, toText, display } from './bytes.js';
 import { h, clear, notice, errorText } from './dom.js';
 import { lineDiff } from './diff.js';
 
-/// Versions kept in the page at most (the newest); older ones are counted, not shown.
-export const MAX_VERSIONS = 500;
-/// How long the history waits for the watch to deliver the newest version.
-const HISTORY_TIMEOUT_MS = 10_000;
+/// Versions read at most (one range each).
+export const MAX_VERSIONS = 100;
 
-/// Every event of `key` from `fromRevision` up to `untilRevision` (the key's current mod
-/// revision): `{versions, dropped, compactRevision}`.
-export async function readHistory(key, untilRevision) {
-  let from = 1;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), HISTORY_TIMEOUT_MS);
-    const versions = [];
-    let dropped = 0;
-    let compacted = null;
+/// The versions of `key` from `latest` (its current kv) back: `{versions (oldest first),
+/// compacted, truncated}`.
+export async function readHistory(key, latest) {
+  const versions = [toVersion(latest)];
+  const created = Number(latest.create_revision || 0);
+  let mod = Number(latest.mod_revision || 0);
+  let compacted = false;
+  while (versions.length < MAX_VERSIONS && mod - 1 >= created) {
+    let answer;
     try {
-      for await (const result of api.stream(
-        '/watch',
-        { create_request: { key: b64(key), start_revision: String(from) } },
-        { signal: controller.signal },
-      )) {
-        if (result.canceled && result.compact_revision && Number(result.compact_revision) > 0) {
-          compacted = Number(result.compact_revision);
-          break;
-        }
-        for (const event of result.events || []) {
-          versions.push(toVersion(event));
-          if (versions.length > MAX_VERSIONS) {
-            versions.shift();
-            dropped++;
-          }
-        }
-        const last = versions[versions.length - 1];
-        if (last && last.modRevision >= untilRevision) return { versions, dropped, compactRevision: from > 1 ? from : null };
-      }
+      answer = await api.range({ key: b64(key), revision: String(mod - 1) });
     } catch (e) {
-      if (e.name !== 'AbortError') throw e;
-      return { versions, dropped, compactRevision: from > 1 ? from : null, incomplete: true };
-    } finally {
-      clearTimeout(timer);
-      controller.abort();
+      if (e instanceof ApiError && e.compacted) {
+        compacted = true;
+        break;
+      }
+      throw e;
     }
-    if (compacted === null) return { versions, dropped, compactRevision: from > 1 ? from : null, incomplete: true };
-    from = compacted;
+    const kv = (answer.kvs || [])[0];
+    if (!kv || Number(kv.create_revision) !== created) break;
+    versions.push(toVersion(kv));
+    mod = Number(kv.mod_revision);
   }
-  throw new Error('the history moved while it was read; try again');
+  const truncated = !compacted && versions.length >= MAX_VERSIONS && mod - 1 >= created;
+  return { versions: versions.reverse(), compacted, truncated, created };
 }
 
-function toVersion(event) {
-  const kv = event.kv || {};
+function toVersion(kv) {
   return {
-    deleted: event.type === 'DELETE' || event.type === 1,
+    deleted: false,
     modRevision: Number(kv.mod_revision || 0),
     createRevision: Number(kv.create_revision || 0),
     version: Number(kv.version || 0),
-    value: fromBase64(kv.value),
+    value: kv.valueBytes || fromBase64(kv.value),
   };
 }
 
-/// The history panel for `key`, at most up to `untilRevision`.
-export async function showHistory(container, key, untilRevision) {
+/// The history panel for `key`, whose current kv is `latest`.
+export async function showHistory(container, key, latest) {
   const message = h('p', { class: 'notice', hidden: true });
   clear(container, h('h3', {}, 'History'), h('p', { class: 'muted' }, 'Loading…'));
   let history;
   try {
-    history = await readHistory(key, untilRevision);
+    history = await readHistory(key, latest);
   } catch (e) {
     clear(container, h('h3', {}, 'History'), message);
     notice(message, 'error', errorText(e));
@@ -105,9 +87,9 @@ export async function showHistory(container, key, untilRevision) {
   };
   table.addEventListener('change', showDiff);
   const notes = [];
-  if (history.compactRevision) notes.push(`Revisions before ${history.compactRevision} are compacted.`);
-  if (history.dropped) notes.push(`${history.dropped} older versions not shown.`);
-  if (history.incomplete) notes.push('The history may be incomplete (the watch did not reach the current version in time).');
+  notes.push(`Versions since the key was created at revision ${history.created}.`);
+  if (history.compacted) notes.push('Older versions are compacted.');
+  if (history.truncated) notes.push(`Only the newest ${MAX_VERSIONS} are shown.`);
   clear(container, h('h3', {}, `History (${versions.length} versions)`), notes.length ? h('p', { class: 'muted' }, notes.join(' ')) : null, table, diffOut);
   if (versions.length > 0) showDiff();
 }

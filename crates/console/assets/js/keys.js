@@ -274,16 +274,20 @@ export function keysView(root) {
 
   async function renderKey(message) {
     const current = state.current;
+    if (!current) return;
+    current.editing = false;
     const title = h('h2', { class: 'key-title', id: 'key-title' }, display(current.key));
     const status = h('p', { id: 'key-message', class: 'notice', hidden: true });
     let kv;
     try {
       kv = await readKey(current.key);
     } catch (e) {
+      if (state.current !== current) return; // another key was opened meanwhile
       clear(detail, title, status);
       notice(status, 'error', e instanceof ApiError && e.permissionDenied ? `permission denied: ${e.message}` : errorText(e));
       return;
     }
+    if (state.current !== current) return; // another key was opened meanwhile
     current.kv = kv;
     if (!kv) {
       clear(detail, title, h('p', { class: 'muted' }, 'This key does not exist (deleted, or never written).'), status);
@@ -308,7 +312,7 @@ export function keysView(root) {
       { class: 'toolbar' },
       h('button', { type: 'button', id: 'key-edit', class: 'primary', onclick: () => showEdit() }, 'Edit'),
       h('button', { type: 'button', id: 'key-delete', class: 'danger', onclick: () => deleteKey() }, 'Delete'),
-      h('button', { type: 'button', id: 'key-history-button', onclick: () => showHistory(history, current.key, Number(kv.mod_revision)) }, 'History'),
+      h('button', { type: 'button', id: 'key-history-button', onclick: () => showHistory(history, current.key, kv) }, 'History'),
       h('button', { type: 'button', id: 'key-reload', onclick: () => renderKey() }, 'Reload'),
     );
     clear(detail, title, meta, h('div', { class: 'toolbar' }, modes), renderValue(kv.valueBytes, current.valueMode), actions, status, history);
@@ -330,7 +334,8 @@ export function keysView(root) {
         return h('div', {}, h('p', { class: 'notice notice-error', id: 'key-json-error' }, `Not valid JSON: ${e.message}`), h('pre', { id: 'key-value-view', class: 'value' }, text));
       }
     }
-    return h('div', {}, h('pre', { id: 'key-value-view', class: 'value' }, toText(shown) ?? text), cut);
+    // The cut may fall inside a character: decode the shown part leniently.
+    return h('div', {}, h('pre', { id: 'key-value-view', class: 'value' }, shown === bytes ? text : new TextDecoder().decode(shown)), cut);
   }
 
   /// The editor: the value as text (or hex pairs for a binary value, or in hex mode), saved
@@ -381,6 +386,7 @@ export function keysView(root) {
         if (!now) {
           notice(status, 'error', 'Conflict: the key was deleted since you opened it. Your text is kept; save again to create it.');
           kv.mod_revision = '0';
+          kv.lease = '0'; // nothing to keep: a put of a deleted key with ignore_lease fails
         } else {
           notice(
             status,
@@ -472,14 +478,14 @@ export function keysView(root) {
       h(
         'div',
         { class: 'toolbar' },
-        h('button', { type: 'button', onclick: () => showCreate(display(prefix)) }, '+ New key here'),
+        h('button', { type: 'button', onclick: () => showCreate(toText(prefix) ?? '') }, '+ New key here'),
         h('button', { type: 'button', id: 'dir-delete', class: 'danger', onclick: () => deletePrefix(prefix, status) }, 'Delete prefix…'),
       ),
       status,
     );
     try {
       const answer = await api.range({ key: b64(prefix), range_end: b64(prefixEnd(prefix)), count_only: true });
-      count.textContent = Number(answer.count || 0).toLocaleString();
+      count.textContent = Number(answer.count || 0).toLocaleString(); // a detached node if the user moved on
     } catch (e) {
       count.textContent = '?';
       notice(status, 'error', errorText(e));
@@ -516,11 +522,33 @@ export function keysView(root) {
     state.pendingStructural = state.pendingStructural || structural;
     if (state.refreshTimer) return;
     state.refreshTimer = setTimeout(async () => {
+      // One refresh at a time: changes arriving meanwhile wait for the next one, so listings
+      // never overlap or land out of order.
+      if (state.refreshing) {
+        state.refreshTimer = null;
+        state.refreshAgain = true;
+        return;
+      }
       const keys = state.pendingKeys;
       const structural = state.pendingStructural;
       state.pendingKeys = [];
       state.pendingStructural = false;
-      state.refreshTimer = null;
+      state.refreshing = true;
+      try {
+        await refreshOnce(keys, structural);
+      } finally {
+        state.refreshing = false;
+        state.refreshTimer = null;
+        if (state.refreshAgain) {
+          state.refreshAgain = false;
+          scheduleRefresh([], false);
+        }
+      }
+    }, 300);
+  }
+
+  async function refreshOnce(keys, structural) {
+    {
       if (state.mode === 'tree' && structural) await refreshTree();
       const current = state.current;
       if (current && !current.editing && keys.some((k) => equal(k, current.key))) await renderKey();
@@ -531,7 +559,7 @@ export function keysView(root) {
           base.appendChild(h('span', { class: 'warn' }, ' The key has changed since; saving will show the conflict.'));
         }
       }
-    }, 300);
+    }
   }
 
   function showLive(text, title) {
@@ -577,6 +605,8 @@ export function keysView(root) {
       // The stream ended (member restarting, token expired): try again shortly.
       showLive('○ reconnecting', 'The watch for live updates ended; it is started again.');
       await new Promise((r) => setTimeout(r, 2000));
+      // Changes made while the watch was down are read, not watched.
+      scheduleRefresh(state.current ? [state.current.key] : [], true);
     }
   }
 

@@ -170,7 +170,7 @@ Clustering:
   --enable-v2 'false'
     Accept etcd V2 client requests.
   --enable-ui 'false'
-    Serve the web console under /ui/ on the client and metrics URLs.
+    Serve the web console under /ui/ on the client and metrics URLs (on the metrics URLs together with the JSON gateway it uses, under the same auth).
 
 Security:
   --cert-file ''

@@ -301,3 +301,40 @@ async fn streams_refuse_what_etcd_refuses() {
         .unwrap();
     assert_eq!(allowed.count, 0);
 }
+
+/// Large plain ranges take a share of the member's read budget (256 MiB) and give it back
+/// once sent, or once the client has gone: 120 answers of 3 MiB, a third of them abandoned
+/// midway, would exhaust a budget that leaked and hang the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_ranges_give_their_read_budget_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = EtcdProcess::start(&dir.path().join("m"), &[]).await;
+    let mut client = member.client().await;
+    for i in 0..48 {
+        client
+            .put(format!("big/{i:02}"), vec![b'v'; 64 << 10])
+            .await
+            .unwrap();
+    }
+    let req = RangeRequest {
+        key: b"big/".to_vec(),
+        range_end: prefix_end(b"big/"),
+        ..Default::default()
+    };
+    for round in 0..120 {
+        let call = client.kv.range(req.clone());
+        if round % 3 == 0 {
+            // Abandoned: the answer may be read, being sent, or not started.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(2), call).await;
+            continue;
+        }
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(30), call)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("round {round}: the range waited for budget never given back")
+            })
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.kvs.len(), 48);
+    }
+}

@@ -89,6 +89,38 @@ pub(crate) fn plan(
     })
 }
 
+/// Records read to estimate an answer's size.
+const ESTIMATE_SAMPLES: usize = 32;
+
+/// About how many bytes the planned answer takes: the mean encoded size of up to
+/// `ESTIMATE_SAMPLES` records spread over the plan, times the number of records.
+pub(crate) fn estimate_bytes<T>(
+    table: &T,
+    req: &RangeRequest,
+    plan: &RangePlan,
+) -> Result<u64, MvccError>
+where
+    T: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    let records = plan.revs.len();
+    if records == 0 {
+        return Ok(0);
+    }
+    let step = records.div_ceil(ESTIMATE_SAMPLES).max(1);
+    let (mut sampled_bytes, mut sampled) = (0u64, 0u64);
+    for rev in plan.revs.iter().step_by(step) {
+        let kv = read_kv(table, *rev)?;
+        let bytes = if req.keys_only {
+            kv.key.len() + 16
+        } else {
+            prost::Message::encoded_len(&kv)
+        };
+        sampled_bytes += bytes as u64;
+        sampled += 1;
+    }
+    Ok(sampled_bytes / sampled * records as u64)
+}
+
 /// Reads the planned records from `table` and shapes the response.
 pub(crate) fn finish<T>(
     table: &T,

@@ -360,6 +360,20 @@ impl Store {
         range::finish(&table, req, plan)
     }
 
+    /// About how many bytes `req`'s answer would take (its planned records, their sizes
+    /// sampled), read before the answer is: large answers wait for their turn (the server's
+    /// read budget). 0 for count-only ranges.
+    pub fn range_estimate(&self, req: &RangeRequest) -> Result<u64, MvccError> {
+        if req.count_only {
+            return Ok(0);
+        }
+        let (plan, rtxn) = self
+            .inner
+            .snapshot(|st| range::plan(&st.index, req, st.current_rev, st.compact_rev))?;
+        let table = rtxn.open_table(KEY_TABLE)?;
+        range::estimate_bytes(&table, req, &plan)
+    }
+
     /// A transaction that only reads ([`crate::txn_reads_only`]), at the published revision,
     /// with the answer the apply batch would give it: etcd serves such transactions like
     /// ranges, without a log entry. A transaction that writes is refused with `NotReadOnly`.

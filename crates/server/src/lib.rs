@@ -22,6 +22,7 @@ mod peer;
 pub mod peer_stats;
 mod probes;
 pub mod raft;
+pub mod read_budget;
 mod refusal;
 mod serve;
 pub mod server;

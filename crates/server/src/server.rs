@@ -43,6 +43,8 @@ pub struct EtcdServer {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The v2 store (`--enable-v2`; kept, and applied, either way: the log may hold v2 writes).
     pub(crate) v2: Arc<crate::v2::V2>,
+    /// How many large Range answers may be in memory at once (`read_budget.rs`).
+    pub(crate) read_budget: crate::read_budget::ReadBudget,
 }
 
 impl EtcdServer {

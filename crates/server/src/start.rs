@@ -317,6 +317,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
         metrics: metrics.clone(),
         v2,
+        read_budget: crate::read_budget::ReadBudget::new(crate::read_budget::BUDGET_BYTES),
     });
     // The peer service answers forwarded lease calls with this member's state.
     let _ = server_slot.set(server.clone());

@@ -39,6 +39,17 @@ impl Kv for KvService {
         }
         access::check(&self.server, &caller, |a| a.range(&req))?;
         self.server.metrics.range_total.inc();
+        // A large answer waits for its share of the read budget, kept until it is sent.
+        let permit = if req.range_end.is_empty() {
+            None
+        } else {
+            let estimate = self
+                .server
+                .store
+                .range_estimate(&req)
+                .map_err(ServerError::from)?;
+            self.server.read_budget.admit(estimate).await
+        };
         let mut resp = self.server.store.range(&req).map_err(ServerError::from)?;
         // A permission change while reading: the answer may hold what is no longer allowed.
         access::check(&self.server, &caller, |a| a.range(&req))?;
@@ -49,7 +60,11 @@ impl Kv for KvService {
             .header
             .map_or_else(|| self.server.store.current_revision(), |h| h.revision);
         resp.header = self.server.header(read_at);
-        Ok(Response::new(resp))
+        let mut response = Response::new(resp);
+        if let Some(permit) = permit {
+            response.extensions_mut().insert(permit);
+        }
+        Ok(response)
     }
 
     async fn range_stream(

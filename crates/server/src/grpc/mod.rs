@@ -34,6 +34,10 @@ use crate::server::EtcdServer;
 pub fn router(server: &Arc<EtcdServer>) -> axum::Router {
     routes(server)
         .into_axum_router()
+        // Innermost: a large Range answer keeps its read budget until its body is sent.
+        .layer(axum::middleware::from_fn(
+            crate::read_budget::hold_until_sent,
+        ))
         .layer(tower::util::MapResponseLayer::new(
             transport_errors::as_grpc_go::<axum::body::Body>,
         ))

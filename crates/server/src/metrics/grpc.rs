@@ -111,7 +111,7 @@ pub const CODE_NAMES: &[&str] = &[
 pub fn grpc_type(method: &str) -> &'static str {
     match method {
         "Watch" | "LeaseKeepAlive" => "bidi_stream",
-        "Snapshot" | "Observe" => "server_stream",
+        "Snapshot" | "Observe" | "RangeStream" => "server_stream",
         _ => "unary",
     }
 }

@@ -1,0 +1,176 @@
+//! A bound on the memory that large Range answers take at once (issue 17, etcd 12678: a
+//! list of everything by many clients at a time runs a member out of memory).
+//!
+//! A Range answer exists twice while it is sent: its records as read, then their encoding,
+//! held until the client has taken it. Without a bound, twenty clients listing 1 GiB each hold
+//! 40 GiB. So a range whose answer is estimated above `SMALL_ANSWER_BYTES` first takes its
+//! estimated size, in KiB, from one budget of `BUDGET_BYTES` (all of it when larger), waits
+//! while the budget is taken, and gives it back only when the last byte of its answer has
+//! left (the permit rides in the response's extensions; `hold_until_sent` moves it into the
+//! body). Answers in flight are then bounded by the budget or by one answer, whichever is
+//! larger, however many clients ask; small reads never wait.
+//!
+//! Each range takes all its permits at once (never some, then more), so two ranges can never
+//! wait on each other. The estimate is read from the store (`Store::range_estimate`: the
+//! planned records, a sample of their sizes).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper::body::{Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The answers in flight at once, when they are large.
+pub const BUDGET_BYTES: u64 = 256 << 20;
+/// Answers estimated below this are not counted: single keys and small lists never wait.
+pub const SMALL_ANSWER_BYTES: u64 = 1 << 20;
+
+pub struct ReadBudget {
+    permits: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+/// A range's share of the budget, given back when dropped.
+#[derive(Clone)]
+pub struct ReadPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+impl ReadBudget {
+    pub fn new(total_bytes: u64) -> ReadBudget {
+        let total_kib = u32::try_from(total_bytes / 1024).unwrap_or(u32::MAX).max(1);
+        ReadBudget {
+            permits: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Waits until an answer of about `estimate_bytes` may be read; `None` for a small one.
+    pub async fn admit(&self, estimate_bytes: u64) -> Option<ReadPermit> {
+        if estimate_bytes < SMALL_ANSWER_BYTES {
+            return None;
+        }
+        let kib = u32::try_from(estimate_bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(self.total_kib);
+        // The semaphore is never closed: acquiring fails only on a closed one.
+        let permit = self.permits.clone().acquire_many_owned(kib).await.ok()?;
+        Some(ReadPermit(Arc::new(permit)))
+    }
+
+    /// KiB of the budget free now (for tests and metrics).
+    pub fn available_kib(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// Middleware on the gRPC router: a response carrying a [`ReadPermit`] keeps it until its
+/// body has been sent or dropped (the client gone).
+pub async fn hold_until_sent(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let Some(permit) = response.extensions_mut().remove::<ReadPermit>() else {
+        return response;
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(Held {
+            inner: body,
+            _permit: permit,
+        }),
+    )
+}
+
+struct Held {
+    inner: Body,
+    _permit: ReadPermit,
+}
+
+impl hyper::body::Body for Held {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn small_answers_take_nothing() {
+        let budget = ReadBudget::new(4 << 20);
+        assert!(budget.admit(SMALL_ANSWER_BYTES - 1).await.is_none());
+        assert_eq!(budget.available_kib(), 4096);
+    }
+
+    #[tokio::test]
+    async fn large_answers_share_the_budget_and_wait_for_it() {
+        let budget = Arc::new(ReadBudget::new(4 << 20));
+        let first = budget.admit(3 << 20).await.expect("a permit");
+        assert_eq!(budget.available_kib(), 1024);
+        // Larger than the budget: takes all of it, so waits for the first to finish.
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.admit(64 << 20).await })
+        };
+        tokio::time::timeout(Duration::from_millis(50), async {
+            while !waiting.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect_err("must wait while the budget is taken");
+        drop(first);
+        let second = waiting.await.unwrap().expect("a permit");
+        assert_eq!(budget.available_kib(), 0);
+        drop(second);
+        assert_eq!(budget.available_kib(), 4096);
+    }
+
+    #[tokio::test]
+    async fn a_permit_is_held_until_the_body_is_dropped() {
+        use tower::ServiceExt;
+        let budget = Arc::new(ReadBudget::new(4 << 20));
+        let permit = budget.admit(2 << 20).await.unwrap();
+        let router = axum::Router::new()
+            .route(
+                "/r",
+                axum::routing::get(move || {
+                    let permit = permit.clone();
+                    async move {
+                        let mut response = Response::new(Body::from("answer"));
+                        response.extensions_mut().insert(permit);
+                        response
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn(hold_until_sent));
+        let response = router
+            .oneshot(Request::get("/r").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(response.extensions().get::<ReadPermit>().is_none());
+        // The router (and the handler's clone) went with `oneshot`: only the body holds it.
+        assert_eq!(budget.available_kib(), 2048);
+        drop(response);
+        assert_eq!(budget.available_kib(), 4096);
+    }
+}

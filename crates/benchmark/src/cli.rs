@@ -306,6 +306,10 @@ pub struct RangeArgs {
     /// Only returns the count of keys
     #[arg(long = "count-only")]
     pub count_only: bool,
+    /// Ours, not etcd's: every key from the key on (end "\0"); for lists of everything
+    /// (bench/range-rss), whose keys the command line cannot spell
+    #[arg(long = "from-key", conflicts_with = "end")]
+    pub from_key: bool,
 }
 
 #[derive(Args, Debug)]

@@ -87,7 +87,11 @@ pub fn range_request(args: &RangeArgs) -> Result<RangeRequest, BenchError> {
     };
     Ok(RangeRequest {
         key: args.key.as_bytes().to_vec(),
-        range_end: args.end.clone().unwrap_or_default().into_bytes(),
+        range_end: if args.from_key {
+            vec![0]
+        } else {
+            args.end.clone().unwrap_or_default().into_bytes()
+        },
         limit: args.limit,
         serializable,
         count_only: args.count_only,
@@ -353,6 +357,7 @@ mod tests {
             consistency: consistency.into(),
             limit: 5,
             count_only: true,
+            from_key: false,
         }
     }
 
@@ -392,6 +397,12 @@ mod tests {
         );
         assert!(!range_request(&range_args("l")).unwrap().serializable);
         assert!(range_request(&range_args("x")).is_err());
+        let every = RangeArgs {
+            end: None,
+            from_key: true,
+            ..range_args("l")
+        };
+        assert_eq!(range_request(&every).unwrap().range_end, vec![0]);
     }
 
     #[test]

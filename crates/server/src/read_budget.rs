@@ -67,6 +67,13 @@ impl ReadBudget {
     }
 }
 
+/// The pieces a held answer is handed to HTTP/2 in. hyper asks a body for its next piece only
+/// once the connection can take more, but sends a piece whole into h2's queue: tonic encodes a
+/// message as one piece, so an answer of 1 GiB would be "sent" (and its budget given back)
+/// the moment it was encoded. Handed over in these pieces, the body ends only when all but
+/// the last piece has gone out to the client.
+const PIECE_BYTES: usize = 64 << 10;
+
 /// Middleware on the gRPC router: a response carrying a [`ReadPermit`] keeps it until its
 /// body has been sent or dropped (the client gone).
 pub async fn hold_until_sent(request: Request, next: Next) -> Response {
@@ -79,6 +86,7 @@ pub async fn hold_until_sent(request: Request, next: Next) -> Response {
         parts,
         Body::new(Held {
             inner: body,
+            pending: axum::body::Bytes::new(),
             _permit: permit,
         }),
     )
@@ -86,6 +94,8 @@ pub async fn hold_until_sent(request: Request, next: Next) -> Response {
 
 struct Held {
     inner: Body,
+    /// What is left of the last data frame, handed over `PIECE_BYTES` at a time.
+    pending: axum::body::Bytes,
     _permit: ReadPermit,
 }
 
@@ -97,15 +107,33 @@ impl hyper::body::Body for Held {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        if this.pending.is_empty() {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.pending = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        }
+        let piece = this.pending.split_to(PIECE_BYTES.min(this.pending.len()));
+        Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.pending.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let mut hint = SizeHint::new();
+        let inner = self.inner.size_hint();
+        let pending = self.pending.len() as u64;
+        hint.set_lower(inner.lower().saturating_add(pending));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(pending));
+        }
+        hint
     }
 }
 
@@ -142,6 +170,44 @@ mod tests {
         let second = waiting.await.unwrap().expect("a permit");
         assert_eq!(budget.available_kib(), 0);
         drop(second);
+        assert_eq!(budget.available_kib(), 4096);
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_handed_over_in_pieces_with_its_trailers_after() {
+        use http_body_util::BodyExt;
+        let budget = ReadBudget::new(4 << 20);
+        let permit = budget.admit(2 << 20).await.unwrap();
+        let data = axum::body::Bytes::from(vec![7u8; PIECE_BYTES * 2 + 5]);
+        let mut trailers = axum::http::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let frames = futures::stream::iter(vec![
+            Ok::<_, axum::Error>(Frame::data(data.clone())),
+            Ok(Frame::trailers(trailers)),
+        ]);
+        let mut held = Held {
+            inner: Body::new(http_body_util::StreamBody::new(frames)),
+            pending: axum::body::Bytes::new(),
+            _permit: permit,
+        };
+        let mut sizes = Vec::new();
+        let mut got = Vec::new();
+        let mut saw_trailers = false;
+        while let Some(frame) = held.frame().await {
+            let frame = frame.unwrap();
+            if let Some(piece) = frame.data_ref() {
+                assert!(!saw_trailers, "data after the trailers");
+                sizes.push(piece.len());
+                got.extend_from_slice(piece);
+            } else {
+                saw_trailers = frame.trailers_ref().is_some();
+            }
+        }
+        assert_eq!(sizes, vec![PIECE_BYTES, PIECE_BYTES, 5]);
+        assert_eq!(got, data.to_vec());
+        assert!(saw_trailers);
+        assert_eq!(budget.available_kib(), 2048, "held until dropped");
+        drop(held);
         assert_eq!(budget.available_kib(), 4096);
     }
 

@@ -39,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // A method whose issue has not landed answers UNIMPLEMENTED, as the issue asks.
         .generate_default_stubs(true)
+        // prost's codec with each message's buffer sized once (src/codec.rs).
+        .codec_path("crate::codec::ReservingCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -6,6 +6,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod codec;
+
 /// Key-value records and watch events (`mvccpb`).
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

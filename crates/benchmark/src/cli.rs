@@ -310,6 +310,9 @@ pub struct RangeArgs {
     /// (bench/range-rss), whose keys the command line cannot spell
     #[arg(long = "from-key", conflicts_with = "end")]
     pub from_key: bool,
+    /// Ours, not etcd's: read through etcd 3.7's KV.RangeStream (chunks) instead of Range
+    #[arg(long)]
+    pub stream: bool,
 }
 
 #[derive(Args, Debug)]

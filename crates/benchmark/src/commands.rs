@@ -128,8 +128,13 @@ pub async fn range(clients: run::Clients, args: RangeArgs) -> Result<Stats, Benc
     } else {
         println!("bench with linearizable range");
     }
+    let stream = args.stream;
     Ok(run::run(clients, args.total, args.rate, move |_| {
-        Op::Range(request.clone())
+        if stream {
+            Op::RangeStream(request.clone())
+        } else {
+            Op::Range(request.clone())
+        }
     })
     .await)
 }
@@ -358,6 +363,7 @@ mod tests {
             limit: 5,
             count_only: true,
             from_key: false,
+            stream: false,
         }
     }
 

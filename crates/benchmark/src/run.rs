@@ -195,6 +195,8 @@ pub async fn make_clients(config: &ConnectConfig) -> Result<Clients, BenchError>
 pub enum Op {
     Put(PutRequest),
     Range(RangeRequest),
+    /// The range through etcd 3.7's `KV.RangeStream`, every chunk read (and dropped as read).
+    RangeStream(RangeRequest),
     Txn(TxnRequest),
     /// One keep-alive of the client's own lease on a stream opened for it, as etcd's
     /// `KeepAliveOnce`. The lease is granted (TTL 100 s) before the client's first request,
@@ -280,6 +282,11 @@ async fn execute(client: &mut Client, state: &ClientState, op: Op) -> Result<(),
     match op {
         Op::Put(r) => client.kv.put(r).await.map(drop),
         Op::Range(r) => client.kv.range(r).await.map(drop),
+        Op::RangeStream(r) => {
+            let mut chunks = client.kv.range_stream(r).await?.into_inner();
+            while chunks.message().await?.is_some() {}
+            Ok(())
+        }
         Op::Txn(r) => client.kv.txn(r).await.map(drop),
         Op::Authenticate(r) => client.auth.authenticate(r).await.map(drop),
         Op::Stm(txn) => crate::stm::run_locked(client, state.lease_id.unwrap_or(0), &txn).await,

@@ -89,6 +89,31 @@ pub(crate) fn plan(
     })
 }
 
+/// Past this many records, a range reads them in revision order.
+const SORTED_READ_MIN: usize = 1024;
+
+/// The records at `revs`, in the order given. Many records are read in the table's own
+/// (revision) order and put back in key order after: a list of a million keys then walks the
+/// B-tree's pages once, in order, instead of jumping between them key by key (twice as fast
+/// for a keys-only list of 1M keys, bench/data-scale).
+fn read_records<T>(table: &T, revs: &[Revision]) -> Result<Vec<KeyValue>, MvccError>
+where
+    T: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    if revs.len() < SORTED_READ_MIN {
+        return revs.iter().map(|rev| read_kv(table, *rev)).collect();
+    }
+    let mut order: Vec<u32> = (0..revs.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| revs[i as usize]);
+    let mut slots: Vec<Option<KeyValue>> = Vec::with_capacity(revs.len());
+    slots.resize_with(revs.len(), || None);
+    for i in order {
+        slots[i as usize] = Some(read_kv(table, revs[i as usize])?);
+    }
+    // Every slot was filled: `order` is a permutation of the indices.
+    Ok(slots.into_iter().flatten().collect())
+}
+
 /// Records read to estimate an answer's size.
 const ESTIMATE_SAMPLES: usize = 32;
 
@@ -130,11 +155,7 @@ pub(crate) fn finish<T>(
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
-    let mut kvs = plan
-        .revs
-        .iter()
-        .map(|rev| read_kv(table, *rev))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut kvs = read_records(table, &plan.revs)?;
 
     if req.max_mod_revision != 0 {
         kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);

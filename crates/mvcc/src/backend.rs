@@ -112,8 +112,10 @@ where
         let (k, v) = entry?;
         stored_bytes += record_bytes(k.value().len(), v.value().len());
         let (rev, tombstone) = RevKey::decode(k.value())?;
-        let kv = KeyValue::decode(v.value())?;
-        index.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version)?;
+        // The fields the index needs, read in place: no copy of the value (most of the time
+        // of an open, for large stores).
+        let kv = crate::record_fields::index_fields(v.value())?;
+        index.restore(kv.key, rev, tombstone, kv.create_revision, kv.version)?;
         last_main = rev.main;
     }
     Ok((index, last_main, stored_bytes))

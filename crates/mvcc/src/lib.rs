@@ -43,6 +43,7 @@ mod import;
 pub mod index;
 pub mod key_index;
 mod range;
+mod record_fields;
 pub mod revision;
 mod store;
 mod txn;

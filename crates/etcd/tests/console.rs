@@ -627,6 +627,7 @@ const done = arguments[arguments.length - 1];
   const bytes = await import('/ui/js/bytes.js');
   const tree = await import('/ui/js/tree.js');
   const diff = await import('/ui/js/diff.js');
+  const api = await import('/ui/js/api.js');
   const failures = [];
   const check = (what, got, want) => {
     const g = JSON.stringify(got), w = JSON.stringify(want);
@@ -687,6 +688,11 @@ const done = arguments[arguments.length - 1];
   check('diff', diff.lineDiff('a\nb\nc', 'a\nx\nc').map((l) => l.op + l.text), [' a', '-b', '+x', ' c']);
   check('diff of equal', diff.lineDiff('same', 'same').map((l) => l.op), [' ']);
   check('diff too large', diff.lineDiff('a\n'.repeat(3000), 'b\n'.repeat(3000)), null);
+  // The member's surfaces are found beside the page, also under a proxy's path prefix.
+  check('root at /ui/', api.rootOf('/ui/'), '');
+  check('root under a prefix', api.rootOf('/etcd/ui/'), '/etcd');
+  check('root of /ui', api.rootOf('/a/b/ui'), '/a/b');
+  check('this page', api.ROOT, '');
   done(failures);
 })().catch((e) => done([`threw: ${e}`]));
 "#;

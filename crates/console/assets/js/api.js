@@ -5,6 +5,20 @@
 
 import { toBase64 } from './bytes.js';
 
+/// Where the member's HTTP surfaces are, for the page's own member: the path before `/ui/`, so
+/// the console also works behind a reverse proxy that serves the member under a path prefix
+/// (`/etcd/ui/` calls `/etcd/v3/...`). Empty when served at the root.
+export function rootOf(pathname) {
+  return pathname.replace(/\/ui(\/.*)?$/, '');
+}
+
+export const ROOT = rootOf(location.pathname);
+
+/// The URL prefix of a member's surfaces: `base` for another member, ROOT for this one.
+export function surface(base) {
+  return base === '' ? ROOT : base;
+}
+
 const TOKEN_KEY = 'etcd-console-token';
 const USER_KEY = 'etcd-console-user';
 
@@ -65,7 +79,7 @@ class Gateway {
   async call(path, body = {}, { base = '', signal, retried = false } = {}) {
     let response;
     try {
-      response = await fetch(`${base}/v3${path}`, {
+      response = await fetch(`${surface(base)}/v3${path}`, {
         method: 'POST',
         headers: this.headers(),
         body: JSON.stringify(body),
@@ -97,7 +111,7 @@ class Gateway {
   /// A streaming call (watch, snapshot): yields each `result` as it arrives; an `error` line
   /// is thrown. Stops when `signal` aborts.
   async *stream(path, body = {}, { base = '', signal, retried = false } = {}) {
-    const response = await fetch(`${base}/v3${path}`, {
+    const response = await fetch(`${surface(base)}/v3${path}`, {
       method: 'POST',
       headers: this.headers(),
       body: JSON.stringify(body),

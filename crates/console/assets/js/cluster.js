@@ -2,7 +2,7 @@
 // Raft term and index, DB size and in use, version, errors), its health, and the alarms.
 // Each member is asked at its own client URL, as `etcdctl endpoint status --cluster` does.
 
-import { api, memberBase } from './api.js';
+import { api, memberBase, surface } from './api.js';
 import { formatBytes, idHex } from './bytes.js';
 import { h, clear, notice, errorText } from './dom.js';
 import { defragment, members, memberName, moveLeader } from './operations.js';
@@ -21,7 +21,7 @@ async function withTimeout(promiseFn) {
 }
 
 async function health(base, signal) {
-  const response = await fetch(`${base}/health`, { signal, cache: 'no-store' });
+  const response = await fetch(`${surface(base)}/health`, { signal, cache: 'no-store' });
   const json = await response.json();
   return json.health === 'true' || json.health === true;
 }

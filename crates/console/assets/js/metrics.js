@@ -1,6 +1,7 @@
 // A few of /metrics' series as small charts, sampled by the page every SAMPLE_MS while the
 // view is open: counters as rates, histograms as the mean of the last interval.
 
+import { ROOT } from './api.js';
 import { formatBytes } from './bytes.js';
 import { h, clear, notice, errorText } from './dom.js';
 
@@ -41,7 +42,7 @@ export function metricsView(root) {
   async function sample() {
     let text;
     try {
-      const response = await fetch('/metrics', { cache: 'no-store' });
+      const response = await fetch(`${ROOT}/metrics`, { cache: 'no-store' });
       text = await response.text();
     } catch (e) {
       notice(status, 'error', errorText(e));

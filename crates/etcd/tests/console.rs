@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::EtcdProcess;
 use common::cluster::{Cluster, ClusterOptions};
-use etcd_api::authpb::{Permission, permission::Type as PermType};
+use etcd_api::authpb::permission::Type as PermType;
 use etcd_api::etcdserverpb::*;
 use etcd_client::{Client, ConnectOptions, Credentials};
 use fantoccini::Locator;
@@ -276,42 +276,16 @@ async fn load_keys_and_users(client: &mut Client) {
         .await
         .unwrap();
     client.put("/secret/a", "hidden").await.unwrap();
-    let auth = &mut client.auth;
-    for (name, password) in [("root", "rootpw"), ("alice", "alicepw")] {
-        auth.user_add(AuthUserAddRequest {
-            name: name.into(),
-            password: password.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    auth.user_grant_role(AuthUserGrantRoleRequest {
-        user: "root".into(),
-        role: "root".into(),
-    })
-    .await
-    .unwrap();
-    auth.role_add(AuthRoleAddRequest { name: "app".into() })
-        .await
-        .unwrap();
-    auth.role_grant_permission(AuthRoleGrantPermissionRequest {
-        name: "app".into(),
-        perm: Some(Permission {
-            perm_type: PermType::Readwrite as i32,
-            key: b"/app/".to_vec(),
-            range_end: b"/app0".to_vec(),
-        }),
-    })
-    .await
-    .unwrap();
-    auth.user_grant_role(AuthUserGrantRoleRequest {
-        user: "alice".into(),
-        role: "app".into(),
-    })
-    .await
-    .unwrap();
-    auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+    common::add_root(client, "rootpw").await;
+    common::add_user_with_permission(
+        client,
+        ("alice", "alicepw"),
+        "app",
+        PermType::Readwrite,
+        (b"/app/", b"/app0"),
+    )
+    .await;
+    client.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
 }
 
 async fn value_of(client: &mut Client, key: &str) -> String {
@@ -742,40 +716,14 @@ async fn console_shows_leases_users_metrics_and_runs_operations() {
         })
         .await
         .unwrap();
-    client
-        .auth
-        .user_add(AuthUserAddRequest {
-            name: "alice".into(),
-            password: "pw".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    client
-        .auth
-        .role_add(AuthRoleAddRequest { name: "app".into() })
-        .await
-        .unwrap();
-    client
-        .auth
-        .role_grant_permission(AuthRoleGrantPermissionRequest {
-            name: "app".into(),
-            perm: Some(Permission {
-                perm_type: PermType::Readwrite as i32,
-                key: b"/app/".to_vec(),
-                range_end: b"/app0".to_vec(),
-            }),
-        })
-        .await
-        .unwrap();
-    client
-        .auth
-        .user_grant_role(AuthUserGrantRoleRequest {
-            user: "alice".into(),
-            role: "app".into(),
-        })
-        .await
-        .unwrap();
+    common::add_user_with_permission(
+        &mut client,
+        ("alice", "pw"),
+        "app",
+        PermType::Readwrite,
+        (b"/app/", b"/app0"),
+    )
+    .await;
 
     // Leases: the TTL counts down from what the member said, the key is named.
     browser.goto(&format!("{url}/ui/#/leases")).await;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::EtcdProcess;
-use etcd_api::authpb::{Permission, permission::Type as PermType};
+use etcd_api::authpb::permission::Type as PermType;
 use etcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use etcd_api::etcdserverpb::*;
 use etcd_client::{Client, ConnectOptions, Credentials, merge_range_chunk, prefix_end};
@@ -236,42 +236,16 @@ async fn streams_refuse_what_etcd_refuses() {
     assert_eq!(empty.message(), "etcdserver: key is not provided");
 
     // With auth on, a user may stream only what he may read.
-    let auth = &mut client.auth;
-    for name in ["root", "u"] {
-        auth.user_add(AuthUserAddRequest {
-            name: name.into(),
-            password: "pw".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    auth.user_grant_role(AuthUserGrantRoleRequest {
-        user: "root".into(),
-        role: "root".into(),
-    })
-    .await
-    .unwrap();
-    auth.role_add(AuthRoleAddRequest { name: "r".into() })
-        .await
-        .unwrap();
-    auth.role_grant_permission(AuthRoleGrantPermissionRequest {
-        name: "r".into(),
-        perm: Some(Permission {
-            perm_type: PermType::Read as i32,
-            key: b"public/".to_vec(),
-            range_end: prefix_end(b"public/"),
-        }),
-    })
-    .await
-    .unwrap();
-    auth.user_grant_role(AuthUserGrantRoleRequest {
-        user: "u".into(),
-        role: "r".into(),
-    })
-    .await
-    .unwrap();
-    auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+    common::add_root(&mut client, "pw").await;
+    common::add_user_with_permission(
+        &mut client,
+        ("u", "pw"),
+        "r",
+        PermType::Read,
+        (b"public/", &prefix_end(b"public/")),
+    )
+    .await;
+    client.auth.auth_enable(AuthEnableRequest {}).await.unwrap();
     let mut user = Client::connect_as(
         &[member.client_url.as_str()],
         ConnectOptions::default(),

@@ -179,3 +179,67 @@ pub fn run_etcd(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     }
     cmd.output().expect("run etcd")
 }
+
+/// Adds user `root` with the root role (before auth is enabled, etcd requires it).
+pub async fn add_root(client: &mut Client, password: &str) {
+    use etcd_api::etcdserverpb::{AuthUserAddRequest, AuthUserGrantRoleRequest};
+    client
+        .auth
+        .user_add(AuthUserAddRequest {
+            name: "root".into(),
+            password: password.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("add root");
+    client
+        .auth
+        .user_grant_role(AuthUserGrantRoleRequest {
+            user: "root".into(),
+            role: "root".into(),
+        })
+        .await
+        .expect("grant root its role");
+}
+
+/// Adds `user` with a new role `role` holding one permission of `kind` on `[key, range_end)`.
+pub async fn add_user_with_permission(
+    client: &mut Client,
+    (user, password): (&str, &str),
+    role: &str,
+    kind: etcd_api::authpb::permission::Type,
+    (key, range_end): (&[u8], &[u8]),
+) {
+    use etcd_api::authpb::Permission;
+    use etcd_api::etcdserverpb::{
+        AuthRoleAddRequest, AuthRoleGrantPermissionRequest, AuthUserAddRequest,
+        AuthUserGrantRoleRequest,
+    };
+    let auth = &mut client.auth;
+    auth.user_add(AuthUserAddRequest {
+        name: user.into(),
+        password: password.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("add user");
+    auth.role_add(AuthRoleAddRequest { name: role.into() })
+        .await
+        .expect("add role");
+    auth.role_grant_permission(AuthRoleGrantPermissionRequest {
+        name: role.into(),
+        perm: Some(Permission {
+            perm_type: kind as i32,
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+        }),
+    })
+    .await
+    .expect("grant the permission");
+    auth.user_grant_role(AuthUserGrantRoleRequest {
+        user: user.into(),
+        role: role.into(),
+    })
+    .await
+    .expect("grant the role");
+}

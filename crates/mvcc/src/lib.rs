@@ -53,5 +53,5 @@ pub use error::MvccError;
 pub use export::BackendView;
 pub use hash::KvHash;
 pub use import::{ImportMeta, Importer};
-pub use store::{Store, StoreOptions};
+pub use store::{Bounded, Store, StoreOptions};
 pub use txn::reads_only as txn_reads_only;

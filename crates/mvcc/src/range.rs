@@ -117,6 +117,11 @@ where
 /// Records read to estimate an answer's size.
 const ESTIMATE_SAMPLES: usize = 32;
 
+/// Whether a plan has more records than an estimate would read.
+pub(crate) fn worth_estimating(plan: &RangePlan) -> bool {
+    plan.revs.len() > ESTIMATE_SAMPLES
+}
+
 /// About how many bytes the planned answer takes: the mean encoded size of up to
 /// `ESTIMATE_SAMPLES` records spread over the plan, times the number of records.
 pub(crate) fn estimate_bytes<T>(

@@ -286,6 +286,14 @@ pub(crate) fn durable() -> Durability {
     }
 }
 
+/// What [`Store::range_within`] gives.
+#[derive(Debug)]
+pub enum Bounded {
+    Answer(RangeResponse),
+    /// The answer was not read: it is estimated at this many bytes.
+    TooLarge(u64),
+}
+
 impl Store {
     /// Opens the store at `path`, creating the file if missing, and rebuilds the key index
     /// from the records.
@@ -360,18 +368,30 @@ impl Store {
         range::finish(&table, req, plan)
     }
 
-    /// About how many bytes `req`'s answer would take (its planned records, their sizes
-    /// sampled), read before the answer is: large answers wait for their turn (the server's
-    /// read budget). 0 for count-only ranges.
-    pub fn range_estimate(&self, req: &RangeRequest) -> Result<u64, MvccError> {
-        if req.count_only {
-            return Ok(0);
-        }
+    /// A range at the published revision when its answer is estimated below `max_bytes`
+    /// (its planned records, their sizes sampled); otherwise the estimate, read before the
+    /// answer is, so that a large answer can wait for its turn (the server's read budget) and
+    /// then be read with [`Store::range`]. A plan of no more records than are sampled is read
+    /// whole: reading them is the estimate.
+    pub fn range_within(&self, req: &RangeRequest, max_bytes: u64) -> Result<Bounded, MvccError> {
         let (plan, rtxn) = self
             .inner
             .snapshot(|st| range::plan(&st.index, req, st.current_rev, st.compact_rev))?;
         let table = rtxn.open_table(KEY_TABLE)?;
-        range::estimate_bytes(&table, req, &plan)
+        if !range::worth_estimating(&plan) {
+            // Few records: reading them costs what sampling would, and measures them exactly.
+            let answer = range::finish(&table, req, plan)?;
+            let bytes = prost::Message::encoded_len(&answer) as u64;
+            if bytes >= max_bytes {
+                return Ok(Bounded::TooLarge(bytes));
+            }
+            return Ok(Bounded::Answer(answer));
+        }
+        let estimate = range::estimate_bytes(&table, req, &plan)?;
+        if estimate >= max_bytes {
+            return Ok(Bounded::TooLarge(estimate));
+        }
+        Ok(Bounded::Answer(range::finish(&table, req, plan)?))
     }
 
     /// A transaction that only reads ([`crate::txn_reads_only`]), at the published revision,

@@ -11,8 +11,8 @@
 //! larger, however many clients ask; small reads never wait.
 //!
 //! Each range takes all its permits at once (never some, then more), so two ranges can never
-//! wait on each other. The estimate is read from the store (`Store::range_estimate`: the
-//! planned records, a sample of their sizes).
+//! wait on each other. The estimate comes from the store (`Store::range_within`: the planned
+//! records, a sample of their sizes), which answers small ranges in the same read.
 
 use std::pin::Pin;
 use std::sync::Arc;

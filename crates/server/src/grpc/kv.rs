@@ -16,6 +16,7 @@ use super::{access, check_quota, range_stream, validate};
 use crate::apply::ApplyResponse;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use etcd_mvcc::Bounded;
 
 pub struct KvService {
     pub server: Arc<EtcdServer>,
@@ -39,18 +40,19 @@ impl Kv for KvService {
         }
         access::check(&self.server, &caller, |a| a.range(&req))?;
         self.server.metrics.range_total.inc();
-        // A large answer waits for its share of the read budget, kept until it is sent.
-        let permit = if req.range_end.is_empty() {
-            None
-        } else {
-            let estimate = self
-                .server
-                .store
-                .range_estimate(&req)
-                .map_err(ServerError::from)?;
-            self.server.read_budget.admit(estimate).await
+        // A large answer waits for its share of the read budget, kept until it is sent;
+        // any other is read at once.
+        let store = &self.server.store;
+        let (mut resp, permit) = match store
+            .range_within(&req, crate::read_budget::SMALL_ANSWER_BYTES)
+            .map_err(ServerError::from)?
+        {
+            Bounded::Answer(resp) => (resp, None),
+            Bounded::TooLarge(estimate) => {
+                let permit = self.server.read_budget.admit(estimate).await;
+                (store.range(&req).map_err(ServerError::from)?, permit)
+            }
         };
-        let mut resp = self.server.store.range(&req).map_err(ServerError::from)?;
         // A permission change while reading: the answer may hold what is no longer allowed.
         access::check(&self.server, &caller, |a| a.range(&req))?;
         // The revision the read saw, as etcd answers: a client that lists at revision R and

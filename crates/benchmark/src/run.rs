@@ -238,6 +238,9 @@ async fn start_session(client: &mut Client, state: &mut ClientState) -> Result<(
     };
     let id = client.lease.lease_grant(grant).await?.into_inner().id;
     let (requests, request_rx) = mpsc::channel(1);
+    // A first renewal is queued before the call: etcd's server sends the response headers,
+    // which the call waits for, only with its first message.
+    let _ = requests.send(LeaseKeepAliveRequest { id }).await;
     let mut responses = client
         .lease
         .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(request_rx))

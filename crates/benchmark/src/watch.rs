@@ -100,16 +100,22 @@ pub async fn watch(
         let progress = progress.clone();
         creators.push(tokio::spawn(async move {
             let (requests, request_rx) = mpsc::channel(1);
+            // The first create is queued before the call: etcd's server sends the response
+            // headers, which the call waits for, only with its first message.
+            let mut samples = Vec::with_capacity(plan.len());
+            let first_start = Instant::now();
+            if let Some(key) = plan.first() {
+                let _ = requests.send(watch_create(key.clone())).await;
+            }
             let mut responses = client
                 .watch
                 .watch(ReceiverStream::new(request_rx))
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            let mut samples = Vec::with_capacity(plan.len());
-            for key in plan {
-                let start = Instant::now();
-                if requests.send(watch_create(key)).await.is_err() {
+            for (i, key) in plan.into_iter().enumerate() {
+                let start = if i == 0 { first_start } else { Instant::now() };
+                if i > 0 && requests.send(watch_create(key)).await.is_err() {
                     return Err(BenchError::Usage("watch stream closed".into()));
                 }
                 loop {

@@ -37,12 +37,8 @@ async fn unsynced_watchers(
         return Ok(());
     }
     let (requests, request_rx) = mpsc::channel(1);
-    let mut responses = client
-        .watch
-        .watch(ReceiverStream::new(request_rx))
-        .await
-        .map_err(ClientError::from)?
-        .into_inner();
+    // The creates are queued before the call: etcd's server sends the response headers, which
+    // the call waits for, only with its first message.
     let creator = tokio::spawn(async move {
         for _ in 0..watchers {
             let create = WatchRequest {
@@ -59,6 +55,12 @@ async fn unsynced_watchers(
         // Keep the request side open until the stream is done.
         requests
     });
+    let mut responses = client
+        .watch
+        .watch(ReceiverStream::new(request_rx))
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
     let expected = watchers * events;
     let mut received = 0;
     while received < expected {

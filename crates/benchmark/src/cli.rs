@@ -79,6 +79,14 @@ pub enum Command {
     /// Benchmark for serialized key gets with many unsynced watchers
     #[command(name = "watch-get")]
     WatchGet(WatchGetArgs),
+    /// Benchmark watchers at scale: event delivery to many watchers, optionally beside large
+    /// ranges on the same connections (ours; etcd's benchmark has no such command)
+    #[command(name = "watch-scale")]
+    WatchScale(WatchScaleArgs),
+    /// Benchmark leases at scale: keep-alives of many leases, or the expiry of many at once
+    /// beside steady puts (ours; etcd's benchmark has no such command)
+    #[command(name = "lease-scale")]
+    LeaseScale(LeaseScaleArgs),
     /// Benchmark mvcc
     Mvcc(MvccArgs),
     /// Benchmark Authenticate (password checks): each request authenticates a user (ours;
@@ -186,6 +194,63 @@ pub struct WatchArgs {
     /// Use sequential keys
     #[arg(long = "sequential-keys")]
     pub sequential_keys: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchScaleArgs {
+    /// Total watchers
+    #[arg(long, default_value_t = 10000)]
+    pub watchers: usize,
+    /// Watch streams the watchers are spread over (stream i on client i % clients)
+    #[arg(long, default_value_t = 100)]
+    pub streams: usize,
+    /// Keys the watchers are spread over: 1 puts every watcher on one key, --watchers gives
+    /// each its own
+    #[arg(long = "watched-keys", default_value_t = 1)]
+    pub watched_keys: usize,
+    /// Puts to the watched keys, in turn, over a connection of their own
+    #[arg(long = "put-total", default_value_t = 100)]
+    pub put_total: usize,
+    /// Puts per second (0 is no limit)
+    #[arg(long = "put-rate", default_value_t = 10)]
+    pub put_rate: u64,
+    /// Value size of the puts (at least 8: the value carries the time the put was sent)
+    #[arg(long = "val-size", default_value_t = 32)]
+    pub val_size: usize,
+    /// Ranges kept in flight on the watchers' connections while the puts run (etcd 15402)
+    #[arg(long = "range-clients", default_value_t = 0)]
+    pub range_clients: usize,
+    /// The key those ranges start at
+    #[arg(long = "range-key", default_value = "")]
+    pub range_key: String,
+    /// Those ranges take every key from --range-key on (end "\0")
+    #[arg(long = "range-from-key")]
+    pub range_from_key: bool,
+    /// Seconds to wait for the last events after the last put
+    #[arg(long = "drain-timeout", default_value_t = 60)]
+    pub drain_timeout_secs: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct LeaseScaleArgs {
+    /// Leases granted (over the clients), then kept alive or left to expire
+    #[arg(long, default_value_t = 100000)]
+    pub leases: usize,
+    /// Their TTL in seconds
+    #[arg(long, default_value_t = 60)]
+    pub ttl: i64,
+    /// keepalive: keep every lease alive over keep-alive streams for --duration-secs (one
+    /// stream per client, each renewing its share of the leases in turn, as fast as the
+    /// answers come); expire: attach a key to each lease, let them all expire while puts run
+    /// at --put-rate, and report the puts' latency second by second
+    #[arg(long, default_value = "keepalive")]
+    pub mode: String,
+    /// How long the keep-alives run
+    #[arg(long = "duration-secs", default_value_t = 20)]
+    pub duration_secs: u64,
+    /// expire: puts per second beside the expiry
+    #[arg(long = "put-rate", default_value_t = 200)]
+    pub put_rate: u64,
 }
 
 #[derive(Args, Debug)]

@@ -345,6 +345,8 @@ pub fn check_flags(command: &Command) -> Result<(), BenchError> {
         Command::LeaseKeepalive(_)
         | Command::WatchLatency(_)
         | Command::WatchGet(_)
+        | Command::WatchScale(_)
+        | Command::LeaseScale(_)
         | Command::Mvcc(_) => Ok(()),
     }
 }

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod keys;
+mod lease_scale;
 mod mutex;
 mod mvcc;
 mod report;
@@ -13,6 +14,7 @@ mod stm;
 mod watch;
 mod watch_get;
 mod watch_latency;
+mod watch_scale;
 
 // jemalloc, as the server: the load generator shares the machine with the members it drives,
 // and glibc's malloc/free were 18% of its CPU under put with 1000 clients. Every cycle it
@@ -135,6 +137,15 @@ async fn benchmark(cli: Cli) -> Result<(), BenchError> {
                 stats.render(precision, cli.global.sample)
             );
             return Ok(());
+        }
+        Command::WatchScale(args) => {
+            // The puts go over their own connection, as watch-latency's.
+            let put_client = own_connection(&config).await?;
+            return watch_scale::watch_scale(clients, put_client, args, precision).await;
+        }
+        Command::LeaseScale(args) => {
+            let put_client = own_connection(&config).await?;
+            return lease_scale::lease_scale(clients, put_client, args, precision).await;
         }
         Command::WatchLatency(args) => {
             // The puts go over their own connection, as etcd's.

@@ -221,3 +221,63 @@ async fn leases_and_leased_keys_survive_restart() {
         .unwrap();
     assert!(c.get("durable").await.unwrap().kvs.is_empty());
 }
+
+/// Renews `id` `times` times over one keep-alive stream; returns the TTLs answered.
+async fn keep_alive_times(c: &mut Client, id: i64, times: usize) -> Vec<i64> {
+    let (requests, request_rx) = tokio::sync::mpsc::channel(times.max(1));
+    for _ in 0..times {
+        requests.send(LeaseKeepAliveRequest { id }).await.unwrap();
+    }
+    let mut answers = c
+        .lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(request_rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ttls = Vec::with_capacity(times);
+    while ttls.len() < times {
+        let answer = answers.message().await.unwrap().expect("stream ended");
+        assert_eq!(answer.id, id);
+        ttls.push(answer.ttl);
+    }
+    ttls
+}
+
+/// A follower forwards lease calls to the leader over a connection it keeps; when the leader
+/// moves, they go to the new leader (a connection kept to the old one would reach a member
+/// that no longer renews leases).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_forwards_lease_calls_across_a_leader_change() {
+    use common::cluster::{Cluster, ClusterOptions};
+    let cluster = Cluster::start(ClusterOptions::new(3)).await;
+    let leader = cluster.wait_leader(&[0, 1, 2]).await;
+    let follower = (0..3).find(|s| *s != leader).unwrap();
+    let next_leader = (0..3).find(|s| *s != leader && *s != follower).unwrap();
+    let mut f = cluster.client(follower, Duration::from_secs(5)).await;
+
+    let id = grant(&mut f, 60).await;
+    put_with_lease(&mut f, "forwarded", id).await;
+    assert_eq!(keep_alive_times(&mut f, id, 50).await, vec![60; 50]);
+
+    let mut l = cluster.client(leader, Duration::from_secs(5)).await;
+    l.maintenance
+        .move_leader(etcd_api::etcdserverpb::MoveLeaderRequest {
+            target_id: cluster.members[next_leader].id,
+        })
+        .await
+        .unwrap();
+    assert_eq!(cluster.wait_leader(&[0, 1, 2]).await, next_leader);
+
+    // Still a follower, it now forwards to the new leader, which renews.
+    assert_eq!(keep_alive_times(&mut f, id, 5).await, vec![60; 5]);
+    let ttl = f
+        .lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ttl.ttl > 50 && ttl.ttl <= 60, "TTL {}", ttl.ttl);
+    assert_eq!(ttl.keys, vec![b"forwarded".to_vec()]);
+    // An unknown lease through the follower: TTL 0, as etcd answers.
+    assert_eq!(keep_alive_times(&mut f, id + 1, 1).await, vec![0]);
+}

@@ -32,6 +32,10 @@ pub struct EtcdServer {
     pub(crate) lessor: crate::lease::SharedLessor,
     /// How this member dials its peers (lease forwarding to the leader).
     pub(crate) peer_client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The connection lease calls are forwarded over: to which leader, at which peer URLs.
+    /// Kept, so a follower's keep-alives (thousands a second under many leases) share one
+    /// HTTP/2 connection instead of dialing the leader for each.
+    pub(crate) leader_channel: std::sync::Mutex<Option<LeaderChannel>>,
     pub(crate) watch_hub: Arc<crate::watch::WatchHub>,
     /// The simple tokens this member accepts (member-local, replicated by Authenticate).
     pub(crate) tokens: Arc<crate::auth::tokens::SimpleTokens>,
@@ -45,6 +49,13 @@ pub struct EtcdServer {
     pub(crate) v2: Arc<crate::v2::V2>,
     /// How many large Range answers may be in memory at once (`read_budget.rs`).
     pub(crate) read_budget: crate::read_budget::ReadBudget,
+}
+
+/// A connection to the leader's peer port, for forwarded calls.
+pub(crate) struct LeaderChannel {
+    leader: u64,
+    peer_urls: Vec<String>,
+    channel: tonic::transport::Channel,
 }
 
 impl EtcdServer {
@@ -310,6 +321,18 @@ impl EtcdServer {
             .get(&leader)
             .map(|m| m.peer_urls.clone())
             .ok_or(ServerError::NoLeader)?;
+        let cached = self
+            .leader_channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| c.leader == leader && c.peer_urls == urls)
+            .map(|c| c.channel.clone());
+        if let Some(channel) = cached {
+            return Ok(Some(
+                etcd_api::internalpb::raft_peer_client::RaftPeerClient::new(channel),
+            ));
+        }
         let options = etcd_client::ConnectOptions {
             tls: self.peer_client_tls.clone(),
             dial_timeout: self.cfg.election_timeout,
@@ -319,6 +342,16 @@ impl EtcdServer {
         let channel = etcd_client::connect_channel(&urls, &options)
             .await
             .map_err(|_| ServerError::NoLeader)?;
+        // Calls racing here each dial; the last one's connection is kept, the others close
+        // when their call ends.
+        *self
+            .leader_channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(LeaderChannel {
+            leader,
+            peer_urls: urls,
+            channel: channel.clone(),
+        });
         Ok(Some(
             etcd_api::internalpb::raft_peer_client::RaftPeerClient::new(channel),
         ))

@@ -311,6 +311,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         cluster: cluster_view,
         lessor,
         peer_client_tls: tls::peer_client_config(&cfg)?,
+        leader_channel: std::sync::Mutex::new(None),
         watch_hub,
         tokens,
         jwt,

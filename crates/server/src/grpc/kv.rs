@@ -50,7 +50,15 @@ impl Kv for KvService {
             Bounded::Answer(resp) => (resp, None),
             Bounded::TooLarge(estimate) => {
                 let permit = self.server.read_budget.admit(estimate).await;
-                (store.range(&req).map_err(ServerError::from)?, permit)
+                // Reading a large answer takes a worker for tens of milliseconds: off the
+                // async workers, so the watch events and small requests they run meanwhile,
+                // on this connection and others, are not held up behind it (etcd 15402).
+                let (store, read) = (store.clone(), req.clone());
+                let resp = tokio::task::spawn_blocking(move || store.range(&read))
+                    .await
+                    .map_err(|e| Status::internal(format!("range task failed: {e}")))?
+                    .map_err(ServerError::from)?;
+                (resp, permit)
             }
         };
         // A permission change while reading: the answer may hold what is no longer allowed.

@@ -9,6 +9,8 @@
 //! - `ext`: opaque metadata other subsystems store through `meta_put` (membership, alarms,
 //!   leases). Kept apart from `meta` so no caller-chosen name can clobber ours.
 
+use std::collections::HashMap;
+
 use etcd_api::mvccpb::KeyValue;
 use prost::Message;
 use redb::{ReadableTable, TableDefinition};
@@ -99,15 +101,27 @@ pub(crate) fn record_bytes(key_len: usize, value_len: usize) -> u64 {
 
 const RECORD_OVERHEAD_BYTES: u64 = 16;
 
-/// Rebuilds the key index from the key table, with the last main revision and the bytes the
-/// records take (see [`record_bytes`]).
-pub(crate) fn load_index<T>(table: &T) -> Result<(TreeIndex, i64, u64), MvccError>
+/// What reading every record on open gives.
+pub(crate) struct LoadedIndex {
+    pub index: TreeIndex,
+    /// The highest main revision seen (0 if there are no records).
+    pub last_main: i64,
+    /// The bytes the records take (see [`record_bytes`]).
+    pub stored_bytes: u64,
+    /// Each live key attached to a lease, with the lease: what the lessor needs on start, got
+    /// here at no cost instead of by reading every record again.
+    pub leased: HashMap<Vec<u8>, i64>,
+}
+
+/// Rebuilds the key index from the key table.
+pub(crate) fn load_index<T>(table: &T) -> Result<LoadedIndex, MvccError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
     let mut index = TreeIndex::default();
     let mut last_main = 0;
     let mut stored_bytes = 0;
+    let mut leased = HashMap::new();
     for entry in table.iter()? {
         let (k, v) = entry?;
         stored_bytes += record_bytes(k.value().len(), v.value().len());
@@ -116,7 +130,18 @@ where
         // of an open, for large stores).
         let kv = crate::record_fields::index_fields(v.value())?;
         index.restore(kv.key, rev, tombstone, kv.create_revision, kv.version)?;
+        // Records come oldest first, so a key's last record says which lease it is on.
+        if kv.lease != 0 && !tombstone {
+            leased.insert(kv.key.to_vec(), kv.lease);
+        } else if !leased.is_empty() {
+            leased.remove(kv.key);
+        }
         last_main = rev.main;
     }
-    Ok((index, last_main, stored_bytes))
+    Ok(LoadedIndex {
+        index,
+        last_main,
+        stored_bytes,
+        leased,
+    })
 }

@@ -1,5 +1,5 @@
-//! What the key index needs of a stored record (its key, create revision and version), read
-//! straight from the record's protobuf bytes.
+//! What the key index needs of a stored record (its key, create revision and version), and the
+//! lease it is attached to, read straight from the record's protobuf bytes.
 //!
 //! Rebuilding the index on open reads every record; decoding each into a `KeyValue` copies its
 //! value only to drop it. For a million records that copy is most of the time the member takes
@@ -16,11 +16,13 @@ pub(crate) struct IndexFields<'a> {
     pub key: &'a [u8],
     pub create_revision: i64,
     pub version: i64,
+    pub lease: i64,
 }
 
 const KEY: u32 = 1;
 const CREATE_REVISION: u32 = 2;
 const VERSION: u32 = 4;
+const LEASE: u32 = 6;
 
 pub(crate) fn index_fields(record: &[u8]) -> Result<IndexFields<'_>, MvccError> {
     let corrupt =
@@ -29,6 +31,7 @@ pub(crate) fn index_fields(record: &[u8]) -> Result<IndexFields<'_>, MvccError> 
         key: &[],
         create_revision: 0,
         version: 0,
+        lease: 0,
     };
     let mut buf = record;
     while !buf.is_empty() {
@@ -51,6 +54,9 @@ pub(crate) fn index_fields(record: &[u8]) -> Result<IndexFields<'_>, MvccError> 
                 fields.version =
                     decode_varint(&mut buf).map_err(|e| corrupt(&e.to_string()))? as i64;
             }
+            (LEASE, WireType::Varint) => {
+                fields.lease = decode_varint(&mut buf).map_err(|e| corrupt(&e.to_string()))? as i64;
+            }
             _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())
                 .map_err(|e| corrupt(&e.to_string()))?,
         }
@@ -69,8 +75,18 @@ mod tests {
         let fields = index_fields(&bytes).expect("a KeyValue");
         let full = KeyValue::decode(bytes.as_slice()).unwrap();
         assert_eq!(
-            (fields.key, fields.create_revision, fields.version),
-            (full.key.as_slice(), full.create_revision, full.version)
+            (
+                fields.key,
+                fields.create_revision,
+                fields.version,
+                fields.lease
+            ),
+            (
+                full.key.as_slice(),
+                full.create_revision,
+                full.version,
+                full.lease
+            )
         );
     }
 

@@ -29,6 +29,7 @@
 //! consistent index is written in the same transaction as the records, so whatever commit redb
 //! recovers after a crash is self-consistent and the server replays its WAL from there.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -42,7 +43,9 @@ use redb::{
 
 use crate::MvccError;
 use crate::apply::ApplyBatch;
-use crate::backend::{EXT_TABLE, KEY_TABLE, META_TABLE, MetaState, load_index, read_meta};
+use crate::backend::{
+    EXT_TABLE, KEY_TABLE, LoadedIndex, META_TABLE, MetaState, load_index, read_meta,
+};
 use crate::index::TreeIndex;
 use crate::{range, txn};
 
@@ -118,6 +121,9 @@ pub(crate) struct Inner {
     pub(crate) stored_bytes: AtomicU64,
     /// Told how long each durable commit took (`etcd_disk_backend_commit_duration_seconds`).
     commit_observer: std::sync::OnceLock<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
+    /// The leased keys found when the records were last read (open or restore), with the
+    /// revision they were read at (see [`Store::take_leased_keys_at_load`]).
+    leased_at_load: Mutex<Option<(i64, HashMap<Vec<u8>, i64>)>>,
 }
 
 // Poisoning only says a thread panicked while holding the lock. Every writer path undoes its
@@ -240,22 +246,24 @@ const RESTORED_FROM_SNAPSHOT_KEY: &str = "mvcc/restored_from_snapshot";
 
 /// Reads a store's metadata and rebuilds its key index from the records; a compaction a crash
 /// interrupted is finished first.
-fn load_store(db: &Database) -> Result<(TreeIndex, i64, u64, MetaState), MvccError> {
+fn load_store(db: &Database) -> Result<(LoadedIndex, MetaState), MvccError> {
     let rtxn = db.begin_read()?;
     let meta_table = rtxn.open_table(META_TABLE)?;
     let mut meta = read_meta(&meta_table)?;
-    let (mut index, last_main, mut stored_bytes) = load_index(&rtxn.open_table(KEY_TABLE)?)?;
+    let mut loaded = load_index(&rtxn.open_table(KEY_TABLE)?)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(durable())?;
-    match crate::compaction::finish_interrupted(&meta_table, &mut index, &txn)? {
+    // Finishing a compaction removes records older than each key's last one, and all of a
+    // key deleted at or before it: never a live key's last record, so `leased` stays true.
+    match crate::compaction::finish_interrupted(&meta_table, &mut loaded.index, &txn)? {
         Some((revision, freed)) => {
             txn.commit()?;
             meta.compact_rev = Some(revision);
-            stored_bytes = stored_bytes.saturating_sub(freed);
+            loaded.stored_bytes = loaded.stored_bytes.saturating_sub(freed);
         }
         None => txn.abort()?,
     }
-    Ok((index, last_main, stored_bytes, meta))
+    Ok((loaded, meta))
 }
 
 pub(crate) fn open_database(
@@ -307,7 +315,15 @@ impl Store {
             txn.open_table(EXT_TABLE)?;
             txn.commit()?;
         }
-        let (index, last_main, stored_bytes, meta) = load_store(&db)?;
+        let (
+            LoadedIndex {
+                index,
+                last_main,
+                stored_bytes,
+                leased,
+            },
+            meta,
+        ) = load_store(&db)?;
         let compact_rev = meta.compact_rev.unwrap_or(-1);
         // A compaction can remove every record up to it (a delete of the last key), so the
         // compacted revision is a floor; an empty store is at revision 1, as in etcd.
@@ -346,6 +362,7 @@ impl Store {
             replaced: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(stored_bytes),
             commit_observer: std::sync::OnceLock::new(),
+            leased_at_load: Mutex::new(Some((current_rev, leased))),
         });
         let flusher = {
             let inner = Arc::clone(&inner);
@@ -426,6 +443,16 @@ impl Store {
     /// The revision of the last applied write.
     pub fn current_revision(&self) -> i64 {
         self.inner.read_state().current_rev
+    }
+
+    /// Each live key attached to a lease, with its lease, as found when the records were last
+    /// read (the store opened, or restored from a snapshot): the lessor is rebuilt from this
+    /// instead of reading every record again. Given once, and only while no write has
+    /// happened since (the revision is unchanged); `None` otherwise, when the caller must
+    /// read the keys itself.
+    pub fn take_leased_keys_at_load(&self) -> Option<HashMap<Vec<u8>, i64>> {
+        let (revision, leased) = unpoison(self.inner.leased_at_load.lock()).take()?;
+        (revision == self.current_revision()).then_some(leased)
     }
 
     /// The revision of the last compaction; -1 if never compacted (as etcd reports it).
@@ -556,7 +583,15 @@ impl Store {
     /// before the member's log reaches the file's index knows why the backend is ahead.
     pub fn restore_from(&self, src: &Path, snapshot_index: u64) -> Result<(), MvccError> {
         // Check the file opens as a store before touching ours.
-        let (index, last_main, stored_bytes, meta) = {
+        let (
+            LoadedIndex {
+                index,
+                last_main,
+                stored_bytes,
+                leased,
+            },
+            meta,
+        ) = {
             let candidate = open_database(src, &self.inner.opts)?;
             let copy_index = {
                 let rtxn = candidate.begin_read()?;
@@ -594,6 +629,7 @@ impl Store {
         self.inner
             .stored_bytes
             .store(stored_bytes, Ordering::Relaxed);
+        *unpoison(self.inner.leased_at_load.lock()) = Some((current_rev, leased));
         writer.dirty = false;
         writer.ops_since_durable = 0;
         writer.last_durable = Instant::now();

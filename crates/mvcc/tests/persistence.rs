@@ -537,3 +537,51 @@ fn a_compaction_interrupted_by_a_crash_is_finished_on_open() {
         Err(MvccError::Compacted)
     ));
 }
+
+/// The leased keys the store finds while rebuilding its index on open: each live key's last
+/// lease, nothing for keys whose last record has none or that were deleted; given once, and
+/// not at all once a write has changed the store since.
+#[test]
+fn leased_keys_are_found_on_open() {
+    let mut t = TestStore::new();
+    let leased = |s: &Store, key: &str, lease: i64| {
+        try_put(
+            s,
+            &etcd_api::etcdserverpb::PutRequest {
+                lease,
+                ..put_req(key, "v")
+            },
+            &all_leases,
+        )
+        .unwrap()
+    };
+    let s = t.s();
+    leased(s, "a", 7);
+    leased(s, "b", 7);
+    leased(s, "c", 8);
+    put(s, "d", "no lease");
+    leased(s, "b", 9); // moved to another lease
+    put(s, "c", "v"); // no lease any more
+    del(s, "a", ""); // gone
+    leased(s, "e", 10);
+    del(s, "e", "");
+    leased(s, "e", 11); // deleted, then put again with a lease
+    // Compacted: the older records of b, c and e go; the answer must not change.
+    s.apply(|b| b.compact(s.current_revision()))
+        .unwrap()
+        .unwrap();
+    s.wait_compactions_deleted();
+    t.reopen();
+    let expected: std::collections::HashMap<Vec<u8>, i64> =
+        [(b"b".to_vec(), 9), (b"e".to_vec(), 11)].into();
+    assert_eq!(t.s().take_leased_keys_at_load(), Some(expected.clone()));
+    assert_eq!(t.s().take_leased_keys_at_load(), None, "given once");
+
+    t.reopen();
+    put(t.s(), "f", "a write after the open");
+    assert_eq!(
+        t.s().take_leased_keys_at_load(),
+        None,
+        "stale after a write"
+    );
+}

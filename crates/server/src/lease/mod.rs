@@ -44,7 +44,9 @@ pub fn encode_meta(id: i64, ttl_secs: i64) -> Vec<u8> {
 }
 
 /// Rebuilds the lessor at start: leases from the backend, attachments from the keys' lease
-/// fields (etcd does not persist attachments either).
+/// fields (etcd does not persist attachments either). The store found those fields while it
+/// rebuilt its index; reading every record again (the fallback) would hold the whole keyspace
+/// in memory at once on a restart.
 pub fn load(store: &Store, lessor: &mut Lessor) -> Result<(), ServerError> {
     for (key, value) in store.meta_range(LEASE_META_PREFIX)? {
         let lease = LeaseGrantRequest::decode(value.as_slice()).map_err(|e| {
@@ -52,7 +54,14 @@ pub fn load(store: &Store, lessor: &mut Lessor) -> Result<(), ServerError> {
         })?;
         lessor.restore(lease.id, lease.ttl);
     }
+    let leased = store.take_leased_keys_at_load();
     if lessor.is_empty() {
+        return Ok(());
+    }
+    if let Some(leased) = leased {
+        for (key, lease) in leased {
+            lessor.attach(lease, &key);
+        }
         return Ok(());
     }
     let all = store.range(&RangeRequest {

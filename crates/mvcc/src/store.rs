@@ -123,8 +123,11 @@ pub(crate) struct Inner {
     commit_observer: std::sync::OnceLock<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
     /// The leased keys found when the records were last read (open or restore), with the
     /// revision they were read at (see [`Store::take_leased_keys_at_load`]).
-    leased_at_load: Mutex<Option<(i64, HashMap<Vec<u8>, i64>)>>,
+    leased_at_load: Mutex<Option<(i64, LeasedKeys)>>,
 }
+
+/// Keys attached to a lease, with the lease.
+pub type LeasedKeys = HashMap<Vec<u8>, i64>;
 
 // Poisoning only says a thread panicked while holding the lock. Every writer path undoes its
 // index changes on unwind (see `ApplyBatch`'s Drop), so the data behind the lock is usable.
@@ -450,7 +453,7 @@ impl Store {
     /// instead of reading every record again. Given once, and only while no write has
     /// happened since (the revision is unchanged); `None` otherwise, when the caller must
     /// read the keys itself.
-    pub fn take_leased_keys_at_load(&self) -> Option<HashMap<Vec<u8>, i64>> {
+    pub fn take_leased_keys_at_load(&self) -> Option<LeasedKeys> {
         let (revision, leased) = unpoison(self.inner.leased_at_load.lock()).take()?;
         (revision == self.current_revision()).then_some(leased)
     }

@@ -14,6 +14,7 @@
 //! wait on each other. The estimate comes from the store (`Store::range_within`: the planned
 //! records, a sample of their sizes), which answers small ranges in the same read.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -76,24 +77,46 @@ const PIECE_BYTES: usize = 64 << 10;
 
 /// Middleware on the gRPC router: a response carrying a [`ReadPermit`] keeps it until its
 /// body has been sent or dropped (the client gone).
+///
+/// Its body's first frame, which encodes the whole answer (tens of milliseconds for tens of
+/// MiB), is made on the blocking pool: on an async worker it would hold up every task
+/// queued behind it there, the watch events of this connection and others among them (etcd
+/// 15402: watch events starved by large range answers on the same connection).
 pub async fn hold_until_sent(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let Some(permit) = response.extensions_mut().remove::<ReadPermit>() else {
         return response;
     };
-    let (parts, body) = response.into_parts();
+    let (parts, mut body) = response.into_parts();
+    let encoding = tokio::task::spawn_blocking(move || {
+        let first = futures::executor::block_on(std::future::poll_fn(|cx| {
+            hyper::body::Body::poll_frame(Pin::new(&mut body), cx)
+        }));
+        (first, body)
+    });
     Response::from_parts(
         parts,
         Body::new(Held {
-            inner: body,
+            source: Source::Encoding(encoding),
             pending: axum::body::Bytes::new(),
             _permit: permit,
         }),
     )
 }
 
+type FirstFrame = Option<Result<Frame<axum::body::Bytes>, axum::Error>>;
+
+/// Where a held answer's frames come from.
+enum Source {
+    /// The first frame being made on the blocking pool; then the body, for the rest.
+    Encoding(tokio::task::JoinHandle<(FirstFrame, Body)>),
+    Body(Body),
+    /// The encoding task failed; the answer ends.
+    Failed,
+}
+
 struct Held {
-    inner: Body,
+    source: Source,
     /// What is left of the last data frame, handed over `PIECE_BYTES` at a time.
     pending: axum::body::Bytes,
     _permit: ReadPermit,
@@ -109,12 +132,30 @@ impl hyper::body::Body for Held {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         if this.pending.is_empty() {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+            let next = match &mut this.source {
+                Source::Encoding(task) => match Pin::new(task).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok((first, body))) => {
+                        this.source = Source::Body(body);
+                        first
+                    }
+                    Poll::Ready(Err(e)) => {
+                        this.source = Source::Failed;
+                        return Poll::Ready(Some(Err(axum::Error::new(e))));
+                    }
+                },
+                Source::Body(body) => match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(next) => next,
+                },
+                Source::Failed => return Poll::Ready(None),
+            };
+            match next {
+                Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => this.pending = data,
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
-                other => return other,
+                other => return Poll::Ready(other),
             }
         }
         let piece = this.pending.split_to(PIECE_BYTES.min(this.pending.len()));
@@ -122,12 +163,20 @@ impl hyper::body::Body for Held {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pending.is_empty() && self.inner.is_end_stream()
+        self.pending.is_empty()
+            && match &self.source {
+                Source::Encoding(_) => false,
+                Source::Body(body) => body.is_end_stream(),
+                Source::Failed => true,
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
+        let Source::Body(body) = &self.source else {
+            return SizeHint::default();
+        };
         let mut hint = SizeHint::new();
-        let inner = self.inner.size_hint();
+        let inner = body.size_hint();
         let pending = self.pending.len() as u64;
         hint.set_lower(inner.lower().saturating_add(pending));
         if let Some(upper) = inner.upper() {
@@ -186,7 +235,7 @@ mod tests {
             Ok(Frame::trailers(trailers)),
         ]);
         let mut held = Held {
-            inner: Body::new(http_body_util::StreamBody::new(frames)),
+            source: Source::Body(Body::new(http_body_util::StreamBody::new(frames))),
             pending: axum::body::Bytes::new(),
             _permit: permit,
         };
@@ -238,5 +287,53 @@ mod tests {
         assert_eq!(budget.available_kib(), 2048);
         drop(response);
         assert_eq!(budget.available_kib(), 4096);
+    }
+
+    /// On a runtime with one thread, the held answer's first frame waits (blocking its
+    /// thread) for a task of that runtime to let it go: made on the runtime's thread it
+    /// would wait for a task that cannot run, and time out.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_answer_is_encoded_off_the_async_workers() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let budget = ReadBudget::new(4 << 20);
+        let permit = budget.admit(2 << 20).await.unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(Some(released));
+        let frames = futures::stream::poll_fn(move |_| {
+            let Some(released) = released.lock().unwrap().take() else {
+                return Poll::Ready(None);
+            };
+            let frame = released
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .map(|()| Frame::data(axum::body::Bytes::from_static(b"answer")))
+                .map_err(axum::Error::new);
+            Poll::Ready(Some(frame))
+        });
+        let body = Arc::new(std::sync::Mutex::new(Some(Body::new(
+            http_body_util::StreamBody::new(frames),
+        ))));
+        let router = axum::Router::new()
+            .route(
+                "/r",
+                axum::routing::get(move || {
+                    let mut response = Response::new(body.lock().unwrap().take().unwrap());
+                    response.extensions_mut().insert(permit.clone());
+                    async move { response }
+                }),
+            )
+            .layer(axum::middleware::from_fn(hold_until_sent));
+        let response = router
+            .oneshot(Request::get("/r").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let reader = tokio::spawn(async move { response.into_body().collect().await });
+        let releaser = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            release.send(()).unwrap();
+        });
+        let answer = reader.await.unwrap().expect("the answer, not a timeout");
+        assert_eq!(answer.to_bytes().as_ref(), b"answer");
+        releaser.await.unwrap();
     }
 }

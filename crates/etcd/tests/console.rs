@@ -377,6 +377,15 @@ async fn console_logs_in_browses_edits_and_watches() {
         .wait_text("#history-diff", "+ written meanwhile")
         .await;
     browser.shot("04-history").await;
+    // Written elsewhere while the history is open: the key is shown again (live), and its
+    // history stays open with the new version.
+    root.put("/app/dir42/key4217", "written while the history is open")
+        .await
+        .unwrap();
+    browser.wait_text("#history-table", "v4").await;
+    browser
+        .wait_text("#history-diff", "+ written while the history is open")
+        .await;
 
     // The tree follows a key created elsewhere (the page watches every key).
     root.put("/app/dir42/created-elsewhere", "new")

@@ -312,11 +312,14 @@ export function keysView(root) {
       { class: 'toolbar' },
       h('button', { type: 'button', id: 'key-edit', class: 'primary', onclick: () => showEdit() }, 'Edit'),
       h('button', { type: 'button', id: 'key-delete', class: 'danger', onclick: () => deleteKey() }, 'Delete'),
-      h('button', { type: 'button', id: 'key-history-button', onclick: () => showHistory(history, current.key, kv) }, 'History'),
+      h('button', { type: 'button', id: 'key-history-button', onclick: () => { current.historyOpen = true; showHistory(history, current.key, kv); } }, 'History'),
       h('button', { type: 'button', id: 'key-reload', onclick: () => renderKey() }, 'Reload'),
     );
     clear(detail, title, meta, h('div', { class: 'toolbar' }, modes), renderValue(kv.valueBytes, current.valueMode), actions, status, history);
     if (message) notice(status, message.kind, message.text);
+    // A history opened on this key stays open when the key is shown again (a live update,
+    // a reload, an edit cancelled), read anew from the version now shown.
+    if (current.historyOpen) showHistory(history, current.key, kv);
   }
 
   function renderValue(bytes, mode) {

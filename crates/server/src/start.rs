@@ -173,6 +173,19 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         create_private_dir(parent)?;
     }
     let metrics = crate::metrics::Metrics::with_detail(cfg.metrics_extensive);
+    // A restart reads the WAL on a thread of its own while the backend opens (each takes a
+    // second or more for a large member, and they share nothing).
+    let wal_reader = if etcd_wal::Wal::exists(&cfg.wal_dir()) {
+        let cfg = cfg.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("wal-open".into())
+                .spawn(move || crate::raft::open_wal(&cfg))
+                .map_err(|e| ServerError::Internal(format!("cannot start the WAL reader: {e}")))?,
+        )
+    } else {
+        None
+    };
     let opening = std::time::Instant::now();
     let store = Arc::new(
         Store::open(
@@ -195,12 +208,17 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         let histogram = metrics.backend_commit_duration.clone();
         store.set_commit_observer(Box::new(move |took| histogram.observe(took.as_secs_f64())));
     }
-    let remote = if cfg.initial_cluster_state_new || etcd_wal::Wal::exists(&cfg.wal_dir()) {
+    let opened_wal: Option<crate::raft::OpenedWal> = wal_reader.map(|reader| {
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(ServerError::Internal("the WAL reader panicked".into())))
+    });
+    let remote = if cfg.initial_cluster_state_new || opened_wal.is_some() {
         None
     } else {
         Some(peer::fetch_cluster(&cfg).await?)
     };
-    let boot = bootstrap(&cfg, &store, remote)?;
+    let boot = bootstrap(&cfg, &store, remote, opened_wal)?;
     // A new member has nothing to compare yet (etcd checks only an initialized one).
     if cfg.initial_corrupt_check && !boot.fresh {
         let members: Vec<_> = boot.cluster.membership.members.values().cloned().collect();

@@ -6,7 +6,7 @@ use std::fs;
 
 use etcd_api::internalpb::{MembershipState, WalMetadata};
 use etcd_mvcc::Store;
-use etcd_wal::Wal;
+use etcd_wal::{Recovered, Wal};
 use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::storage::MemStorage;
@@ -39,14 +39,38 @@ pub struct RemoteCluster {
     pub members: Vec<etcd_api::internalpb::MemberRecord>,
 }
 
+/// A WAL opened and read (by [`open_wal`]), or why it could not be.
+pub type OpenedWal = Result<(Wal, Recovered), ServerError>;
+
+/// Opens the member's WAL and reads all of it. On a restart this takes as long as opening
+/// the backend (a second or more for a large member) and shares nothing with it, so the
+/// caller may run the two at once and hand the result to [`bootstrap`].
+pub fn open_wal(cfg: &ServerConfig) -> OpenedWal {
+    Wal::open(&cfg.wal_dir(), cfg.wal_options()).map_err(|e| match e {
+        etcd_wal::WalError::Corrupt { .. } => ServerError::Config(format!(
+            "{e}; the WAL is damaged before its end, where acknowledged writes may be: remove \
+             the member (etcdctl member remove), clear its data dir and add it back (etcdctl \
+             member add, --initial-cluster-state existing), or restore it from a backup \
+             (etcdctl snapshot restore)"
+        )),
+        other => ServerError::Wal(other),
+    })
+}
+
+/// `opened` is the WAL already read by [`open_wal`], when the caller read it; otherwise a WAL
+/// in the data dir is read here.
 pub fn bootstrap(
     cfg: &ServerConfig,
     store: &Store,
     remote: Option<RemoteCluster>,
+    opened: Option<OpenedWal>,
 ) -> Result<Bootstrapped, ServerError> {
+    if let Some(opened) = opened {
+        return restart(cfg, store, opened);
+    }
     let wal_dir = cfg.wal_dir();
     if Wal::exists(&wal_dir) {
-        return restart(cfg, store);
+        return restart(cfg, store, open_wal(cfg));
     }
     if let Some(remote) = remote {
         return join(cfg, remote);
@@ -190,17 +214,12 @@ fn join(cfg: &ServerConfig, remote: RemoteCluster) -> Result<Bootstrapped, Serve
     })
 }
 
-fn restart(cfg: &ServerConfig, store: &Store) -> Result<Bootstrapped, ServerError> {
-    let (mut wal, mut recovered) =
-        Wal::open(&cfg.wal_dir(), cfg.wal_options()).map_err(|e| match e {
-            etcd_wal::WalError::Corrupt { .. } => ServerError::Config(format!(
-                "{e}; the WAL is damaged before its end, where acknowledged writes may be: remove \
-             the member (etcdctl member remove), clear its data dir and add it back (etcdctl \
-             member add, --initial-cluster-state existing), or restore it from a backup \
-             (etcdctl snapshot restore)"
-            )),
-            other => ServerError::Wal(other),
-        })?;
+fn restart(
+    cfg: &ServerConfig,
+    store: &Store,
+    opened: OpenedWal,
+) -> Result<Bootstrapped, ServerError> {
+    let (mut wal, mut recovered) = opened?;
     let metadata = WalMetadata::decode(recovered.metadata.as_slice())
         .map_err(|e| ServerError::Config(format!("wal: cannot decode metadata: {e}")))?;
     if let Some(marker) = &recovered.snapshot {

@@ -12,7 +12,8 @@ mod logger;
 pub(crate) mod node;
 
 pub use bootstrap::{
-    Bootstrapped, RemoteCluster, bootstrap, decode_cluster_state, encode_cluster_state,
+    Bootstrapped, OpenedWal, RemoteCluster, bootstrap, decode_cluster_state, encode_cluster_state,
+    open_wal,
 };
 pub use links::{Links, PeerLink, RaftInbox};
 pub use node::{MessageSender, NoPeers, RaftInput, RaftLoop, RaftLoopParts, RaftStatus};

@@ -222,10 +222,11 @@ async fn leases_and_leased_keys_survive_restart() {
     assert!(c.get("durable").await.unwrap().kvs.is_empty());
 }
 
-/// Renews `id` `times` times over one keep-alive stream; returns the TTLs answered.
-async fn keep_alive_times(c: &mut Client, id: i64, times: usize) -> Vec<i64> {
-    let (requests, request_rx) = tokio::sync::mpsc::channel(times.max(1));
-    for _ in 0..times {
+/// Renews each of `ids` in turn over one keep-alive stream, all sent at once; returns the
+/// answers' (id, TTL), in the order they came.
+async fn keep_alive_each(c: &mut Client, ids: &[i64]) -> Vec<(i64, i64)> {
+    let (requests, request_rx) = tokio::sync::mpsc::channel(ids.len().max(1));
+    for &id in ids {
         requests.send(LeaseKeepAliveRequest { id }).await.unwrap();
     }
     let mut answers = c
@@ -234,13 +235,24 @@ async fn keep_alive_times(c: &mut Client, id: i64, times: usize) -> Vec<i64> {
         .await
         .unwrap()
         .into_inner();
-    let mut ttls = Vec::with_capacity(times);
-    while ttls.len() < times {
+    let mut got = Vec::with_capacity(ids.len());
+    while got.len() < ids.len() {
         let answer = answers.message().await.unwrap().expect("stream ended");
-        assert_eq!(answer.id, id);
-        ttls.push(answer.ttl);
+        got.push((answer.id, answer.ttl));
     }
-    ttls
+    got
+}
+
+/// Renews `id` `times` times over one keep-alive stream; returns the TTLs answered.
+async fn keep_alive_times(c: &mut Client, id: i64, times: usize) -> Vec<i64> {
+    keep_alive_each(c, &vec![id; times])
+        .await
+        .into_iter()
+        .map(|(answered, ttl)| {
+            assert_eq!(answered, id);
+            ttl
+        })
+        .collect()
 }
 
 /// A follower forwards lease calls to the leader over a connection it keeps; when the leader
@@ -280,4 +292,15 @@ async fn follower_forwards_lease_calls_across_a_leader_change() {
     assert_eq!(ttl.keys, vec![b"forwarded".to_vec()]);
     // An unknown lease through the follower: TTL 0, as etcd answers.
     assert_eq!(keep_alive_times(&mut f, id + 1, 1).await, vec![0]);
+
+    // Renewals of several leases on one stream, many under way at once through the follower,
+    // are answered in the order asked.
+    let leases = [
+        (grant(&mut f, 70).await, 70),
+        (grant(&mut f, 80).await, 80),
+        (id, 60),
+    ];
+    let asked: Vec<i64> = (0..90).map(|i| leases[i % 3].0).collect();
+    let expected: Vec<(i64, i64)> = (0..90).map(|i| leases[i % 3]).collect();
+    assert_eq!(keep_alive_each(&mut f, &asked).await, expected);
 }

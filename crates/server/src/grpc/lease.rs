@@ -25,6 +25,26 @@ use crate::server::EtcdServer;
 
 /// Keep-alive answers buffered per stream before the stream stops reading requests.
 const KEEPALIVE_RESPONSES_BUFFERED: usize = 16;
+/// Renewals of one stream under way at once.
+const KEEPALIVES_IN_FLIGHT_MAX: usize = 64;
+
+/// One keep-alive's answer.
+async fn renew(server: Arc<EtcdServer>, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    match server.lease_renew(id).await {
+        Ok(ttl) => Ok(LeaseKeepAliveResponse {
+            header: server.current_header(),
+            id,
+            ttl,
+        }),
+        // etcd answers a keep-alive for an unknown lease with TTL 0, not an error.
+        Err(ServerError::LeaseNotFound) => Ok(LeaseKeepAliveResponse {
+            header: server.current_header(),
+            id,
+            ttl: 0,
+        }),
+        Err(e) => Err(Status::from(e)),
+    }
+}
 
 pub struct LeaseService {
     pub server: Arc<EtcdServer>,
@@ -81,25 +101,39 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(KEEPALIVE_RESPONSES_BUFFERED);
         let server = self.server.clone();
         tokio::spawn(async move {
-            while let Some(req) = requests.next().await {
-                let Ok(req) = req else { break };
-                let resp = match server.lease_renew(req.id).await {
-                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
-                        header: server.current_header(),
-                        id: req.id,
-                        ttl,
-                    }),
-                    // etcd answers a keep-alive for an unknown lease with TTL 0, not an error.
-                    Err(ServerError::LeaseNotFound) => Ok(LeaseKeepAliveResponse {
-                        header: server.current_header(),
-                        id: req.id,
-                        ttl: 0,
-                    }),
-                    Err(e) => Err(Status::from(e)),
-                };
-                let stop = resp.is_err();
-                if tx.send(resp).await.is_err() || stop {
-                    break;
+            // Several renewals of a stream at once, answered in order: on a follower each is
+            // a round trip to the leader, and one at a time a stream renewed no faster than
+            // one lease per round trip.
+            let mut in_flight = futures::stream::FuturesOrdered::new();
+            let mut requests_done = false;
+            loop {
+                tokio::select! {
+                    req = requests.next(),
+                        if !requests_done && in_flight.len() < KEEPALIVES_IN_FLIGHT_MAX =>
+                    {
+                        match req {
+                            // On the leader a renewal is answered at once: with nothing ahead
+                            // of it, it goes straight out, without the queue's overhead.
+                            Some(Ok(req))
+                                if in_flight.is_empty() && server.leader() == server.member_id =>
+                            {
+                                let resp = renew(server.clone(), req.id).await;
+                                let stop = resp.is_err();
+                                if tx.send(resp).await.is_err() || stop {
+                                    break;
+                                }
+                            }
+                            Some(Ok(req)) => in_flight.push_back(renew(server.clone(), req.id)),
+                            _ => requests_done = true,
+                        }
+                    }
+                    Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
+                        let stop = resp.is_err();
+                        if tx.send(resp).await.is_err() || stop {
+                            break;
+                        }
+                    }
+                    else => break,
                 }
             }
         });

@@ -190,6 +190,76 @@ fn keys_only_and_count_only() {
     assert!(!r.more, "etcd reports more=false with count_only");
 }
 
+/// Thousands of keys written out of key order (so the backend's revision order is not the
+/// key order), some overwritten: a keys-only list of all of them (read in revision order past
+/// 1,024 records) and a list with values (read in key order) give the same keys in key
+/// order, the first without values; a keys-only list sorted by value is sorted by the values
+/// it does not show.
+#[test]
+fn many_records_come_back_in_key_order_with_or_without_values() {
+    let t = TestStore::new();
+    let s = t.s();
+    let n = 3000usize;
+    // Key i is written at position (i * 7) % n: a permutation, far from key order.
+    let mut expected = vec![String::new(); n];
+    for step in 0..n {
+        let i = (step * 7) % n;
+        let value = format!("{:05}", (i * 13) % n);
+        put(s, &format!("k{i:05}"), &value);
+        expected[i] = value;
+    }
+    for i in (0..n).step_by(5) {
+        let value = format!("{:05}", (i * 13 + 1) % n);
+        put(s, &format!("k{i:05}"), &value);
+        expected[i] = value;
+    }
+    let keys_in_order: Vec<String> = (0..n).map(|i| format!("k{i:05}")).collect();
+
+    let with_values = get(s, &range_req("k", "l"));
+    assert_eq!(keys(&with_values), keys_in_order);
+    let values: Vec<String> = with_values
+        .kvs
+        .iter()
+        .map(|kv| String::from_utf8(kv.value.clone()).unwrap())
+        .collect();
+    assert_eq!(values, expected);
+
+    let keys_only = get(
+        s,
+        &RangeRequest {
+            keys_only: true,
+            ..range_req("k", "l")
+        },
+    );
+    assert_eq!(keys(&keys_only), keys_in_order);
+    assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty()));
+    let fields = |r: &etcd_api::etcdserverpb::RangeResponse| -> Vec<(i64, i64, i64)> {
+        r.kvs
+            .iter()
+            .map(|kv| (kv.create_revision, kv.mod_revision, kv.version))
+            .collect()
+    };
+    assert_eq!(fields(&keys_only), fields(&with_values));
+
+    let by_value = get(
+        s,
+        &RangeRequest {
+            keys_only: true,
+            sort_order: SortOrder::Descend as i32,
+            sort_target: SortTarget::Value as i32,
+            ..range_req("k", "l")
+        },
+    );
+    assert!(by_value.kvs.iter().all(|kv| kv.value.is_empty()));
+    let shown_values: Vec<String> = keys(&by_value)
+        .into_iter()
+        .map(|k| expected[k[1..].parse::<usize>().unwrap()].clone())
+        .collect();
+    let mut sorted_values: Vec<String> = expected.clone();
+    sorted_values.sort_by(|a, b| b.cmp(a));
+    assert_eq!(shown_values, sorted_values, "sorted by the hidden values");
+}
+
 /// Keys with distinct orders per target: versions, create and mod revisions and values all
 /// disagree with key order.
 fn sortable(s: &etcd_mvcc::Store) {

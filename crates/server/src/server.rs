@@ -314,25 +314,30 @@ impl EtcdServer {
         if leader == self.member_id {
             return Ok(None);
         }
-        let urls = self
-            .cluster_state()
-            .membership
-            .members
-            .get(&leader)
-            .map(|m| m.peer_urls.clone())
-            .ok_or(ServerError::NoLeader)?;
-        let cached = self
-            .leader_channel
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|c| c.leader == leader && c.peer_urls == urls)
-            .map(|c| c.channel.clone());
-        if let Some(channel) = cached {
-            return Ok(Some(
-                etcd_api::internalpb::raft_peer_client::RaftPeerClient::new(channel),
-            ));
-        }
+        // Looked up in place, not through `cluster_state()`: that clones the membership and
+        // the auth store, and a follower forwards thousands of keep-alives a second.
+        let urls = {
+            let cluster = self.cluster.read().unwrap_or_else(|e| e.into_inner());
+            let urls = &cluster
+                .membership
+                .members
+                .get(&leader)
+                .ok_or(ServerError::NoLeader)?
+                .peer_urls;
+            let cached = self
+                .leader_channel
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .filter(|c| c.leader == leader && &c.peer_urls == urls)
+                .map(|c| c.channel.clone());
+            if let Some(channel) = cached {
+                return Ok(Some(
+                    etcd_api::internalpb::raft_peer_client::RaftPeerClient::new(channel),
+                ));
+            }
+            urls.clone()
+        };
         let options = etcd_client::ConnectOptions {
             tls: self.peer_client_tls.clone(),
             dial_timeout: self.cfg.election_timeout,

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use etcd_api::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest};
 use etcd_client::{Client, ClientError};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cli::LeaseScaleArgs;
 use crate::report::{Precision, Sample, Stats};
@@ -155,14 +154,10 @@ async fn keep_alive(
             sent
         })
     };
-    // Called once the sender runs: etcd's server sends the response headers, which the call
-    // waits for, only with its first message.
-    let mut answers = client
-        .lease
-        .lease_keep_alive(ReceiverStream::new(request_rx))
+    // Opened once the sender runs (see `run::open_keep_alive`).
+    let mut answers = crate::run::open_keep_alive(&mut client, request_rx)
         .await
-        .map_err(ClientError::from)?
-        .into_inner();
+        .map_err(ClientError::from)?;
     let mut sent_total = None;
     loop {
         if let Some(total) = sent_total

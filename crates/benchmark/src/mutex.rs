@@ -15,7 +15,6 @@ use etcd_api::etcdserverpb::{
 use etcd_api::mvccpb::event::EventType;
 use etcd_client::{Client, prefix_end};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// The key a session with `lease` waits on under `prefix`.
 pub fn waiter_key(prefix: &[u8], lease: i64) -> Vec<u8> {
@@ -118,11 +117,7 @@ async fn wait_delete(
     };
     // The receiver is alive: it is moved into the stream below.
     let _ = requests.send(create).await;
-    let mut responses = client
-        .watch
-        .watch(ReceiverStream::new(request_rx))
-        .await?
-        .into_inner();
+    let mut responses = crate::run::open_watch(client, request_rx).await?;
     while let Some(response) = responses.message().await? {
         if response.canceled {
             return Err(tonic::Status::aborted(response.cancel_reason));

@@ -20,6 +20,31 @@ use tokio::sync::mpsc;
 
 use crate::report::{Sample, Stats};
 
+/// Opens a watch stream fed by `requests`. etcd's server sends a stream's response headers,
+/// which the call waits for, only with its first message: the caller queues its first
+/// request (or starts what sends it) before calling, or the call waits forever.
+pub async fn open_watch(
+    client: &mut Client,
+    requests: mpsc::Receiver<etcd_api::etcdserverpb::WatchRequest>,
+) -> Result<tonic::Streaming<etcd_api::etcdserverpb::WatchResponse>, tonic::Status> {
+    let call = client
+        .watch
+        .watch(tokio_stream::wrappers::ReceiverStream::new(requests));
+    Ok(call.await?.into_inner())
+}
+
+/// Opens a keep-alive stream fed by `requests`; the first request must be queued first, as
+/// for [`open_watch`].
+pub async fn open_keep_alive(
+    client: &mut Client,
+    requests: mpsc::Receiver<LeaseKeepAliveRequest>,
+) -> Result<tonic::Streaming<etcd_api::etcdserverpb::LeaseKeepAliveResponse>, tonic::Status> {
+    let call = client
+        .lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(requests));
+    Ok(call.await?.into_inner())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("{0}")]
@@ -238,14 +263,9 @@ async fn start_session(client: &mut Client, state: &mut ClientState) -> Result<(
     };
     let id = client.lease.lease_grant(grant).await?.into_inner().id;
     let (requests, request_rx) = mpsc::channel(1);
-    // A first renewal is queued before the call: etcd's server sends the response headers,
-    // which the call waits for, only with its first message.
+    // A first renewal, queued before the stream opens (see `open_keep_alive`).
     let _ = requests.send(LeaseKeepAliveRequest { id }).await;
-    let mut responses = client
-        .lease
-        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(request_rx))
-        .await?
-        .into_inner();
+    let mut responses = open_keep_alive(client, request_rx).await?;
     state.lease_id = Some(id);
     state.keep_alive = Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(SESSION_TTL_SECS as u64 / 3));

@@ -16,7 +16,6 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_client::ClientError;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cli::WatchArgs;
 use crate::keys::KeyGen;
@@ -100,19 +99,15 @@ pub async fn watch(
         let progress = progress.clone();
         creators.push(tokio::spawn(async move {
             let (requests, request_rx) = mpsc::channel(1);
-            // The first create is queued before the call: etcd's server sends the response
-            // headers, which the call waits for, only with its first message.
+            // The first create is queued before the stream opens (see `run::open_watch`).
             let mut samples = Vec::with_capacity(plan.len());
             let first_start = Instant::now();
             if let Some(key) = plan.first() {
                 let _ = requests.send(watch_create(key.clone())).await;
             }
-            let mut responses = client
-                .watch
-                .watch(ReceiverStream::new(request_rx))
+            let mut responses = run::open_watch(&mut client, request_rx)
                 .await
-                .map_err(ClientError::from)?
-                .into_inner();
+                .map_err(ClientError::from)?;
             for (i, key) in plan.into_iter().enumerate() {
                 let start = if i == 0 { first_start } else { Instant::now() };
                 if i > 0 && requests.send(watch_create(key)).await.is_err() {

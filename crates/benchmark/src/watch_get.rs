@@ -11,7 +11,6 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_client::{Client, ClientError};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cli::WatchGetArgs;
 use crate::report::{Sample, Stats};
@@ -37,8 +36,7 @@ async fn unsynced_watchers(
         return Ok(());
     }
     let (requests, request_rx) = mpsc::channel(1);
-    // The creates are queued before the call: etcd's server sends the response headers, which
-    // the call waits for, only with its first message.
+    // The creates are queued before the stream opens (see `run::open_watch`).
     let creator = tokio::spawn(async move {
         for _ in 0..watchers {
             let create = WatchRequest {
@@ -55,12 +53,9 @@ async fn unsynced_watchers(
         // Keep the request side open until the stream is done.
         requests
     });
-    let mut responses = client
-        .watch
-        .watch(ReceiverStream::new(request_rx))
+    let mut responses = crate::run::open_watch(&mut client, request_rx)
         .await
-        .map_err(ClientError::from)?
-        .into_inner();
+        .map_err(ClientError::from)?;
     let expected = watchers * events;
     let mut received = 0;
     while received < expected {

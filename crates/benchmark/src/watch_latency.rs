@@ -12,7 +12,6 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_client::Client;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::keys::random_bytes;
 use crate::report::{Sample, Stats};
@@ -37,12 +36,9 @@ async fn open_watcher(
     };
     // The receiver is alive: it is moved into the stream below.
     let _ = requests.send(create).await;
-    let mut responses = client
-        .watch
-        .watch(ReceiverStream::new(request_rx))
+    let mut responses = crate::run::open_watch(client, request_rx)
         .await
-        .map_err(etcd_client::ClientError::from)?
-        .into_inner();
+        .map_err(etcd_client::ClientError::from)?;
     // Wait for the watch to be created so no put is missed.
     loop {
         match responses

@@ -22,7 +22,6 @@ use etcd_api::etcdserverpb::{
 };
 use etcd_client::{Client, ClientError};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cli::WatchScaleArgs;
 use crate::report::{Precision, Sample, Stats};
@@ -94,8 +93,7 @@ async fn run_stream(
 ) -> Result<Vec<Duration>, BenchError> {
     let (requests, request_rx) = mpsc::channel(CREATES_QUEUED_MAX);
     let wanted = keys.len();
-    // The creates are queued before the call: etcd's server sends the response headers, which
-    // the call waits for, only with its first message.
+    // The creates are queued before the stream opens (see `run::open_watch`).
     let sender = tokio::spawn(async move {
         for k in keys {
             if requests.send(create(watched_key(k))).await.is_err() {
@@ -105,12 +103,9 @@ async fn run_stream(
         // The request side stays open for as long as the stream runs.
         Some(requests)
     });
-    let mut responses = client
-        .watch
-        .watch(ReceiverStream::new(request_rx))
+    let mut responses = crate::run::open_watch(&mut client, request_rx)
         .await
-        .map_err(ClientError::from)?
-        .into_inner();
+        .map_err(ClientError::from)?;
     let mut confirmed = 0;
     let confirm = async {
         while confirmed < wanted {

@@ -175,17 +175,10 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let metrics = crate::metrics::Metrics::with_detail(cfg.metrics_extensive);
     // A restart reads the WAL on a thread of its own while the backend opens (each takes a
     // second or more for a large member, and they share nothing).
-    let wal_reader = if etcd_wal::Wal::exists(&cfg.wal_dir()) {
+    let wal_reader = etcd_wal::Wal::exists(&cfg.wal_dir()).then(|| {
         let cfg = cfg.clone();
-        Some(
-            std::thread::Builder::new()
-                .name("wal-open".into())
-                .spawn(move || crate::raft::open_wal(&cfg))
-                .map_err(|e| ServerError::Internal(format!("cannot start the WAL reader: {e}")))?,
-        )
-    } else {
-        None
-    };
+        tokio::task::spawn_blocking(move || crate::raft::open_wal(&cfg))
+    });
     let opening = std::time::Instant::now();
     let store = Arc::new(
         Store::open(
@@ -208,11 +201,13 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         let histogram = metrics.backend_commit_duration.clone();
         store.set_commit_observer(Box::new(move |took| histogram.observe(took.as_secs_f64())));
     }
-    let opened_wal: Option<crate::raft::OpenedWal> = wal_reader.map(|reader| {
-        reader
-            .join()
-            .unwrap_or_else(|_| Err(ServerError::Internal("the WAL reader panicked".into())))
-    });
+    let opened_wal: Option<crate::raft::OpenedWal> =
+        match wal_reader {
+            Some(reader) => Some(reader.await.unwrap_or_else(|e| {
+                Err(ServerError::Internal(format!("the WAL reader failed: {e}")))
+            })),
+            None => None,
+        };
     let remote = if cfg.initial_cluster_state_new || opened_wal.is_some() {
         None
     } else {
